@@ -1,0 +1,49 @@
+"""Benchmark scorers, reproducing how each reference harness scores a raw generation.
+
+    from cambrian.eval import metrics
+    fn = metrics.scorer("mcq_letter", harness="lmms-eval", variant="seedbench")
+    fn(prediction="B.", choices={"A": "red", "B": "green"}, answer="B")   # -> 1.0
+
+``harness`` is one of ``HARNESSES``: "cambrian" (Cambrian-1's eval scripts, the default),
+"lmms-eval", "vlmevalkit", or "fixed" (Cambrian's rules with the documented defects corrected).
+The "fixed" profile changes only documented defects (scoring.md §5): MMMU / MathVista numeric
+tolerance taken relative to the gold answer; MathVista multiple-choice answers read with the letter
+extractor; RealWorldQA / MMStar / POPE first-token readers strip brackets and score an empty output
+as wrong instead of crashing; MME pairs formed by image, MMVP pairs by position, not by a running
+parity counter; TextVQA without the 10-answer assertion; ChartQA with pix2struct's published rule;
+ANLS divided by the lengths of the strings actually compared.
+
+A scorer returns a float in [0, 1] (``mme_pair``: a 0-200 category score), ``None`` where the
+harness would defer to an LLM judge or a random fallback, and raises ``HarnessError`` where the
+harness itself crashes. Scorer names: vqa_accuracy, anls, chartqa_relaxed, gqa_exact, ocrbench,
+mcq_letter, mme_pair, mmvp_pair, mmmu_open;
+used by the benchmark modules only: short_answer, mathvista_free.
+"""
+
+from __future__ import annotations
+
+# Importing the scorer modules registers them.
+from cambrian.eval.metrics import (  # noqa: F401
+    anls,
+    exact_match,
+    mathvista,
+    mme,
+    mmmu,
+    mmvp,
+    multiple_choice,
+    ocrbench,
+    relaxed,
+    vqa_accuracy,
+)
+from cambrian.eval.metrics.registry import (
+    HARNESSES,
+    HarnessError,
+    Scorer,
+    ScorerNotFound,
+    available,
+    harness_name,
+)
+from cambrian.eval.metrics.registry import resolve as scorer
+
+__all__ = ["HARNESSES", "HarnessError", "Scorer", "ScorerNotFound", "available", "harness_name",
+           "scorer"]

@@ -1,0 +1,58 @@
+"""ANLS (DocVQA): 1 - normalised Levenshtein distance to the closest reference, 0 below 0.5.
+
+Both reference harnesses normalise the strings (strip, lower, collapse whitespace) for the
+distance but divide by the *raw* lengths (of ``s.upper()``, which "ß" lengthens). lmms-eval strips
+the generation upstream, VLMEvalKit does not, so padded outputs score differently. Cambrian has no
+local DocVQA scorer (test-server submission); its profile uses the lmms-eval definition.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from cambrian.eval.metrics.registry import HarnessError, register
+from cambrian.eval.metrics.text import levenshtein
+
+THRESHOLD = 0.5
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.strip().lower().split())
+
+
+def anls(prediction: str, references: Sequence[str], raw_lengths: bool = True) -> float:
+    if not references:
+        raise HarnessError("ANLS needs at least one reference answer")
+    det = _norm(prediction)
+    dists = []
+    for gt in references:
+        ref = _norm(gt)
+        if raw_lengths:
+            length = max(len(gt.upper()), len(prediction.upper()))
+        else:
+            length = max(len(ref), len(det))
+        dists.append(0.0 if length == 0 else levenshtein(ref, det) / length)
+    value = 1.0 - min(dists)
+    return 0.0 if value < THRESHOLD else value
+
+
+@register("anls", "lmms-eval", "docvqa_val", "docvqa", default=True)
+def lmms_eval(prediction: str, references: Sequence[str], **_) -> float:
+    return anls(prediction.strip(), references)
+
+
+@register("anls", "vlmevalkit", "DocVQA_VAL", "docvqa", default=True)
+def vlmevalkit(prediction: str, references: Sequence[str], **_) -> float:
+    return anls(prediction, references)
+
+
+@register("anls", "cambrian", "docvqa", default=True)
+def cambrian(prediction: str, references: Sequence[str], **_) -> float:
+    """lmms-eval's ANLS (Cambrian itself only writes a test-server submission)."""
+    return anls(prediction.strip(), references)
+
+
+@register("anls", "fixed", "docvqa", default=True)
+def fixed(prediction: str, references: Sequence[str], **_) -> float:
+    """ANLS with the denominator taken from the normalised strings that are compared."""
+    return anls(prediction, references, raw_lengths=False)

@@ -1,0 +1,101 @@
+"""``can_infer``: MMBench-style rule matching of a generation to an option (letter, then text).
+
+VLMEvalKit uses it for every multiple-choice set; lmms-eval's MMBench evaluator has its own older
+copy. When it fails, both would ask a GPT judge; VLMEvalKit with ``exact_matching`` answers 'Z'.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+from cambrian.eval.metrics.registry import HarnessError
+
+_API_FAILURE = "Failed to obtain answer via API"
+_VK_REJECTS = (
+    "Sorry, I can't help with images of people yet.",
+    "I can't process this file.",
+    "I'm sorry, but without the image provided",
+    "Cannot determine the answer",
+)
+_VK_PUNCT = ".()[],:;!*#{}"
+_VK_ANSWER_IS = re.compile(r"(?:correct )?answer is:?\s*\**\s*\(?([A-Z])\)?\**(?![A-Za-z])")
+
+
+def vk_can_infer_option(answer: str, choices: Mapping[str, str]) -> str | None:
+    if _API_FAILURE in answer:
+        return None
+    for reject in _VK_REJECTS:
+        if reject in answer:
+            return "Z"
+    mod = answer
+    for c in _VK_PUNCT:
+        mod = mod.replace(c, " ")
+    splits = [x.strip() for x in mod.split()]
+    count = sum(1 for c in choices if c in splits)
+    if count == 1:
+        for ch in choices:
+            # Only a letter among the last four tokens is taken as the choice.
+            if ch in splits and splits.index(ch) > len(splits) - 5:
+                return ch
+    elif count == 0 and "Z" in splits:
+        return "Z"
+    match = _VK_ANSWER_IS.search(answer)
+    if match and match.group(1) in choices:
+        return match.group(1)
+    return None
+
+
+def vk_can_infer_text(answer: str, choices: Mapping[str, str]) -> str | None:
+    answer = answer.lower()
+    if len(answer) > 2 * sum(len(str(v)) for v in choices.values()):
+        return None
+    cands = [k for k, v in choices.items() if str(v).lower() in answer]
+    return cands[0] if len(cands) == 1 else None
+
+
+def vk_can_infer(answer: str, choices: Mapping[str, str]) -> str | None:
+    """VLMEvalKit ``can_infer``; None where it fails (a judge, or 'Z' under exact matching)."""
+    answer = str(answer)
+    return vk_can_infer_option(answer, choices) or vk_can_infer_text(answer, choices)
+
+
+_LE_TUPS = (("", "."), ("", ","), ("", ":"), ("", ")"), ("", ")."), ("(", ")"), ("(", ")."),
+            (":", ""), (":", ","), (":", "."), (":", ")"), (":", ")."))
+
+
+def le_can_infer_option(answer: str, letters: str = "ABCDE") -> str | None:
+    """lmms-eval ``MMBench_Evaluator.can_infer_option`` (always checks A-E)."""
+    if _API_FAILURE in answer:
+        return None
+    splits = [x.strip() for x in answer.split()]
+
+    def count(pre: str = "", post: str = "") -> int:
+        return sum(1 for c in letters if pre + c + post in splits)
+
+    if count() == 1:
+        for ch in letters:
+            if "A" in splits and len(splits) > 3:
+                break  # "A" may be an article; fall through to the punctuated forms
+            if ch in splits:
+                return ch
+    for pre, post in _LE_TUPS:
+        if count(pre, post) == 1:
+            for ch in letters:
+                if pre + ch + post in splits:
+                    return ch
+    return None
+
+
+def le_can_infer_text(answer: str, choices: Mapping[str, str]) -> str | None:
+    answer = answer.lower()
+    for k in choices:
+        if k not in "ABCD":
+            raise HarnessError(f"lmms-eval can_infer_text asserts option keys in 'ABCD', got {k!r}")
+    cands = [k for k, v in choices.items() if str(v).lower() in answer]
+    return cands[0] if len(cands) == 1 else None
+
+
+def le_can_infer(answer: str, choices: Mapping[str, str]) -> str | None:
+    """lmms-eval MMBench ``can_infer`` (prefetch before the GPT judge)."""
+    return le_can_infer_option(answer) or le_can_infer_text(answer, choices)

@@ -1,0 +1,76 @@
+"""OCRBench: an item is right if some reference is contained in the normalised prediction.
+
+Normalisation: lower-case, strip, newlines -> spaces; for handwritten math expressions (HME)
+case is kept and all spaces are deleted. Substring quirks ("1" in "10") count as right everywhere.
+lmms-eval also folds full-width ASCII and the ideographic space. Cambrian's ``get_accuracy``
+defaults to exact match (``extra_penalization=True``) but its CLI flag defaults to containment,
+which is what its reported numbers use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from cambrian.eval.metrics.registry import HarnessError, register
+
+HME_CATEGORY = "Handwritten Mathematical Expression Recognition"
+HME_DATASET = "HME100k"
+
+
+def _normal(text: str) -> str:
+    return text.lower().strip().replace("\n", " ")
+
+
+def _hme(text: str) -> str:
+    return text.strip().replace("\n", " ").replace(" ", "")
+
+
+def fold_fullwidth(text: str) -> str:
+    """U+FF01..U+FF5E -> ASCII, U+3000 -> space (lmms-eval #1415)."""
+    return "".join(" " if c == "\u3000" else chr(ord(c) - 0xFEE0) if "\uff01" <= c <= "\uff5e"
+                   else c for c in text)
+
+
+def ocr_match(prediction: str, references: Sequence[str], hme: bool, exact: bool = False) -> float:
+    if not references:
+        raise HarnessError("OCRBench needs at least one reference answer")
+    norm = _hme if hme else _normal
+    pred = norm(prediction)
+    for ref in references:
+        ref = norm(ref)
+        if (ref == pred) if exact else (ref in pred):
+            return 1.0
+    return 0.0
+
+
+@register("ocrbench", "cambrian", "ocrbench (cli_default: extra_penalization=False)",
+          "ocrbench", "cli_default", default=True)
+def cambrian(prediction: str, references: Sequence[str], category: str = "", **_) -> float:
+    return ocr_match(prediction.strip(), references, category == HME_CATEGORY)
+
+
+@register("ocrbench", "cambrian",
+          "ocrbench (function_default_extra_penalization: extra_penalization=True)",
+          "function_default", "extra_penalization", "exact")
+def cambrian_exact(prediction: str, references: Sequence[str], category: str = "", **_) -> float:
+    """``get_accuracy(extra_penalization=True)``: edit distance 0, i.e. exact match."""
+    return ocr_match(prediction.strip(), references, category == HME_CATEGORY, exact=True)
+
+
+@register("ocrbench", "lmms-eval", "ocrbench", default=True)
+def lmms_eval(prediction: str, references: Sequence[str], category: str = "",
+              dataset: str | None = None, **_) -> float:
+    # lmms-eval keys HME on the source dataset; the category is the same split of OCRBench.
+    hme = dataset == HME_DATASET if dataset is not None else category == HME_CATEGORY
+    return ocr_match(fold_fullwidth(prediction.strip()), [fold_fullwidth(r) for r in references],
+                     hme)
+
+
+@register("ocrbench", "vlmevalkit", "OCRBench", "ocrbench", default=True)
+def vlmevalkit(prediction: str, references: Sequence[str], category: str = "", **_) -> float:
+    return ocr_match(prediction, references, category == HME_CATEGORY)
+
+
+@register("ocrbench", "fixed", "ocrbench", default=True)
+def fixed(prediction: str, references: Sequence[str], category: str = "", **_) -> float:
+    return cambrian(prediction, references, category)

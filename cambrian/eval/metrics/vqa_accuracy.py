@@ -1,0 +1,51 @@
+"""VQA accuracy (TextVQA): min(1, #matching other annotators / 3), averaged leave-one-out by index.
+
+With m of the 10 answers matching: 0, 0.3, 0.6, 0.9, then 1.0 for m >= 4.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from cambrian.eval.metrics.registry import HarnessError, register
+from cambrian.eval.metrics.text import evalai_answer, vk_answer
+
+
+def vqa_accuracy(pred: str, answers: Sequence[str]) -> float:
+    """Leave-one-out by *index*: annotator i is compared with the other nine answers."""
+    if not answers:
+        raise HarnessError("VQA accuracy needs at least one reference answer")
+    accs = []
+    for i in range(len(answers)):
+        matches = sum(1 for j, a in enumerate(answers) if j != i and a == pred)
+        accs.append(min(1.0, matches / 3))
+    return sum(accs) / len(accs)
+
+
+def _scored(norm: Callable[[str], str], pred: str, references: Sequence[str]) -> float:
+    return vqa_accuracy(norm(pred), [norm(r) for r in references])
+
+
+@register("vqa_accuracy", "cambrian", "textvqa", default=True)
+def cambrian(prediction: str, references: Sequence[str], **_) -> float:
+    # m4c TextVQAAccuracyEvaluator asserts exactly 10 human answers per question.
+    if len(references) != 10:
+        raise HarnessError(f"m4c evaluator asserts 10 answers, got {len(references)}")
+    return _scored(evalai_answer, prediction.strip().lower(), [r.lower() for r in references])
+
+
+@register("vqa_accuracy", "lmms-eval", "textvqa_val", "textvqa", default=True)
+def lmms_eval(prediction: str, references: Sequence[str], **_) -> float:
+    return _scored(evalai_answer, prediction.strip(), references)
+
+
+@register("vqa_accuracy", "vlmevalkit", "TextVQA_VAL", "textvqa", default=True)
+def vlmevalkit(prediction: str, references: Sequence[str], **_) -> float:
+    # No strip upstream and no comma / "'s" pre-pass; a period after a digit is kept ("5." != "5").
+    return _scored(vk_answer, prediction, references)
+
+
+@register("vqa_accuracy", "fixed", "textvqa", default=True)
+def fixed(prediction: str, references: Sequence[str], **_) -> float:
+    """Cambrian's processor without the 10-answer assertion."""
+    return _scored(evalai_answer, prediction.strip(), references)

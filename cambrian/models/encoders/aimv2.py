@@ -1,0 +1,298 @@
+"""AIMv2 vision encoder (HF ``Aimv2VisionModel``; timm ``aimv2_*`` and Apple's original layout).
+
+A ViT without CLS token: patch embedding followed by an RMSNorm, learned absolute positions (or
+2-D sin-cos ones for the ``native`` checkpoints), pre-RMSNorm blocks with bias-free attention and a
+bias-free SwiGLU MLP, and a final RMSNorm. Features are ``last_hidden_state`` (final norm applied).
+
+At other image sizes a learned position grid is resampled bicubic with antialiasing, as timm's
+``resample_abs_pos_embed`` does (HF's module only runs at the checkpoint size).
+
+Einsum letters: b batch, n/m tokens, c embed, h heads, d head_dim.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from cambrian.models import weights
+from cambrian.models.encoders import convert, features, vit
+from cambrian.models.encoders.preprocess import CLIP_MEAN, CLIP_STD, PreprocessSpec
+
+Array = jax.Array
+
+_L = dict(width=1024, depth=24, heads=8, mlp_dim=2816, patch=14)
+_TINY = dict(width=32, depth=2, heads=2, mlp_dim=48, patch=8, image_size=48)
+VARIANTS = {
+    "L/14@224": _L | dict(image_size=224, pos_size=16),
+    "L/14@336": _L | dict(image_size=336, pos_size=24),
+    "L/14@448": _L | dict(image_size=448, pos_size=32),
+    "L/14-native": _L | dict(image_size=224, pos_size=None),
+    "runlocal": _TINY | dict(pos_size=6),
+    "runlocal-native": _TINY | dict(pos_size=None),
+}
+DEFAULT_VARIANT = "L/14@336"
+DEFAULT_LAYER = None  # last_hidden_state (after the final RMSNorm)
+
+
+@dataclasses.dataclass(frozen=True)
+class Aimv2Config:
+    """AIMv2 ViT. ``pos_size``: side of the learned position grid, None for sin-cos positions;
+    ``layer`` indexes ``hidden_states`` (0 = embeddings, i = after block i; None = final output);
+    ``dtype``: compute dtype ("float32" | "bfloat16"), norms / softmax stay float32."""
+
+    width: int
+    depth: int
+    heads: int
+    mlp_dim: int
+    patch: int
+    image_size: int
+    pos_size: int | None
+    rms_eps: float = 1e-5
+    qkv_bias: bool = False
+    layer: int | None = None
+    dtype: str = "float32"
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        return (self.image_size // self.patch, self.image_size // self.patch)
+
+    def check(self) -> Aimv2Config:
+        if self.dtype not in ("float32", "bfloat16"):
+            raise ValueError(f"{type(self).__name__}.dtype={self.dtype!r}; expected 'float32' "
+                             "or 'bfloat16'")
+        if self.width % self.heads:
+            raise ValueError(f"Aimv2Config: width {self.width} not divisible by {self.heads} heads")
+        if self.pos_size is None and self.width % 4:
+            raise ValueError(
+                f"Aimv2Config: sin-cos positions need width % 4 == 0, got {self.width}")
+        if self.layer is not None and not -(self.depth + 1) <= self.layer <= self.depth:
+            raise ValueError(f"layer {self.layer} out of range for depth {self.depth} "
+                             f"(valid: {-(self.depth + 1)}..{self.depth}, or None for the output)")
+        if self.image_size < self.patch:
+            raise ValueError(f"image_size {self.image_size} is smaller than the patch {self.patch}")
+        return self
+
+
+def sincos_positions(grid: tuple[int, int], dim: int) -> np.ndarray:
+    """float32[h*w, dim]: HF AIMv2 native positions, laid out [sin_w, cos_w, sin_h, cos_h]."""
+    n = dim // 4
+    omega = 1.0 / 10000.0 ** (np.arange(n, dtype=np.float64) / n)
+    gy, gx = np.meshgrid(np.arange(grid[0], dtype=np.float64),
+                         np.arange(grid[1], dtype=np.float64), indexing="ij")
+    ey, ex = np.outer(gy.ravel(), omega), np.outer(gx.ravel(), omega)
+    return np.concatenate([np.sin(ex), np.cos(ex), np.sin(ey), np.cos(ey)], 1).astype(np.float32)
+
+
+class RMSNorm(nnx.Module):
+    def __init__(self, dim: int, eps: float):
+        self.eps = eps
+        self.scale = vit._param(jnp.ones((dim,)), ("embed",))
+
+    def __call__(self, x: Array) -> Array:
+        xf = x.astype(jnp.float32)
+        y = xf * jax.lax.rsqrt(jnp.mean(jnp.square(xf), -1, keepdims=True) + self.eps)
+        return (y * self.scale[...]).astype(x.dtype)
+
+
+class Attention(nnx.Module):
+    def __init__(self, cfg: Aimv2Config, *, rngs: nnx.Rngs):
+        c, h = cfg.width, cfg.heads
+        names = ("embed", "heads", "head_dim")
+        self.q = vit.Dense((c,), (h, c // h), names, bias=cfg.qkv_bias, rngs=rngs)
+        self.k = vit.Dense((c,), (h, c // h), names, bias=cfg.qkv_bias, rngs=rngs)
+        self.v = vit.Dense((c,), (h, c // h), names, bias=cfg.qkv_bias, rngs=rngs)
+        self.out = vit.Dense((h, c // h), (c,), ("heads", "head_dim", "embed"), bias=cfg.qkv_bias,
+                             rngs=rngs)
+
+    def __call__(self, x: Array) -> Array:
+        q, k, v = self.q(x), self.k(x), self.v(x)
+        logits = jnp.einsum("bnhd,bmhd->bhnm", q * q.shape[-1] ** -0.5, k)
+        probs = jax.nn.softmax(logits.astype(jnp.float32), axis=-1).astype(v.dtype)
+        return self.out(jnp.einsum("bhnm,bmhd->bnhd", probs, v))
+
+
+class SwiGLU(nnx.Module):
+    def __init__(self, cfg: Aimv2Config, *, rngs: nnx.Rngs):
+        c, f = cfg.width, cfg.mlp_dim
+        self.gate = vit.Dense((c,), (f,), ("embed", "mlp"), bias=False, rngs=rngs)
+        self.up = vit.Dense((c,), (f,), ("embed", "mlp"), bias=False, rngs=rngs)
+        self.down = vit.Dense((f,), (c,), ("mlp", "embed"), bias=False, rngs=rngs)
+
+    def __call__(self, x: Array) -> Array:
+        return self.down(jax.nn.silu(self.gate(x)) * self.up(x))
+
+
+class Block(nnx.Module):
+    def __init__(self, cfg: Aimv2Config, *, rngs: nnx.Rngs):
+        self.norm1 = RMSNorm(cfg.width, cfg.rms_eps)
+        self.attn = Attention(cfg, rngs=rngs)
+        self.norm2 = RMSNorm(cfg.width, cfg.rms_eps)
+        self.mlp = SwiGLU(cfg, rngs=rngs)
+
+    def __call__(self, x: Array) -> Array:
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+class Aimv2VisionTransformer(nnx.Module):
+    """``feats, out = enc(pixels)``: float32[B, H, W, 3] -> float32[B, H/14, W/14, C].
+
+    ``out``: ``hidden_states`` (tuple of float32[B, h*w, C]; 0 = embeddings, i = after block i),
+    ``last_hidden_state`` (after the final RMSNorm).
+    """
+
+    def __init__(self, cfg: Aimv2Config, *, rngs: nnx.Rngs):
+        cfg = cfg.check()
+        self.config = cfg
+        self.out_channels: int = cfg.width
+        self.grid: tuple[int, int] = cfg.grid
+        c, p = cfg.width, cfg.patch
+        self.patch_embed = vit.Dense((p, p, 3), (c,), (None, None, None, "embed"), rngs=rngs)
+        self.patch_norm = RMSNorm(c, cfg.rms_eps)
+        self.pos_embed = (None if cfg.pos_size is None else vit._param(
+            0.02 * jax.random.normal(rngs.params(), (cfg.pos_size ** 2, c)), (None, "embed")))
+        self.blocks = nnx.List([Block(cfg, rngs=rngs) for _ in range(cfg.depth)])
+        self.norm = RMSNorm(c, cfg.rms_eps)
+
+    def _positions(self, gh: int, gw: int) -> Array:
+        s = self.config.pos_size
+        if s is None:
+            return jnp.asarray(sincos_positions((gh, gw), self.config.width))
+        grid = vit.resample_grid(self.pos_embed[...].reshape(s, s, -1), (gh, gw), "bicubic_aa")
+        return grid.reshape(gh * gw, -1)
+
+    def __call__(self, pixels: Array) -> tuple[Array, dict]:
+        cfg = self.config
+        b, hh, ww, _ = pixels.shape
+        p = cfg.patch
+        gh, gw = hh // p, ww // p
+        x = pixels.astype(cfg.dtype)[:, :gh * p, :gw * p]
+        x = self.patch_embed(x.reshape(b, gh, p, gw, p, 3).transpose(0, 1, 3, 2, 4, 5))
+        x = self.patch_norm(x.reshape(b, gh * gw, -1))
+        x = x + self._positions(gh, gw).astype(x.dtype)
+        hidden = [x]
+        for blk in self.blocks:
+            x = blk(x)
+            hidden.append(x)
+        last = self.norm(x)
+        chosen = last if cfg.layer is None else hidden[cfg.layer]
+        feats = features.tokens_to_grid(chosen, 0, (gh, gw)).astype(jnp.float32)
+        return feats, {"hidden_states": tuple(hidden), "last_hidden_state": last}
+
+
+def _config(variant: str, image_size: int | None, layer: int | None) -> Aimv2Config:
+    if variant not in VARIANTS:
+        raise ValueError(f"aimv2: unknown variant {variant!r}; known variants: "
+                         f"{', '.join(VARIANTS)}")
+    cfg = Aimv2Config(**VARIANTS[variant])
+    over = dict(image_size=image_size, layer=layer)
+    return dataclasses.replace(cfg, **{k: v for k, v in over.items() if v is not None}).check()
+
+
+def create(variant: str = DEFAULT_VARIANT, *, image_size: int | None = None,
+           layer: int | None = None, rngs: nnx.Rngs) -> Aimv2VisionTransformer:
+    """A randomly initialised AIMv2 encoder (tests, ``:runlocal``)."""
+    return Aimv2VisionTransformer(_config(variant, image_size, layer), rngs=rngs)
+
+
+# --- checkpoint layouts -----------------------------------------------------------------------
+# Tensor names per layout; "qkv" (fused [3C, C]) or "q"/"k"/"v". Apple's fc1 is the gate and
+# fc3 the up projection (timm's _convert_aimv2).
+_LAYOUTS = {
+    "hf": dict(probe="embeddings.rms_norm.weight", patch="embeddings.patch_embed",
+               patch_norm="embeddings.rms_norm", pos="embeddings.position_embedding.weight",
+               blocks="encoder.layers", norm1="rms_norm1", norm2="rms_norm2",
+               q="attention.q_proj", k="attention.k_proj", v="attention.v_proj",
+               out="attention.out_proj", gate="ffn.gate_proj", up="ffn.up_proj",
+               down="ffn.down_proj", norm="rms_norm", prefixes=("vision_model.", "")),
+    "timm": dict(probe="patch_embed.norm.weight", patch="patch_embed.proj",
+                 patch_norm="patch_embed.norm", pos="pos_embed", blocks="blocks", norm1="norm1",
+                 norm2="norm2", qkv="attn.qkv", out="attn.proj", gate="mlp.fc1_g",
+                 up="mlp.fc1_x", down="mlp.fc2", norm="norm", prefixes=("visual.trunk.", "")),
+    "apple": dict(probe="preprocessor.patchifier.norm.weight",
+                  patch="preprocessor.patchifier.proj", patch_norm="preprocessor.patchifier.norm",
+                  pos="preprocessor.pos_embed", blocks="trunk.blocks", norm1="norm_1",
+                  norm2="norm_2", qkv="attn.qkv", out="attn.proj", gate="mlp.fc1", up="mlp.fc3",
+                  down="mlp.fc2", norm="trunk.post_trunk_norm", prefixes=("",)),
+}
+
+
+def _detect(reader: Mapping[str, np.ndarray]) -> tuple[dict, str]:
+    for names in _LAYOUTS.values():
+        for pre in names["prefixes"]:
+            if pre + names["probe"] in reader:
+                return names, pre
+    src = getattr(reader, "source", "checkpoint")
+    raise weights.CheckpointError(
+        f"{src}: not an AIMv2 vision checkpoint (expected HF 'embeddings.rms_norm.weight', timm "
+        f"'patch_embed.norm.weight' or Apple 'preprocessor.patchifier.norm.weight'; first "
+        f"tensors: {', '.join(list(reader)[:5])})")
+
+
+def layout(cfg: Aimv2Config, names: Mapping[str, str], pre: str = "") -> dict:
+    """Parameter path -> (checkpoint name, its shape, transform) for one checkpoint layout."""
+    c, h, f, p = cfg.width, cfg.heads, cfg.mlp_dim, cfg.patch
+    d = c // h
+
+    def heads_in(part: int | None):  # torch [(3)C, C] -> [C, h, d]
+        return lambda x: (x if part is None else x[part * c:(part + 1) * c]).T.reshape(c, h, d)
+
+    def heads_bias(part: int | None):
+        return lambda x: (x if part is None else x[part * c:(part + 1) * c]).reshape(h, d)
+
+    out = {"patch_embed.kernel": (pre + names["patch"] + ".weight", (c, 3, p, p), vit.t_conv),
+           "patch_embed.bias": (pre + names["patch"] + ".bias", (c,), None),
+           "patch_norm.scale": (pre + names["patch_norm"] + ".weight", (c,), None),
+           "norm.scale": (pre + names["norm"] + ".weight", (c,), None)}
+    if cfg.pos_size is not None:
+        n = cfg.pos_size ** 2
+        hf = "qkv" not in names  # HF stores an nn.Embedding [n, C], the others [1, n, C]
+        out["pos_embed"] = (pre + names["pos"], (n, c) if hf else (1, n, c),
+                            None if hf else vit.t_squeeze)
+    for i in range(cfg.depth):
+        b, me = f"{pre}{names['blocks']}.{i}.", f"blocks.{i}."
+        out |= {
+            me + "norm1.scale": (b + names["norm1"] + ".weight", (c,), None),
+            me + "norm2.scale": (b + names["norm2"] + ".weight", (c,), None),
+            me + "attn.out.kernel": (b + names["out"] + ".weight", (c, c),
+                                     lambda x: x.T.reshape(h, d, c)),
+            me + "mlp.gate.kernel": (b + names["gate"] + ".weight", (f, c), vit.t_linear),
+            me + "mlp.up.kernel": (b + names["up"] + ".weight", (f, c), vit.t_linear),
+            me + "mlp.down.kernel": (b + names["down"] + ".weight", (c, f), vit.t_linear),
+        }
+        if cfg.qkv_bias:
+            out[me + "attn.out.bias"] = (b + names["out"] + ".bias", (c,), None)
+        for j, x in enumerate("qkv"):
+            fused = "qkv" in names
+            name, shape = (names["qkv"], 3 * c) if fused else (names[x], c)
+            part = j if fused else None
+            out[f"{me}attn.{x}.kernel"] = (f"{b}{name}.weight", (shape, c), heads_in(part))
+            if cfg.qkv_bias:
+                out[f"{me}attn.{x}.bias"] = (f"{b}{name}.bias", (shape,), heads_bias(part))
+    return out
+
+
+def load(checkpoint: str, *, variant: str | None = None, image_size: int | None = None,
+         layer: int | None = None) -> Aimv2VisionTransformer:
+    """From HF ``Aimv2VisionModel`` / ``Aimv2Model`` safetensors, a timm ``aimv2_*`` or an
+    Apple AIMv2 state dict, or a converted dir."""
+    restored = convert.restore(checkpoint, "aimv2", image_size=image_size, layer=layer)
+    if restored is not None:
+        return restored
+    cfg = _config(variant or DEFAULT_VARIANT, image_size, layer)
+    reader = weights.open_checkpoint(checkpoint)
+    names, pre = _detect(reader)
+    module = nnx.eval_shape(lambda: Aimv2VisionTransformer(cfg, rngs=nnx.Rngs(0)))
+    return convert.fill(module, layout(cfg, names, pre), reader)
+
+
+def preprocessing(variant: str = DEFAULT_VARIANT) -> PreprocessSpec:
+    """AIMv2's CLIPImageProcessor: shortest side + centre crop, bicubic, OpenAI CLIP mean/std."""
+    return PreprocessSpec(image_size=VARIANTS[variant]["image_size"], mean=CLIP_MEAN,
+                          std=CLIP_STD, resize="shortest", interpolation="bicubic")

@@ -1,0 +1,72 @@
+"""OpenAI CLIP vision tower: HF ``CLIPVisionModel`` / ``CLIPModel`` checkpoints.
+
+Cambrian takes ``hidden_states[-2]`` (penultimate block, before any final norm), CLS dropped.
+Other image sizes use HF's ``interpolate_pos_encoding`` rule (bicubic).
+"""
+
+from __future__ import annotations
+
+from flax import nnx
+
+from cambrian.models import weights
+from cambrian.models.encoders import convert, vit
+from cambrian.models.encoders.preprocess import CLIP_MEAN, CLIP_STD, PreprocessSpec
+
+_BASE = dict(act="quick_gelu", ln_eps=1e-5, pre_norm=True, final_norm=False, patch_bias=False)
+VARIANTS = {
+    "B/32": _BASE | dict(patch=32, width=768, depth=12, heads=12, mlp_dim=3072, image_size=224,
+                         pos_size=7),
+    "B/16": _BASE | dict(patch=16, width=768, depth=12, heads=12, mlp_dim=3072, image_size=224,
+                         pos_size=14),
+    "L/14": _BASE | dict(patch=14, width=1024, depth=24, heads=16, mlp_dim=4096, image_size=224,
+                         pos_size=16),
+    "L/14-336": _BASE | dict(patch=14, width=1024, depth=24, heads=16, mlp_dim=4096,
+                             image_size=336, pos_size=24),
+    "runlocal": _BASE | dict(patch=14, width=64, depth=2, heads=2, mlp_dim=256, image_size=56,
+                             pos_size=4),
+}
+DEFAULT_VARIANT = "L/14-336"
+DEFAULT_LAYER = -2
+
+
+def create(variant: str = DEFAULT_VARIANT, *, image_size: int | None = None,
+           layer: int | None = None, rngs: nnx.Rngs) -> vit.VisionTransformer:
+    return vit.VisionTransformer(vit.config_for("clip", VARIANTS, variant, image_size=image_size,
+                                                layer=layer, default_layer=DEFAULT_LAYER),
+                                 rngs=rngs)
+
+
+def _config_from_hf(hf: dict) -> vit.ViTConfig:
+    return vit.hf_common(hf, pre_norm=True, final_norm=False, patch_bias=False)
+
+
+def load(checkpoint: str, *, variant: str | None = None, image_size: int | None = None,
+         layer: int | None = None) -> vit.VisionTransformer:
+    """From an HF CLIP directory (vision tower only or the full model) or a converted dir."""
+    restored = convert.restore(checkpoint, "clip", image_size=image_size, layer=layer)
+    if restored is not None:
+        return restored
+    reader = weights.open_checkpoint(checkpoint)
+    cfg = vit.pick_config("clip", VARIANTS, checkpoint, variant=variant,
+                          default_variant=DEFAULT_VARIANT, image_size=image_size, layer=layer,
+                          default_layer=DEFAULT_LAYER, from_hf=_config_from_hf)
+    pre = convert.find_prefix(reader, "embeddings.class_embedding", ("vision_model.", ""))
+    e = pre + "embeddings."
+    layout = vit.embed_layout(cfg, {
+        "patch": e + "patch_embedding", "pos": e + "position_embedding.weight",
+        "pos_shape": (cfg.pos_size ** 2 + 1, cfg.width), "cls": e + "class_embedding",
+        "cls_shape": (cfg.width,), "pre_norm": pre + "pre_layrnorm"})
+    for i in range(cfg.depth):
+        b = f"{pre}encoder.layers.{i}."
+        layout |= vit.block_layout(cfg, i, {
+            "norm1": b + "layer_norm1", "norm2": b + "layer_norm2", "q": b + "self_attn.q_proj",
+            "k": b + "self_attn.k_proj", "v": b + "self_attn.v_proj",
+            "out": b + "self_attn.out_proj", "fc1": b + "mlp.fc1", "fc2": b + "mlp.fc2"},
+            fused_qkv=False)
+    return vit.load_layout(cfg, reader, layout)
+
+
+def preprocessing(variant: str = DEFAULT_VARIANT) -> PreprocessSpec:
+    """CLIPImageProcessor: shortest side to the resolution, centre crop, bicubic, CLIP mean/std."""
+    return PreprocessSpec(image_size=VARIANTS[variant]["image_size"], mean=CLIP_MEAN, std=CLIP_STD,
+                          resize="shortest", interpolation="bicubic")

@@ -1,0 +1,78 @@
+"""DFN-CLIP (Apple DFN2B/DFN5B): open_clip ``VisionTransformer`` state dicts.
+
+Cambrian uses open_clip's ``output_tokens``: the final block's patch tokens after ``ln_post``
+(the projection applies to the pooled token only). Other image sizes follow open_clip's
+``resize_pos_embed`` (bicubic, antialiased).
+"""
+
+from __future__ import annotations
+
+from flax import nnx
+
+from cambrian.models import weights
+from cambrian.models.encoders import convert, vit
+from cambrian.models.encoders.preprocess import CLIP_MEAN, CLIP_STD, PreprocessSpec
+
+_BASE = dict(act="quick_gelu", ln_eps=1e-5, pre_norm=True, patch_bias=False,
+             pos_interp="bicubic_aa")
+VARIANTS = {
+    "L/14": _BASE | dict(patch=14, width=1024, depth=24, heads=16, mlp_dim=4096, image_size=224,
+                         pos_size=16),
+    "H/14": _BASE | dict(patch=14, width=1280, depth=32, heads=16, mlp_dim=5120, image_size=224,
+                         pos_size=16),
+    "H/14-378": _BASE | dict(patch=14, width=1280, depth=32, heads=16, mlp_dim=5120,
+                             image_size=378, pos_size=27),
+    "runlocal": _BASE | dict(patch=14, width=64, depth=2, heads=2, mlp_dim=256, image_size=56,
+                             pos_size=4),
+}
+DEFAULT_VARIANT = "L/14"
+DEFAULT_LAYER = None
+
+
+def create(variant: str = DEFAULT_VARIANT, *, image_size: int | None = None,
+           layer: int | None = None, rngs: nnx.Rngs) -> vit.VisionTransformer:
+    return vit.VisionTransformer(vit.config_for("dfn_clip", VARIANTS, variant,
+                                                image_size=image_size, layer=layer,
+                                                default_layer=DEFAULT_LAYER), rngs=rngs)
+
+
+def open_clip_layout(cfg: vit.ViTConfig, pre: str) -> dict:
+    """open_clip ``VisionTransformer`` names (``conv1``, ``transformer.resblocks.i``, ...)."""
+    layout = vit.embed_layout(cfg, {
+        "patch": pre + "conv1", "pos": pre + "positional_embedding",
+        "pos_shape": (cfg.pos_size ** 2 + 1, cfg.width), "cls": pre + "class_embedding",
+        "cls_shape": (cfg.width,), "pre_norm": pre + "ln_pre", "final_norm": pre + "ln_post"})
+    for i in range(cfg.depth):
+        b = f"{pre}transformer.resblocks.{i}."
+        block = vit.block_layout(cfg, i, {
+            "norm1": b + "ln_1", "norm2": b + "ln_2", "qkv": b + "attn.in_proj",
+            "out": b + "attn.out_proj", "fc1": b + "mlp.c_fc", "fc2": b + "mlp.c_proj",
+            "ls1": b + "ls_1.gamma", "ls2": b + "ls_2.gamma"}, fused_qkv=True)
+        # nn.MultiheadAttention names its fused projection in_proj_weight / in_proj_bias
+        layout |= {k: (name.replace("in_proj.", "in_proj_"), shape, t)
+                   for k, (name, shape, t) in block.items()}
+    return layout
+
+
+def load(checkpoint: str, *, variant: str | None = None, image_size: int | None = None,
+         layer: int | None = None) -> vit.VisionTransformer:
+    """From an open_clip state dict (``open_clip_pytorch_model.bin`` / safetensors) or a
+    converted dir; ``variant`` names the architecture (open_clip files carry no config)."""
+    restored = convert.restore(checkpoint, "dfn_clip", image_size=image_size, layer=layer)
+    if restored is not None:
+        return restored
+    reader = weights.open_checkpoint(checkpoint)
+    pre = convert.find_prefix(reader, "conv1.weight", ("visual.", ""))
+    cfg = vit.config_for("dfn_clip", VARIANTS, variant or DEFAULT_VARIANT, image_size=image_size,
+                         layer=layer, default_layer=DEFAULT_LAYER)
+    return vit.load_layout(cfg, reader, open_clip_layout(cfg, pre))
+
+
+_SQUASH = ("H/14", "H/14-378")  # open_clip's DFN5B pretrained configs use resize_mode="squash"
+
+
+def preprocessing(variant: str = DEFAULT_VARIANT) -> PreprocessSpec:
+    """open_clip eval transform: bicubic, CLIP mean/std (also the pad colour)."""
+    return PreprocessSpec(image_size=VARIANTS[variant]["image_size"], mean=CLIP_MEAN, std=CLIP_STD,
+                          resize="squash" if variant in _SQUASH else "shortest",
+                          interpolation="bicubic")

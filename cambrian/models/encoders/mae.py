@@ -1,0 +1,70 @@
+"""MAE ViTs: timm ``vit_*_patch*_224.mae`` state dicts and HF ``ViTMAEModel`` (mask ratio 0).
+
+Cambrian uses timm ``forward_features`` (final LayerNorm applied), CLS dropped.
+"""
+
+from __future__ import annotations
+
+from flax import nnx
+
+from cambrian.models import weights
+from cambrian.models.encoders import convert, vit
+from cambrian.models.encoders.preprocess import (
+    CLIP_MEAN,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    PreprocessSpec,
+)
+
+_BASE = dict(act="gelu", ln_eps=1e-6, pos_interp="bicubic_aa")
+VARIANTS = {
+    "B/16": _BASE | dict(patch=16, width=768, depth=12, heads=12, mlp_dim=3072, image_size=224,
+                         pos_size=14),
+    "L/16": _BASE | dict(patch=16, width=1024, depth=24, heads=16, mlp_dim=4096, image_size=224,
+                         pos_size=14),
+    "H/14": _BASE | dict(patch=14, width=1280, depth=32, heads=16, mlp_dim=5120, image_size=224,
+                         pos_size=16),
+    "runlocal": _BASE | dict(patch=16, width=64, depth=2, heads=2, mlp_dim=256, image_size=64,
+                             pos_size=4),
+}
+DEFAULT_VARIANT = "L/16"
+DEFAULT_LAYER = None
+
+
+def create(variant: str = DEFAULT_VARIANT, *, image_size: int | None = None,
+           layer: int | None = None, rngs: nnx.Rngs) -> vit.VisionTransformer:
+    return vit.VisionTransformer(vit.config_for("mae", VARIANTS, variant, image_size=image_size,
+                                                layer=layer, default_layer=DEFAULT_LAYER),
+                                 rngs=rngs)
+
+
+def _config_from_hf(hf: dict) -> vit.ViTConfig:
+    return vit.hf_common(hf, qkv_bias=hf["qkv_bias"])
+
+
+def load(checkpoint: str, *, variant: str | None = None, image_size: int | None = None,
+         layer: int | None = None) -> vit.VisionTransformer:
+    """From a timm MAE state dict, an HF ViTMAE directory, or a converted dir."""
+    restored = convert.restore(checkpoint, "mae", image_size=image_size, layer=layer)
+    if restored is not None:
+        return restored
+    if vit.hf_config(checkpoint) is None:
+        return vit.load_timm("mae", VARIANTS, checkpoint, variant=variant,
+                             default_variant=DEFAULT_VARIANT, image_size=image_size, layer=layer,
+                             default_layer=DEFAULT_LAYER, prefixes=("", "model.", "module."))
+    reader = weights.open_checkpoint(checkpoint)
+    cfg = vit.pick_config("mae", VARIANTS, checkpoint, variant=variant,
+                          default_variant=DEFAULT_VARIANT, image_size=image_size, layer=layer,
+                          default_layer=DEFAULT_LAYER, from_hf=_config_from_hf)
+    pre = convert.find_prefix(reader, "embeddings.cls_token", ("", "vit."))
+    return vit.load_layout(cfg, reader, vit.hf_vit_layout(cfg, pre))
+
+
+def preprocessing(variant: str = DEFAULT_VARIANT) -> PreprocessSpec:
+    """timm eval transform of the MAE checkpoints: resize to size/0.9, centre crop, bicubic.
+
+    Pad colour: the CLIP mean, as Cambrian's wrapped timm processors report it.
+    """
+    return PreprocessSpec(image_size=VARIANTS[variant]["image_size"], mean=IMAGENET_MEAN,
+                          std=IMAGENET_STD, resize="shortest", interpolation="bicubic",
+                          crop_pct=0.9, pad_color=CLIP_MEAN)

@@ -1,0 +1,58 @@
+"""MoCo v3 ViTs: the released ``vit-*-300ep.pth.tar`` (timm-style ``VisionTransformerMoCo``).
+
+The pretraining checkpoint nests the backbone under ``module.base_encoder.``; linear-probe and
+plain timm state dicts are accepted too. Cambrian uses ``forward_features`` (final LayerNorm),
+CLS dropped.
+"""
+
+from __future__ import annotations
+
+from flax import nnx
+
+from cambrian.models.encoders import convert, vit
+from cambrian.models.encoders.preprocess import (
+    CLIP_MEAN,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    PreprocessSpec,
+)
+
+_BASE = dict(act="gelu", ln_eps=1e-6, pos_interp="bicubic_aa")
+VARIANTS = {
+    "S/16": _BASE | dict(patch=16, width=384, depth=12, heads=12, mlp_dim=1536, image_size=224,
+                         pos_size=14),
+    "B/16": _BASE | dict(patch=16, width=768, depth=12, heads=12, mlp_dim=3072, image_size=224,
+                         pos_size=14),
+    "L/16": _BASE | dict(patch=16, width=1024, depth=24, heads=16, mlp_dim=4096, image_size=224,
+                         pos_size=14),
+    "runlocal": _BASE | dict(patch=16, width=64, depth=2, heads=2, mlp_dim=256, image_size=64,
+                             pos_size=4),
+}
+DEFAULT_VARIANT = "B/16"
+DEFAULT_LAYER = None
+PREFIXES = ("module.base_encoder.", "base_encoder.", "module.", "")
+
+
+def create(variant: str = DEFAULT_VARIANT, *, image_size: int | None = None,
+           layer: int | None = None, rngs: nnx.Rngs) -> vit.VisionTransformer:
+    return vit.VisionTransformer(vit.config_for("mocov3", VARIANTS, variant, image_size=image_size,
+                                                layer=layer, default_layer=DEFAULT_LAYER),
+                                 rngs=rngs)
+
+
+def load(checkpoint: str, *, variant: str | None = None, image_size: int | None = None,
+         layer: int | None = None) -> vit.VisionTransformer:
+    """From a MoCo v3 / timm ViT state dict or a converted dir."""
+    restored = convert.restore(checkpoint, "mocov3", image_size=image_size, layer=layer)
+    if restored is not None:
+        return restored
+    return vit.load_timm("mocov3", VARIANTS, checkpoint, variant=variant,
+                         default_variant=DEFAULT_VARIANT, image_size=image_size, layer=layer,
+                         default_layer=DEFAULT_LAYER, prefixes=PREFIXES)
+
+
+def preprocessing(variant: str = DEFAULT_VARIANT) -> PreprocessSpec:
+    """MoCo v3 / timm eval transform: resize 256 (crop_pct 0.875), centre crop, bilinear."""
+    return PreprocessSpec(image_size=VARIANTS[variant]["image_size"], mean=IMAGENET_MEAN,
+                          std=IMAGENET_STD, resize="shortest", interpolation="bilinear",
+                          crop_pct=0.875, pad_color=CLIP_MEAN)

@@ -1,0 +1,315 @@
+"""SAM image encoder (ViTDet-style ViT) up to the last block -- Cambrian uses no neck.
+
+Blocks attend within non-overlapping windows (zero-padded to a multiple of the window) except at
+``global_layers``; every attention adds decomposed relative-position terms (MViTv2). Cambrian
+takes the 64x64 map after the last block at 1024 px (then bilinear to 24x24 like every tower).
+
+Other image sizes follow timm's ``samvit``: the absolute position grid is resampled bicubic with
+antialiasing (``resample_abs_pos_embed_nhwc``) and the global blocks' relative tables linearly
+(``get_rel_pos``); both tables stay at their checkpoint size in the parameters.
+Weights load from HF ``SamModel`` (``vision_encoder.*``), the original ``sam_vit_*.pth``
+(``image_encoder.*``) and timm ``samvit_*`` state dicts.
+
+Einsum letters: b batch (x windows), n/m tokens, c embed, h heads, d head_dim, y/x query rows /
+columns, Y/X key rows / columns.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from cambrian.models import weights
+from cambrian.models.encoders import convert, vit
+from cambrian.models.encoders.preprocess import IMAGENET_MEAN, IMAGENET_STD, PreprocessSpec
+
+Array = jax.Array
+
+VARIANTS = {
+    "B/16": dict(width=768, depth=12, heads=12, global_layers=(2, 5, 8, 11)),
+    "L/16": dict(width=1024, depth=24, heads=16, global_layers=(5, 11, 17, 23)),
+    "H/16": dict(width=1280, depth=32, heads=16, global_layers=(7, 15, 23, 31)),
+    # grid 8 with window 3: padded windows and one global block, like the real ones
+    "runlocal": dict(width=32, depth=3, heads=2, global_layers=(1,), window=3, patch=8,
+                     image_size=64, pos_size=8),
+}
+DEFAULT_VARIANT = "L/16"
+DEFAULT_LAYER = None  # the last block's output (before the neck)
+
+
+@dataclasses.dataclass(frozen=True)
+class SamConfig:
+    """SAM ViT. ``pos_size``: side of the checkpoint's position grid (image 1024 / patch 16);
+    ``layer`` indexes ``hidden_states`` (0 = embeddings, i = after block i; None = last block);
+    ``dtype``: compute dtype ("float32" | "bfloat16"), norms / softmax stay float32."""
+
+    width: int
+    depth: int
+    heads: int
+    global_layers: tuple[int, ...]
+    window: int = 14
+    patch: int = 16
+    mlp_ratio: float = 4.0
+    image_size: int = 1024
+    pos_size: int = 64
+    ln_eps: float = 1e-6
+    layer: int | None = None
+    dtype: str = "float32"
+
+    def __post_init__(self):
+        object.__setattr__(self, "global_layers", tuple(self.global_layers))
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        return (self.image_size // self.patch, self.image_size // self.patch)
+
+    @property
+    def mlp_dim(self) -> int:
+        return int(self.width * self.mlp_ratio)
+
+    def check(self) -> SamConfig:
+        if self.dtype not in ("float32", "bfloat16"):
+            raise ValueError(f"{type(self).__name__}.dtype={self.dtype!r}; expected 'float32' "
+                             "or 'bfloat16'")
+        if self.width % self.heads:
+            raise ValueError(
+                f"SamConfig: width {self.width} is not divisible by {self.heads} heads")
+        if self.layer is not None and not -(self.depth + 1) <= self.layer <= self.depth:
+            raise ValueError(f"layer {self.layer} out of range for depth {self.depth} "
+                             f"(valid: {-(self.depth + 1)}..{self.depth}, or None for the last)")
+        if self.image_size < self.patch:
+            raise ValueError(f"image_size {self.image_size} is smaller than the patch {self.patch}")
+        return self
+
+
+_gelu = functools.partial(jax.nn.gelu, approximate=False)
+
+
+def _rel_index(size: int) -> np.ndarray:
+    """int[size, size]: row of the (2*size-1)-entry table for query i, key j (i - j + size - 1)."""
+    r = np.arange(size)
+    return r[:, None] - r[None, :] + size - 1
+
+
+class Attention(nnx.Module):
+    """Multi-head attention over a [b, y, x] map with decomposed relative positions.
+
+    ``table`` is the side the relative tables were trained for (window, or the pretrain grid for
+    global blocks); other map sizes resample them linearly as ``get_rel_pos`` does.
+    """
+
+    def __init__(self, cfg: SamConfig, table: int, *, rngs: nnx.Rngs):
+        c, h = cfg.width, cfg.heads
+        d = c // h
+        names = ("embed", "heads", "head_dim")
+        self.q = vit.Dense((c,), (h, d), names, rngs=rngs)
+        self.k = vit.Dense((c,), (h, d), names, rngs=rngs)
+        self.v = vit.Dense((c,), (h, d), names, rngs=rngs)
+        self.out = vit.Dense((h, d), (c,), ("heads", "head_dim", "embed"), rngs=rngs)
+        self.rel_pos_h = vit._param(jnp.zeros((2 * table - 1, d)), (None, "head_dim"))
+        self.rel_pos_w = vit._param(jnp.zeros((2 * table - 1, d)), (None, "head_dim"))
+
+    @staticmethod
+    def _table(rel: Array, size: int) -> Array:
+        """float[L, d] -> float32[size, size, d] (query row, key row, d)."""
+        n = 2 * size - 1
+        rel = rel.astype(jnp.float32)
+        if rel.shape[0] != n:
+            m = vit.resample_matrix(rel.shape[0], n, "bilinear")  # F.interpolate(mode="linear")
+            rel = jnp.einsum("Nn,nd->Nd", m, rel, precision=jax.lax.Precision.HIGHEST)
+        return rel[_rel_index(size)]
+
+    def __call__(self, x: Array) -> Array:
+        """float[b, y, x, C] -> float[b, y, x, C]."""
+        b, gy, gx, c = x.shape
+        q, k, v = self.q(x), self.k(x), self.v(x)  # [b, y, x, h, d]
+        d = q.shape[-1]
+        logits = jnp.einsum("byxhd,bYXhd->bhyxYX", q * d ** -0.5, k)
+        rh = jnp.einsum("byxhd,yYd->bhyxY", q, self._table(self.rel_pos_h[...], gy).astype(q.dtype))
+        rw = jnp.einsum("byxhd,xXd->bhyxX", q, self._table(self.rel_pos_w[...], gx).astype(q.dtype))
+        logits = logits + rh[..., :, None] + rw[..., None, :]
+        h = logits.shape[1]
+        probs = jax.nn.softmax(logits.reshape(b, h, gy, gx, gy * gx).astype(jnp.float32), axis=-1)
+        o = jnp.einsum("bhyxm,bmhd->byxhd", probs.astype(v.dtype), v.reshape(b, gy * gx, h, d))
+        return self.out(o)
+
+
+class Mlp(nnx.Module):
+    def __init__(self, cfg: SamConfig, *, rngs: nnx.Rngs):
+        self.fc1 = vit.Dense((cfg.width,), (cfg.mlp_dim,), ("embed", "mlp"), rngs=rngs)
+        self.fc2 = vit.Dense((cfg.mlp_dim,), (cfg.width,), ("mlp", "embed"), rngs=rngs)
+
+    def __call__(self, x: Array) -> Array:
+        return self.fc2(_gelu(self.fc1(x)))
+
+
+class Block(nnx.Module):
+    def __init__(self, cfg: SamConfig, window: int, *, rngs: nnx.Rngs):
+        self.window = window  # 0: global attention
+        self.norm1 = vit.LayerNorm(cfg.width, cfg.ln_eps)
+        self.attn = Attention(cfg, window or cfg.pos_size, rngs=rngs)
+        self.norm2 = vit.LayerNorm(cfg.width, cfg.ln_eps)
+        self.mlp = Mlp(cfg, rngs=rngs)
+
+    def _windowed(self, x: Array) -> Array:
+        # the reference pads the normed map with zeros, so padded tokens take part as keys
+        b, gy, gx, c = x.shape
+        w = self.window
+        py, px = -gy % w, -gx % w
+        x = jnp.pad(x, ((0, 0), (0, py), (0, px), (0, 0)))
+        ny, nx = (gy + py) // w, (gx + px) // w
+        x = x.reshape(b, ny, w, nx, w, c).transpose(0, 1, 3, 2, 4, 5).reshape(-1, w, w, c)
+        x = self.attn(x)
+        x = x.reshape(b, ny, nx, w, w, c).transpose(0, 1, 3, 2, 4, 5).reshape(b, ny * w, nx * w, c)
+        return x[:, :gy, :gx]
+
+    def __call__(self, x: Array) -> Array:
+        h = self.norm1(x)
+        x = x + (self._windowed(h) if self.window else self.attn(h))
+        return x + self.mlp(self.norm2(x))
+
+
+class SamEncoder(nnx.Module):
+    """``feats, out = enc(pixels)``: float32[B, H, W, 3] -> float32[B, H/16, W/16, C].
+
+    ``out["hidden_states"]``: tuple of float32[B, h, w, C] (0 = patch + position embeddings,
+    i = after block i).
+    """
+
+    def __init__(self, cfg: SamConfig, *, rngs: nnx.Rngs):
+        cfg = cfg.check()
+        self.config = cfg
+        self.out_channels: int = cfg.width
+        self.grid: tuple[int, int] = cfg.grid
+        c, p = cfg.width, cfg.patch
+        self.patch_embed = vit.Dense((p, p, 3), (c,), (None, None, None, "embed"), rngs=rngs)
+        self.pos_embed = vit._param(jnp.zeros((cfg.pos_size, cfg.pos_size, c)),
+                                    (None, None, "embed"))
+        self.blocks = nnx.List([
+            Block(cfg, 0 if i in cfg.global_layers else cfg.window, rngs=rngs)
+            for i in range(cfg.depth)])
+
+    def __call__(self, pixels: Array) -> tuple[Array, dict]:
+        cfg = self.config
+        b, hh, ww, _ = pixels.shape
+        p = cfg.patch
+        gh, gw = hh // p, ww // p
+        x = pixels.astype(cfg.dtype)[:, :gh * p, :gw * p]
+        x = self.patch_embed(x.reshape(b, gh, p, gw, p, 3).transpose(0, 1, 3, 2, 4, 5))
+        x = x + vit.resample_grid(self.pos_embed[...], (gh, gw), "bicubic_aa").astype(x.dtype)
+        hidden = [x]
+        for blk in self.blocks:
+            x = blk(x)
+            hidden.append(x)
+        feats = hidden[-1] if cfg.layer is None else hidden[cfg.layer]
+        return feats.astype(jnp.float32), {"hidden_states": tuple(hidden)}
+
+
+def _config(variant: str, image_size: int | None, layer: int | None) -> SamConfig:
+    if variant not in VARIANTS:
+        raise ValueError(f"sam: unknown variant {variant!r}; known variants: {', '.join(VARIANTS)}")
+    cfg = SamConfig(**VARIANTS[variant])
+    over = dict(image_size=image_size, layer=layer)
+    return dataclasses.replace(cfg, **{k: v for k, v in over.items() if v is not None}).check()
+
+
+def create(variant: str = DEFAULT_VARIANT, *, image_size: int | None = None,
+           layer: int | None = None, rngs: nnx.Rngs) -> SamEncoder:
+    """A randomly initialised SAM encoder (tests, ``:runlocal``)."""
+    return SamEncoder(_config(variant, image_size, layer), rngs=rngs)
+
+
+# --- checkpoint layouts -----------------------------------------------------------------------
+# Names of each piece in the three layouts; they differ in prefix, block list and MLP names.
+_LAYOUTS = {
+    "hf": dict(prefix="vision_encoder.", patch="patch_embed.projection", blocks="layers",
+               norm1="layer_norm1", norm2="layer_norm2", fc1="mlp.lin1", fc2="mlp.lin2"),
+    "sam": dict(prefix="image_encoder.", patch="patch_embed.proj", blocks="blocks",
+                norm1="norm1", norm2="norm2", fc1="mlp.lin1", fc2="mlp.lin2"),
+    "timm": dict(prefix="", patch="patch_embed.proj", blocks="blocks",
+                 norm1="norm1", norm2="norm2", fc1="mlp.fc1", fc2="mlp.fc2"),
+}
+
+
+def _detect(reader: Mapping[str, np.ndarray]) -> dict:
+    for names in _LAYOUTS.values():
+        # the original layout also appears without its prefix (encoder saved on its own)
+        for pre in dict.fromkeys((names["prefix"], "")):
+            probe = f"{pre}{names['blocks']}.0.{names['fc1']}.weight"
+            if pre + names["patch"] + ".weight" in reader and probe in reader:
+                return names | {"prefix": pre}
+    src = getattr(reader, "source", "checkpoint")
+    raise weights.CheckpointError(
+        f"{src}: not a SAM image encoder checkpoint (expected HF 'vision_encoder.*', original "
+        f"'image_encoder.*' or timm 'samvit' tensor names; first tensors: "
+        f"{', '.join(list(reader)[:5])})")
+
+
+def _qkv(part: int, c: int, h: int, bias: bool):
+    def f(x: np.ndarray) -> np.ndarray:  # fused [3C, C] / [3C] -> [C, h, d] / [h, d]
+        x = x[part * c:(part + 1) * c]
+        return x.reshape(h, -1) if bias else x.T.reshape(c, h, -1)
+    return f
+
+
+def layout(cfg: SamConfig, names: Mapping[str, str]) -> dict:
+    """Parameter path -> (checkpoint name, its shape, transform) for one checkpoint layout."""
+    c, h, f, p, pre = cfg.width, cfg.heads, cfg.mlp_dim, cfg.patch, names["prefix"]
+    d = c // h
+    out = {"patch_embed.kernel": (pre + names["patch"] + ".weight", (c, 3, p, p), vit.t_conv),
+           "patch_embed.bias": (pre + names["patch"] + ".bias", (c,), None),
+           "pos_embed": (pre + "pos_embed", (1, cfg.pos_size, cfg.pos_size, c), lambda x: x[0])}
+    for i in range(cfg.depth):
+        b, me = f"{pre}{names['blocks']}.{i}.", f"blocks.{i}."
+        table = cfg.pos_size if i in cfg.global_layers else cfg.window
+        for ours, theirs in (("norm1", names["norm1"]), ("norm2", names["norm2"])):
+            out[f"{me}{ours}.scale"] = (f"{b}{theirs}.weight", (c,), None)
+            out[f"{me}{ours}.bias"] = (f"{b}{theirs}.bias", (c,), None)
+        for j, qkv in enumerate("qkv"):
+            out[f"{me}attn.{qkv}.kernel"] = (b + "attn.qkv.weight", (3 * c, c),
+                                             _qkv(j, c, h, False))
+            out[f"{me}attn.{qkv}.bias"] = (b + "attn.qkv.bias", (3 * c,), _qkv(j, c, h, True))
+        out |= {
+            me + "attn.out.kernel": (b + "attn.proj.weight", (c, c),
+                                     lambda x: x.T.reshape(h, d, c)),
+            me + "attn.out.bias": (b + "attn.proj.bias", (c,), None),
+            me + "attn.rel_pos_h": (b + "attn.rel_pos_h", (2 * table - 1, d), None),
+            me + "attn.rel_pos_w": (b + "attn.rel_pos_w", (2 * table - 1, d), None),
+            me + "mlp.fc1.kernel": (f"{b}{names['fc1']}.weight", (f, c), vit.t_linear),
+            me + "mlp.fc1.bias": (f"{b}{names['fc1']}.bias", (f,), None),
+            me + "mlp.fc2.kernel": (f"{b}{names['fc2']}.weight", (c, f), vit.t_linear),
+            me + "mlp.fc2.bias": (f"{b}{names['fc2']}.bias", (c,), None),
+        }
+    return out
+
+
+def load(checkpoint: str, *, variant: str | None = None, image_size: int | None = None,
+         layer: int | None = None) -> SamEncoder:
+    """From HF ``SamModel`` safetensors, an original ``sam_vit_*.pth``, a timm ``samvit`` state
+    dict, or a converted dir. The neck and the prompt / mask decoders are not read."""
+    restored = convert.restore(checkpoint, "sam", image_size=image_size, layer=layer)
+    if restored is not None:
+        return restored
+    cfg = _config(variant or DEFAULT_VARIANT, image_size, layer)
+    reader = weights.open_checkpoint(checkpoint)
+    module = nnx.eval_shape(lambda: SamEncoder(cfg, rngs=nnx.Rngs(0)))
+    return convert.fill(module, layout(cfg, _detect(reader)), reader)
+
+
+def preprocessing(variant: str = DEFAULT_VARIANT) -> PreprocessSpec:
+    """SAM's ResizeLongestSide (PIL bilinear) + ImageNet mean/std, after Cambrian's pad to square.
+
+    Cambrian pads with ``int(x * 255)`` of the processor mean, which for SAM's 0-255 mean
+    (123.675, ...) saturates to white in PIL, so the pad colour is (1, 1, 1). On the square image
+    the longest-side resize is a plain resize and SAM's bottom/right zero padding is empty.
+    """
+    size = VARIANTS[variant].get("image_size", 1024)
+    return PreprocessSpec(image_size=size, mean=IMAGENET_MEAN, std=IMAGENET_STD, resize="squash",
+                          interpolation="bilinear", pad_color=(1.0, 1.0, 1.0))
+

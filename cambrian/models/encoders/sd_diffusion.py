@@ -1,0 +1,738 @@
+"""Stable Diffusion 2.1 features as a vision encoder (Cambrian's "Diffusion" tower).
+
+The recipe follows Cambrian's ``DiffusionVisionTower.extract_features``:
+
+1. pixels in [-1, 1] -> VAE encoder -> ``latents = scaling_factor * posterior mean``. Cambrian
+   takes ``latent_dist.mode()``, the mean of the diagonal Gaussian, so this step is deterministic.
+2. ``noisy = sqrt(abar_t) * latents + sqrt(1 - abar_t) * noise`` at ``t = 250`` (DDIM ``add_noise``;
+   ``abar`` from the scheduler's "scaled_linear" beta schedule).
+3. One UNet pass at ``t`` with the empty-prompt text embedding as cross-attention context.
+4. Up-block outputs 0..3 bilinear-resized to ``(H / 16, W / 16)`` and channel-concatenated:
+   1280 + 1280 + 640 + 320 = 3520 channels on a 32x32 grid at 512px.
+
+Noise: Cambrian draws ``torch.randn_like(latents)`` on every call, so its features are not
+reproducible. Here one noise map float32[1, h, w, 4] is drawn from ``jax.random.key(noise_seed)``
+and shared by every image of a batch: features are reproducible and do not depend on the batch.
+
+Checkpoint (diffusers layout, e.g. a local copy of ``stabilityai/stable-diffusion-2-1``)::
+
+    vae/config.json, vae/*.safetensors          AutoencoderKL (only the encoder is read)
+    unet/config.json, unet/*.safetensors        UNet2DConditionModel
+    scheduler/scheduler_config.json             optional; SD2.1's DDIM settings otherwise
+    empty_prompt_embedding.npy                  float32[1, 77, 1024]
+
+The architecture is read from the two ``config.json`` files; the variant supplies the recipe
+(resolution, feature stride, timestep, up blocks). ``empty_prompt_embedding.npy`` is what
+``StableDiffusionPipeline.encode_prompt([""])`` returns: the CLIP text encoder's last hidden state
+for the empty prompt padded to the tokenizer's max length. Produce it once from the checkpoint's
+``tokenizer/`` and ``text_encoder/`` (needs torch + transformers, not needed afterwards)::
+
+    python -m cambrian.models.encoders.sd_diffusion /path/to/stable-diffusion-2-1
+
+Layout: activations are NHWC; einsum-free (attention uses ``jax.nn.dot_product_attention``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from cambrian.models.encoders.features import resize_grid
+from cambrian.models.encoders.preprocess import CLIP_MEAN, HALF, PreprocessSpec
+from cambrian.models.weights import CheckpointError, open_checkpoint, take
+
+PROMPT_FILE = "empty_prompt_embedding.npy"
+
+
+# --------------------------------------------------------------------------- configs
+
+
+@dataclasses.dataclass(frozen=True)
+class VAEConfig:
+    """The ``AutoencoderKL`` fields the encoder half needs (diffusers names)."""
+
+    block_out_channels: tuple[int, ...] = (128, 256, 512, 512)
+    layers_per_block: int = 2
+    norm_num_groups: int = 32
+    in_channels: int = 3
+    latent_channels: int = 4
+    scaling_factor: float = 0.18215
+    mid_block_add_attention: bool = True
+    use_quant_conv: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class UNetConfig:
+    """The ``UNet2DConditionModel`` fields used here (diffusers names).
+
+    ``attention_head_dim`` keeps diffusers' historical meaning: it is the number of heads per block.
+    """
+
+    block_out_channels: tuple[int, ...] = (320, 640, 1280, 1280)
+    down_block_types: tuple[str, ...] = ("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",)
+    up_block_types: tuple[str, ...] = ("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3
+    layers_per_block: int = 2
+    attention_head_dim: tuple[int, ...] = (5, 10, 20, 20)
+    cross_attention_dim: int = 1024
+    use_linear_projection: bool = True
+    transformer_layers_per_block: int = 1
+    norm_num_groups: int = 32
+    norm_eps: float = 1e-5
+    in_channels: int = 4
+    out_channels: int = 4
+    flip_sin_to_cos: bool = True
+    freq_shift: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class SchedulerConfig:
+    num_train_timesteps: int = 1000
+    beta_start: float = 0.00085
+    beta_end: float = 0.012
+    beta_schedule: str = "scaled_linear"
+
+
+# diffusers config fields whose non-default values this implementation does not cover.
+_UNET_FIXED = {
+    "act_fn": "silu", "center_input_sample": False, "class_embed_type": None,
+    "addition_embed_type": None, "encoder_hid_dim": None, "time_embedding_type": "positional",
+    "time_embedding_dim": None, "time_embedding_act_fn": None, "timestep_post_act": None,
+    "time_cond_proj_dim": None, "resnet_time_scale_shift": "default", "num_attention_heads": None,
+    "dual_cross_attention": False, "only_cross_attention": False, "conv_in_kernel": 3,
+    "conv_out_kernel": 3, "downsample_padding": 1, "mid_block_scale_factor": 1,
+    "resnet_out_scale_factor": 1.0, "resnet_skip_time_act": False, "attention_type": "default",
+    "cross_attention_norm": None, "class_embeddings_concat": False,
+    "mid_block_type": "UNetMidBlock2DCrossAttn", "reverse_transformer_layers_per_block": None,
+}
+_VAE_FIXED = {"act_fn": "silu", "shift_factor": None}
+_SCHED_FIXED = {"trained_betas": None, "rescale_betas_zero_snr": False}
+_DOWN_TYPES = ("CrossAttnDownBlock2D", "DownBlock2D")
+_UP_TYPES = ("CrossAttnUpBlock2D", "UpBlock2D")
+
+
+def _check_fixed(cfg: dict, fixed: dict, source: str) -> None:
+    for key, want in fixed.items():
+        got = cfg.get(key, want)
+        if got != want:
+            raise CheckpointError(
+                f"{source}: field {key!r} is {got!r}; this implementation supports only {want!r}")
+
+
+def _per_block(value, n: int, field: str, source: str) -> tuple:
+    if isinstance(value, (int, float)):
+        return (value,) * n
+    if len(value) != n:
+        raise CheckpointError(f"{source}: field {field!r} has {len(value)} entries, expected {n}")
+    return tuple(value)
+
+
+def unet_config_from_diffusers(cfg: dict, source: str = "unet/config.json") -> UNetConfig:
+    """UNetConfig from a diffusers UNet2DConditionModel config dict; unsupported fields raise."""
+    _check_fixed(cfg, _UNET_FIXED, source)
+    n = len(cfg["block_out_channels"])
+    for field, allowed in (("down_block_types", _DOWN_TYPES), ("up_block_types", _UP_TYPES)):
+        bad = [t for t in cfg[field] if t not in allowed]
+        if bad:
+            raise CheckpointError(f"{source}: {field} contains {bad}; supported: {allowed}")
+    kw = {f.name: cfg[f.name] for f in dataclasses.fields(UNetConfig) if f.name in cfg}
+    for field in ("block_out_channels", "down_block_types", "up_block_types"):
+        kw[field] = tuple(cfg[field])
+    kw["attention_head_dim"] = _per_block(cfg["attention_head_dim"], n, "attention_head_dim",
+                                          source)
+    for field in ("layers_per_block", "cross_attention_dim", "transformer_layers_per_block"):
+        if field in cfg:
+            vals = _per_block(cfg[field], n, field, source)
+            if len(set(vals)) != 1:
+                raise CheckpointError(f"{source}: per-block {field} {cfg[field]} is not supported")
+            kw[field] = vals[0]
+    for c, heads in zip(kw["block_out_channels"], kw["attention_head_dim"]):
+        if c % heads:
+            raise CheckpointError(f"{source}: {c} channels do not split into {heads} heads")
+    return UNetConfig(**kw)
+
+
+def vae_config_from_diffusers(cfg: dict, source: str = "vae/config.json") -> VAEConfig:
+    """VAEConfig from a diffusers ``AutoencoderKL`` config dict; unsupported fields raise."""
+    _check_fixed(cfg, _VAE_FIXED, source)
+    bad = [t for t in cfg.get("down_block_types", ()) if t != "DownEncoderBlock2D"]
+    if bad:
+        raise CheckpointError(f"{source}: down_block_types contains {bad}; supported: "
+                              "DownEncoderBlock2D")
+    kw = {f.name: cfg[f.name] for f in dataclasses.fields(VAEConfig) if f.name in cfg}
+    kw["block_out_channels"] = tuple(cfg["block_out_channels"])
+    return VAEConfig(**kw)
+
+
+def scheduler_config_from_diffusers(cfg: dict, source: str) -> SchedulerConfig:
+    _check_fixed(cfg, _SCHED_FIXED, source)
+    kw = {f.name: cfg[f.name] for f in dataclasses.fields(SchedulerConfig) if f.name in cfg}
+    if kw.get("beta_schedule", "scaled_linear") not in ("linear", "scaled_linear"):
+        raise CheckpointError(f"{source}: beta_schedule {kw['beta_schedule']!r} is not supported; "
+                              "expected 'linear' or 'scaled_linear'")
+    return SchedulerConfig(**kw)
+
+
+def alphas_cumprod(cfg: SchedulerConfig) -> np.ndarray:
+    """float32[T] cumulative products of ``1 - beta`` in float32, as diffusers' DDIM scheduler."""
+    n = cfg.num_train_timesteps
+    if cfg.beta_schedule == "scaled_linear":
+        betas = np.linspace(cfg.beta_start**0.5, cfg.beta_end**0.5, n, dtype=np.float32) ** 2
+    else:
+        betas = np.linspace(cfg.beta_start, cfg.beta_end, n, dtype=np.float32)
+    return np.cumprod(np.float32(1.0) - betas, dtype=np.float32)
+
+
+VARIANTS: dict[str, dict] = {
+    # Cambrian: stabilityai/stable-diffusion-2-1 at 512px, t=250, up blocks 0..3, stride 16.
+    "2.1": dict(vae=VAEConfig(), unet=UNetConfig(), scheduler=SchedulerConfig(), image_size=512,
+                patch_size=16, timestep=250, up_blocks=(0, 1, 2, 3), prompt_len=77),
+    # Random weights only: CPU smoke runs and tests.
+    "runlocal": dict(
+        vae=VAEConfig(block_out_channels=(8, 16), layers_per_block=1, norm_num_groups=4),
+        unet=UNetConfig(block_out_channels=(16, 32, 32),
+                        down_block_types=("CrossAttnDownBlock2D",) * 2 + ("DownBlock2D",),
+                        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 2,
+                        layers_per_block=1, attention_head_dim=(2, 4, 4), cross_attention_dim=24,
+                        norm_num_groups=4),
+        scheduler=SchedulerConfig(), image_size=32, patch_size=4, timestep=250,
+        up_blocks=(0, 1, 2), prompt_len=8),
+}
+DEFAULT_VARIANT = "2.1"
+# None = Cambrian's recipe (the variant's up blocks, concatenated); an int selects one up block.
+DEFAULT_LAYER: int | None = None
+
+
+def preprocessing(variant: str = DEFAULT_VARIANT) -> PreprocessSpec:
+    """Resize(shortest) + centre crop + [-1, 1], as Cambrian's torchvision transform.
+
+    Cambrian wraps it in a ProcessorWrapper whose default mean (CLIP's) is the pad colour.
+    """
+    return PreprocessSpec(image_size=_variant(variant)["image_size"], mean=HALF, std=HALF,
+                          resize="shortest", interpolation="bilinear", pad_color=CLIP_MEAN)
+
+
+def _variant(variant: str) -> dict:
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown sd_diffusion variant {variant!r}; known: {', '.join(VARIANTS)}")
+    return VARIANTS[variant]
+
+
+# --------------------------------------------------------------------------- layers
+
+_META = {"eager_sharding": False}
+
+
+def _conv(cin: int, cout: int, k: int, rngs: nnx.Rngs, stride: int = 1, padding=None) -> nnx.Conv:
+    pad = ((k // 2, k // 2),) * 2 if padding is None else padding
+    return nnx.Conv(cin, cout, (k, k), strides=stride, padding=pad, rngs=rngs,
+                    kernel_metadata={"sharding_names": (None, None, None, "mlp"), **_META})
+
+
+def _linear(din: int, dout: int, rngs: nnx.Rngs, axes=("embed", "mlp"), bias=True) -> nnx.Linear:
+    return nnx.Linear(din, dout, use_bias=bias, rngs=rngs,
+                      kernel_metadata={"sharding_names": axes, **_META})
+
+
+def _group_norm(c: int, groups: int, eps: float, rngs: nnx.Rngs) -> nnx.GroupNorm:
+    # Two-pass variance: UNet activations have large means, where E[x^2] - E[x]^2 loses digits.
+    return nnx.GroupNorm(c, num_groups=groups, epsilon=eps, use_fast_variance=False, rngs=rngs)
+
+
+def _layer_norm(c: int, eps: float, rngs: nnx.Rngs) -> nnx.LayerNorm:
+    return nnx.LayerNorm(c, epsilon=eps, use_fast_variance=False, rngs=rngs)
+
+
+def _nearest(x: jax.Array, size: tuple[int, int]) -> jax.Array:
+    """float[B, h, w, C] -> float[B, *size, C] like ``F.interpolate(mode="nearest")``."""
+    h, w = x.shape[1:3]
+    rows = np.minimum(np.floor(np.arange(size[0]) * (h / size[0])).astype(np.int32), h - 1)
+    cols = np.minimum(np.floor(np.arange(size[1]) * (w / size[1])).astype(np.int32), w - 1)
+    return x[:, rows][:, :, cols]
+
+
+class ResnetBlock(nnx.Module):
+    """diffusers ``ResnetBlock2D`` ("default" time shift, output scale 1)."""
+
+    def __init__(self, cin: int, cout: int, temb: int | None, groups: int, eps: float,
+                 *, rngs: nnx.Rngs):
+        self.norm1 = _group_norm(cin, groups, eps, rngs)
+        self.conv1 = _conv(cin, cout, 3, rngs)
+        self.time_emb_proj = _linear(temb, cout, rngs) if temb else None
+        self.norm2 = _group_norm(cout, groups, eps, rngs)
+        self.conv2 = _conv(cout, cout, 3, rngs)
+        self.conv_shortcut = _conv(cin, cout, 1, rngs) if cin != cout else None
+
+    def __call__(self, x: jax.Array, temb: jax.Array | None = None) -> jax.Array:
+        h = self.conv1(jax.nn.silu(self.norm1(x)))
+        if self.time_emb_proj is not None:
+            h = h + self.time_emb_proj(jax.nn.silu(temb))[:, None, None, :]
+        h = self.conv2(jax.nn.silu(self.norm2(h)))
+        if self.conv_shortcut is not None:
+            x = self.conv_shortcut(x)
+        return x + h
+
+
+class Attention(nnx.Module):
+    """Multi-head attention on float[B, T, D]; ``context`` float[B, S, Dc] for cross-attention."""
+
+    def __init__(self, dim: int, heads: int, head_dim: int, *, context_dim: int | None = None,
+                 qkv_bias: bool = False, rngs: nnx.Rngs):
+        inner = heads * head_dim
+        self.heads = heads
+        self.to_q = _linear(dim, inner, rngs, bias=qkv_bias)
+        self.to_k = _linear(context_dim or dim, inner, rngs, bias=qkv_bias)
+        self.to_v = _linear(context_dim or dim, inner, rngs, bias=qkv_bias)
+        self.to_out = _linear(inner, dim, rngs, axes=("mlp", "embed"))
+
+    def __call__(self, x: jax.Array, context: jax.Array | None = None) -> jax.Array:
+        ctx = x if context is None else context
+        split = lambda t: t.reshape(*t.shape[:2], self.heads, -1)  # noqa: E731
+        o = jax.nn.dot_product_attention(split(self.to_q(x)), split(self.to_k(ctx)),
+                                         split(self.to_v(ctx)))
+        return self.to_out(o.reshape(*x.shape[:2], -1))
+
+
+class TransformerBlock(nnx.Module):
+    """diffusers ``BasicTransformerBlock``: self-attn, cross-attn, GEGLU feed-forward."""
+
+    def __init__(self, dim: int, heads: int, context_dim: int, *, rngs: nnx.Rngs):
+        self.norm1 = _layer_norm(dim, 1e-5, rngs)
+        self.attn1 = Attention(dim, heads, dim // heads, rngs=rngs)
+        self.norm2 = _layer_norm(dim, 1e-5, rngs)
+        self.attn2 = Attention(dim, heads, dim // heads, context_dim=context_dim, rngs=rngs)
+        self.norm3 = _layer_norm(dim, 1e-5, rngs)
+        self.ff_in = _linear(dim, 8 * dim, rngs)
+        self.ff_out = _linear(4 * dim, dim, rngs, axes=("mlp", "embed"))
+
+    def __call__(self, x: jax.Array, context: jax.Array) -> jax.Array:
+        x = x + self.attn1(self.norm1(x))
+        x = x + self.attn2(self.norm2(x), context)
+        h, gate = jnp.split(self.ff_in(self.norm3(x)), 2, axis=-1)
+        return x + self.ff_out(h * jax.nn.gelu(gate, approximate=False))
+
+
+class Transformer2D(nnx.Module):
+    """diffusers ``Transformer2DModel`` on a feature map; ``proj_in``/``proj_out`` are 1x1 maps
+    stored as Linear (checkpoints without ``use_linear_projection`` hold them as 1x1 convs)."""
+
+    def __init__(self, c: int, heads: int, context_dim: int, groups: int, layers: int,
+                 *, rngs: nnx.Rngs):
+        self.norm = _group_norm(c, groups, 1e-6, rngs)
+        self.proj_in = _linear(c, c, rngs)
+        self.transformer_blocks = nnx.List(
+            [TransformerBlock(c, heads, context_dim, rngs=rngs) for _ in range(layers)])
+        self.proj_out = _linear(c, c, rngs)
+
+    def __call__(self, x: jax.Array, context: jax.Array) -> jax.Array:
+        b, h, w, c = x.shape
+        y = self.proj_in(self.norm(x).reshape(b, h * w, c))
+        for blk in self.transformer_blocks:
+            y = blk(y, context)
+        return x + self.proj_out(y).reshape(b, h, w, c)
+
+
+class VAEAttention(nnx.Module):
+    """The VAE mid-block attention: group norm, one head over all positions, residual."""
+
+    def __init__(self, c: int, groups: int, *, rngs: nnx.Rngs):
+        self.group_norm = _group_norm(c, groups, 1e-6, rngs)
+        self.attn = Attention(c, 1, c, qkv_bias=True, rngs=rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        b, h, w, c = x.shape
+        return x + self.attn(self.group_norm(x).reshape(b, h * w, c)).reshape(b, h, w, c)
+
+
+class Block(nnx.Module):
+    """A UNet/VAE down, mid or up block: resnets, optional attentions, optional resampler."""
+
+    def __init__(self, resnets: list, attentions: list | None, downsample=None, upsample=None):
+        self.resnets = nnx.List(resnets)
+        self.attentions = nnx.List(attentions) if attentions else None
+        self.downsample = downsample
+        self.upsample = upsample
+
+    def layer(self, i: int, x: jax.Array, temb: jax.Array, context: jax.Array) -> jax.Array:
+        """Resnet i, then attention i when the block has attentions (UNet blocks only)."""
+        x = self.resnets[i](x, temb)
+        return x if self.attentions is None else self.attentions[i](x, context)
+
+
+# --------------------------------------------------------------------------- VAE encoder
+
+
+class VAEEncoder(nnx.Module):
+    """``AutoencoderKL.encode(x).latent_dist.mean``: float32[B, H, W, 3] -> float32[B, H/f, W/f, 4].
+
+    ``f = 2 ** (len(block_out_channels) - 1)`` (8 for SD).
+    """
+
+    def __init__(self, cfg: VAEConfig, *, rngs: nnx.Rngs):
+        ch, g, eps = cfg.block_out_channels, cfg.norm_num_groups, 1e-6
+        self.latent_channels = cfg.latent_channels
+        self.encoder = nnx.Module()
+        enc = self.encoder
+        enc.conv_in = _conv(cfg.in_channels, ch[0], 3, rngs)
+        blocks, cin = [], ch[0]
+        for i, c in enumerate(ch):
+            res = [ResnetBlock(cin if j == 0 else c, c, None, g, eps, rngs=rngs)
+                   for j in range(cfg.layers_per_block)]
+            # diffusers pads right/bottom by one, then a stride-2 valid conv.
+            down = (_conv(c, c, 3, rngs, stride=2, padding=((0, 1), (0, 1)))
+                    if i < len(ch) - 1 else None)
+            blocks.append(Block(res, None, downsample=down))
+            cin = c
+        enc.down_blocks = nnx.List(blocks)
+        attn = [VAEAttention(ch[-1], g, rngs=rngs)] if cfg.mid_block_add_attention else None
+        enc.mid_block = Block([ResnetBlock(ch[-1], ch[-1], None, g, eps, rngs=rngs)
+                               for _ in range(2)], attn)
+        enc.conv_norm_out = _group_norm(ch[-1], g, eps, rngs)
+        enc.conv_out = _conv(ch[-1], 2 * cfg.latent_channels, 3, rngs)
+        self.quant_conv = (_conv(2 * cfg.latent_channels, 2 * cfg.latent_channels, 1, rngs)
+                           if cfg.use_quant_conv else None)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        enc = self.encoder
+        x = enc.conv_in(x)
+        for blk in enc.down_blocks:
+            for r in blk.resnets:
+                x = r(x)
+            if blk.downsample is not None:
+                x = blk.downsample(x)
+        mid = enc.mid_block
+        x = mid.resnets[0](x)
+        if mid.attentions is not None:
+            x = mid.attentions[0](x)
+        x = mid.resnets[1](x)
+        x = enc.conv_out(jax.nn.silu(enc.conv_norm_out(x)))
+        if self.quant_conv is not None:
+            x = self.quant_conv(x)
+        return x[..., : self.latent_channels]
+
+
+# --------------------------------------------------------------------------- UNet
+
+
+def timestep_embedding(t: jax.Array, dim: int, flip_sin_to_cos: bool, shift: float) -> jax.Array:
+    """int|float[B] -> float32[B, dim] sinusoidal embedding (diffusers get_timestep_embedding)."""
+    half = dim // 2
+    freqs = jnp.exp(-math.log(10000.0) * jnp.arange(half, dtype=jnp.float32) / (half - shift))
+    arg = t.astype(jnp.float32)[:, None] * freqs[None]
+    parts = (jnp.cos(arg), jnp.sin(arg)) if flip_sin_to_cos else (jnp.sin(arg), jnp.cos(arg))
+    emb = jnp.concatenate(parts, axis=-1)
+    return jnp.pad(emb, ((0, 0), (0, dim % 2)))
+
+
+class UNet(nnx.Module):
+    """diffusers ``UNet2DConditionModel`` (SD 1.x/2.x layout), NHWC.
+
+    Called as ``eps, out = unet(x, t, context)``: x float32[B, h, w, 4], t int[] or int[B],
+    context float32[B, S, cross_attention_dim]; ``out["up_i"]`` is up block i's output
+    float32[B, hi, wi, Ci].
+    """
+
+    def __init__(self, cfg: UNetConfig, *, rngs: nnx.Rngs):
+        ch, g, eps = cfg.block_out_channels, cfg.norm_num_groups, cfg.norm_eps
+        n, lpb, ctx = len(ch), cfg.layers_per_block, cfg.cross_attention_dim
+        temb = 4 * ch[0]
+        self.cfg = cfg
+        self.conv_in = _conv(cfg.in_channels, ch[0], 3, rngs)
+        self.time_embedding = nnx.Module()
+        self.time_embedding.linear_1 = _linear(ch[0], temb, rngs)
+        self.time_embedding.linear_2 = _linear(temb, temb, rngs)
+
+        def attn(c: int, heads: int) -> Transformer2D:
+            return Transformer2D(c, heads, ctx, g, cfg.transformer_layers_per_block, rngs=rngs)
+
+        down, cin = [], ch[0]
+        for i, (kind, c) in enumerate(zip(cfg.down_block_types, ch)):
+            res = [ResnetBlock(cin if j == 0 else c, c, temb, g, eps, rngs=rngs)
+                   for j in range(lpb)]
+            att = ([attn(c, cfg.attention_head_dim[i]) for _ in range(lpb)]
+                   if kind == "CrossAttnDownBlock2D" else None)
+            ds = _conv(c, c, 3, rngs, stride=2) if i < n - 1 else None
+            down.append(Block(res, att, downsample=ds))
+            cin = c
+        self.down_blocks = nnx.List(down)
+        self.mid_block = Block(
+            [ResnetBlock(ch[-1], ch[-1], temb, g, eps, rngs=rngs) for _ in range(2)],
+            [attn(ch[-1], cfg.attention_head_dim[-1])])
+
+        up, rch, rheads = [], ch[::-1], cfg.attention_head_dim[::-1]
+        prev = rch[0]
+        for i, kind in enumerate(cfg.up_block_types):
+            c, skip_in = rch[i], rch[min(i + 1, n - 1)]
+            res = [ResnetBlock((prev if j == 0 else c) + (skip_in if j == lpb else c), c, temb, g,
+                               eps, rngs=rngs) for j in range(lpb + 1)]
+            att = ([attn(c, rheads[i]) for _ in range(lpb + 1)]
+                   if kind == "CrossAttnUpBlock2D" else None)
+            us = _conv(c, c, 3, rngs) if i < n - 1 else None
+            up.append(Block(res, att, upsample=us))
+            prev = c
+        self.up_blocks = nnx.List(up)
+        self.conv_norm_out = _group_norm(ch[0], g, eps, rngs)
+        self.conv_out = _conv(ch[0], cfg.out_channels, 3, rngs)
+
+    def up_features(self, x: jax.Array, t, context: jax.Array, last_up: int | None = None):
+        """Runs the UNet up to (and including) up block ``last_up``; returns (x, {"up_i": ...})."""
+        cfg = self.cfg
+        t = jnp.broadcast_to(jnp.asarray(t), (x.shape[0],))
+        temb = timestep_embedding(t, cfg.block_out_channels[0], cfg.flip_sin_to_cos,
+                                  cfg.freq_shift)
+        te = self.time_embedding
+        temb = te.linear_2(jax.nn.silu(te.linear_1(temb)))
+
+        x = self.conv_in(x)
+        skips = [x]
+        for blk in self.down_blocks:
+            for i in range(len(blk.resnets)):
+                x = blk.layer(i, x, temb, context)
+                skips.append(x)
+            if blk.downsample is not None:
+                x = blk.downsample(x)
+                skips.append(x)
+        x = self.mid_block.resnets[0](x, temb)
+        x = self.mid_block.attentions[0](x, context)
+        x = self.mid_block.resnets[1](x, temb)
+
+        out = {}
+        last = len(self.up_blocks) - 1 if last_up is None else last_up
+        for u, blk in enumerate(self.up_blocks[: last + 1]):
+            for i in range(len(blk.resnets)):
+                x = jnp.concatenate([x, skips.pop()], axis=-1)
+                x = blk.layer(i, x, temb, context)
+            if blk.upsample is not None:
+                # The next skip's size: 2x when the input divides evenly, as diffusers.
+                x = blk.upsample(_nearest(x, skips[-1].shape[1:3]))
+            out[f"up_{u}"] = x
+        return x, out
+
+    def __call__(self, x: jax.Array, t, context: jax.Array):
+        x, out = self.up_features(x, t, context)
+        return self.conv_out(jax.nn.silu(self.conv_norm_out(x))), out
+
+
+# --------------------------------------------------------------------------- the encoder
+
+
+def feature_channels(unet: UNetConfig, up_blocks: tuple[int, ...]) -> int:
+    """Channels of the concatenated up-block maps (up block i has the i-th reversed width)."""
+    rch = unet.block_out_channels[::-1]
+    return sum(rch[i] for i in up_blocks)
+
+
+class PromptEmbedding(nnx.Variable):
+    """A fixed input (the empty-prompt text embedding); not a trainable parameter."""
+
+
+class StableDiffusionEncoder(nnx.Module):
+    """Cambrian's SD feature recipe (module doc).
+
+    ``feats, out = enc(pixels)``: pixels float32[B, H, W, 3] in [-1, 1]; feats float32[B, H/p, W/p,
+    out_channels] with p = ``patch_size``; ``out`` holds ``latents``, ``noisy_latents`` (both
+    float32[B, H/8, W/8, 4]) and every computed up block ``up_i`` at its native resolution.
+    """
+
+    def __init__(self, vae: VAEConfig, unet: UNetConfig, *, image_size: int, patch_size: int,
+                 timestep: int, up_blocks: tuple[int, ...], prompt_len: int,
+                 scheduler: SchedulerConfig = SchedulerConfig(), noise_seed: int = 0,
+                 rngs: nnx.Rngs):
+        n_up = len(unet.block_out_channels)
+        if any(not 0 <= i < n_up for i in up_blocks):
+            raise ValueError(f"up blocks {up_blocks} out of range: the UNet has {n_up} up blocks")
+        if not 0 <= timestep < scheduler.num_train_timesteps:
+            raise ValueError(f"timestep {timestep} outside [0, {scheduler.num_train_timesteps})")
+        self.vae = VAEEncoder(vae, rngs=rngs)
+        self.unet = UNet(unet, rngs=rngs)
+        self.prompt_embedding = PromptEmbedding(
+            jax.random.normal(rngs.params(), (1, prompt_len, unet.cross_attention_dim)))
+        abar = alphas_cumprod(scheduler)[timestep]
+        self.sqrt_alpha = float(np.sqrt(abar))
+        self.sqrt_one_minus_alpha = float(np.sqrt(np.float32(1.0) - abar))
+        self.scaling_factor = float(vae.scaling_factor)
+        self.timestep = timestep
+        self.up_blocks = tuple(up_blocks)
+        self.noise_seed = noise_seed
+        self.patch_size = patch_size
+        self.latent_channels = vae.latent_channels
+        self.out_channels = feature_channels(unet, self.up_blocks)
+        self.grid = (image_size // patch_size, image_size // patch_size)
+
+    def noise(self, h: int, w: int) -> jax.Array:
+        """float32[1, h, w, latent_channels]: the fixed noise map, shared by every image."""
+        return jax.random.normal(jax.random.key(self.noise_seed), (1, h, w, self.latent_channels))
+
+    def add_noise(self, latents: jax.Array, noise: jax.Array) -> jax.Array:
+        return self.sqrt_alpha * latents + self.sqrt_one_minus_alpha * noise
+
+    def __call__(self, pixels: jax.Array, noise: jax.Array | None = None):
+        b, hgt, wid, _ = pixels.shape
+        latents = self.scaling_factor * self.vae(pixels)
+        if noise is None:
+            noise = self.noise(*latents.shape[1:3])
+        noisy = self.add_noise(latents, noise)
+        context = jnp.broadcast_to(self.prompt_embedding[...],
+                                   (b, *self.prompt_embedding.shape[1:]))
+        _, ups = self.unet.up_features(noisy, self.timestep, context, last_up=max(self.up_blocks))
+        grid = (hgt // self.patch_size, wid // self.patch_size)
+        feats = jnp.concatenate([resize_grid(ups[f"up_{i}"], grid) for i in self.up_blocks], -1)
+        return feats, {"latents": latents, "noisy_latents": noisy, **ups}
+
+
+def _recipe(variant: str, image_size: int | None, layer: int | None) -> dict:
+    v = dict(_variant(variant))
+    if image_size is not None:
+        v["image_size"] = image_size
+    if layer is not None:
+        v["up_blocks"] = (layer,)
+    return v
+
+
+def create(variant: str = DEFAULT_VARIANT, *, image_size: int | None = None,
+           layer: int | None = None, rngs: nnx.Rngs) -> StableDiffusionEncoder:
+    """Randomly initialised encoder (and random prompt embedding); never pretrained."""
+    v = _recipe(variant, image_size, layer)
+    return StableDiffusionEncoder(
+        v["vae"], v["unet"], image_size=v["image_size"], patch_size=v["patch_size"],
+        timestep=v["timestep"], up_blocks=v["up_blocks"], prompt_len=v["prompt_len"],
+        scheduler=v["scheduler"], rngs=rngs)
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+# Our attribute name -> diffusers module path.
+_RENAME = {"downsample": "downsamplers.0.conv", "upsample": "upsamplers.0.conv",
+           "to_out": "to_out.0", "ff_in": "ff.net.0.proj", "ff_out": "ff.net.2"}
+_LEAF = {"kernel": "weight", "scale": "weight", "bias": "bias"}
+# Older VAE checkpoints use the pre-0.14 attention names (diffusers converts them on load).
+_LEGACY = {".to_q.": ".query.", ".to_k.": ".key.", ".to_v.": ".value.", ".to_out.0.": ".proj_attn."}
+
+
+def _torch_name(path: tuple) -> str:
+    parts = [str(p) for p in path if p != "attn"]  # VAEAttention.attn is inlined in diffusers
+    parts = [_RENAME.get(p, p) for p in parts[:-1]] + [_LEAF[parts[-1]]]
+    return ".".join(parts)
+
+
+def _torch_shape(shape: tuple) -> tuple:
+    """Our kernel shape -> the diffusers (torch) one: [kh, kw, I, O] -> [O, I, kh, kw]; [I, O] ->
+    [O, I]."""
+    if len(shape) == 4:
+        return (shape[3], shape[2], shape[0], shape[1])
+    return tuple(reversed(shape)) if len(shape) == 2 else tuple(shape)
+
+
+def _squeeze_1x1(x: np.ndarray) -> np.ndarray:
+    # proj_in/proj_out are 1x1 convs in checkpoints without use_linear_projection.
+    return x[:, :, 0, 0] if x.ndim == 4 and x.shape[2:] == (1, 1) else x
+
+
+def _to_jax(x: np.ndarray) -> np.ndarray:
+    return x.transpose(2, 3, 1, 0) if x.ndim == 4 else x.T if x.ndim == 2 else x
+
+
+def _fill(module: nnx.Module, reader) -> None:
+    """Sets every nnx.Param of ``module`` from ``reader`` (diffusers names), checking shapes in
+    the checkpoint's own layout."""
+    for path, var in list(nnx.iter_graph(module)):
+        if not isinstance(var, nnx.Param):
+            continue
+        name = _torch_name(path)
+        if name not in reader:
+            for new, old in _LEGACY.items():
+                if new in name and name.replace(new, old) in reader:
+                    name = name.replace(new, old)
+        shape = tuple(var.shape)
+        value = take(reader, name, _torch_shape(shape), _squeeze_1x1 if len(shape) == 2 else None)
+        var.set_value(jnp.asarray(_to_jax(value)))
+
+
+def _read_json(path: str, what: str) -> dict:
+    if not os.path.exists(path):
+        raise CheckpointError(f"{path}: {what} not found; expected a diffusers checkpoint "
+                              "directory with vae/ and unet/ subfolders (config.json + "
+                              "*.safetensors)")
+    with open(path) as f:
+        return json.load(f)
+
+
+def load(checkpoint: str, *, variant: str | None = None, image_size: int | None = None,
+         layer: int | None = None, noise_seed: int = 0) -> StableDiffusionEncoder:
+    """Loads SD weights from a diffusers-layout directory (module doc); the architecture comes from
+    its config.json files, the recipe (resolution, stride, timestep, up blocks) from ``variant``."""
+    checkpoint = os.fspath(checkpoint)
+    if not os.path.isdir(checkpoint):
+        raise CheckpointError(f"SD checkpoint directory not found: {checkpoint}")
+    v = _recipe(variant or DEFAULT_VARIANT, image_size, layer)
+    vae_json = os.path.join(checkpoint, "vae", "config.json")
+    unet_json = os.path.join(checkpoint, "unet", "config.json")
+    vae_cfg = vae_config_from_diffusers(_read_json(vae_json, "VAE config"), vae_json)
+    unet_cfg = unet_config_from_diffusers(_read_json(unet_json, "UNet config"), unet_json)
+    sched_json = os.path.join(checkpoint, "scheduler", "scheduler_config.json")
+    sched = (scheduler_config_from_diffusers(_read_json(sched_json, "scheduler config"), sched_json)
+             if os.path.exists(sched_json) else v["scheduler"])
+
+    prompt_path = os.path.join(checkpoint, PROMPT_FILE)
+    if not os.path.exists(prompt_path):
+        raise CheckpointError(
+            f"{prompt_path} not found; create it once with "
+            f"`python -m cambrian.models.encoders.sd_diffusion {checkpoint}` (needs text_encoder/ "
+            "and tokenizer/ in the checkpoint directory)")
+    prompt = np.load(prompt_path).astype(np.float32)
+    if prompt.ndim == 2:
+        prompt = prompt[None]
+    if prompt.ndim != 3 or prompt.shape[0] != 1 or prompt.shape[2] != unet_cfg.cross_attention_dim:
+        raise CheckpointError(
+            f"{prompt_path}: shape {prompt.shape}, expected (1, length, "
+            f"{unet_cfg.cross_attention_dim}) (the UNet's cross_attention_dim)")
+
+    enc = nnx.eval_shape(lambda: StableDiffusionEncoder(
+        vae_cfg, unet_cfg, image_size=v["image_size"], patch_size=v["patch_size"],
+        timestep=v["timestep"], up_blocks=v["up_blocks"], prompt_len=prompt.shape[1],
+        scheduler=sched, noise_seed=noise_seed, rngs=nnx.Rngs(0)))
+    _fill(enc.vae, open_checkpoint(os.path.join(checkpoint, "vae")))
+    _fill(enc.unet, open_checkpoint(os.path.join(checkpoint, "unet")))
+    enc.prompt_embedding.set_value(jnp.asarray(prompt))
+    return enc
+
+
+def write_empty_prompt_embedding(checkpoint: str) -> str:
+    """Saves ``StableDiffusionPipeline.encode_prompt([""])``, float32[1, max_length, D], computed
+    from ``tokenizer/`` and ``text_encoder/``, as ``<checkpoint>/empty_prompt_embedding.npy``.
+
+    Returns the file's path.
+    """
+    import torch
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    for sub in ("tokenizer", "text_encoder"):
+        if not os.path.isdir(os.path.join(checkpoint, sub)):
+            raise CheckpointError(f"{os.path.join(checkpoint, sub)} not found: the empty-prompt "
+                                  "embedding is computed from the checkpoint's CLIP text encoder")
+    tok = CLIPTokenizer.from_pretrained(os.path.join(checkpoint, "tokenizer"))
+    text = CLIPTextModel.from_pretrained(os.path.join(checkpoint, "text_encoder"),
+                                         torch_dtype=torch.float32).eval()
+    ids = tok([""], padding="max_length", max_length=tok.model_max_length, truncation=True,
+              return_tensors="pt").input_ids
+    mask = None
+    if getattr(text.config, "use_attention_mask", False):
+        mask = (ids != tok.pad_token_id).long()
+    with torch.no_grad():
+        emb = text(ids, attention_mask=mask)[0].float().numpy()
+    path = os.path.join(checkpoint, PROMPT_FILE)
+    np.save(path, emb.astype(np.float32))
+    return path
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit("usage: python -m cambrian.models.encoders.sd_diffusion CHECKPOINT_DIR")
+    print(write_empty_prompt_embedding(sys.argv[1]))

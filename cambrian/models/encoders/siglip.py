@@ -1,0 +1,99 @@
+"""SigLIP vision towers: HF ``SiglipVisionModel`` / ``Siglip2VisionModel`` and the timm /
+open_clip (``hf-hub:timm/ViT-SO400M-14-SigLIP-384``) trunk layout.
+
+Cambrian uses the timm trunk's ``forward_features``: final block + final LayerNorm, no CLS (27x27
+grid at 384 for SO400M/14). Other image sizes follow the checkpoint's own reference rule: HF SigLIP
+``interpolate_pos_encoding`` (bicubic), SigLIP2 (bilinear, antialiased), timm
+``resample_abs_pos_embed`` (bicubic, antialiased).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from flax import nnx
+
+from cambrian.models import weights
+from cambrian.models.encoders import convert, vit
+from cambrian.models.encoders.preprocess import CLIP_MEAN, HALF, PreprocessSpec
+
+_BASE = dict(act="gelu_tanh", ln_eps=1e-6, cls_token=False, pos_cls=False)
+VARIANTS = {
+    "B/16": _BASE | dict(patch=16, width=768, depth=12, heads=12, mlp_dim=3072, image_size=224,
+                         pos_size=14),
+    "L/16-384": _BASE | dict(patch=16, width=1024, depth=24, heads=16, mlp_dim=4096,
+                             image_size=384, pos_size=24),
+    "So400m/14": _BASE | dict(patch=14, width=1152, depth=27, heads=16, mlp_dim=4304,
+                              image_size=224, pos_size=16),
+    "So400m/14-384": _BASE | dict(patch=14, width=1152, depth=27, heads=16, mlp_dim=4304,
+                                  image_size=384, pos_size=27),
+    "runlocal": _BASE | dict(patch=14, width=64, depth=2, heads=2, mlp_dim=256, image_size=56,
+                             pos_size=4),
+}
+DEFAULT_VARIANT = "So400m/14-384"
+DEFAULT_LAYER = None
+
+
+def create(variant: str = DEFAULT_VARIANT, *, image_size: int | None = None,
+           layer: int | None = None, rngs: nnx.Rngs) -> vit.VisionTransformer:
+    return vit.VisionTransformer(vit.config_for("siglip", VARIANTS, variant, image_size=image_size,
+                                                layer=layer, default_layer=DEFAULT_LAYER),
+                                 rngs=rngs)
+
+
+def _config_from_hf(hf: dict) -> vit.ViTConfig:
+    if "num_patches" in hf:  # SigLIP2: a square position grid, resampled per image size
+        side = int(round(hf["num_patches"] ** 0.5))
+        hf = hf | {"image_size": side * hf["patch_size"]}
+        return vit.hf_common(hf, cls_token=False, pos_cls=False, pos_interp="bilinear_aa")
+    return vit.hf_common(hf, cls_token=False, pos_cls=False)
+
+
+def _hf_layout(cfg: vit.ViTConfig, pre: str, linear_patch: bool) -> dict:
+    e = pre + "embeddings."
+    c, p = cfg.width, cfg.patch
+    layout = vit.embed_layout(cfg, {
+        "patch": e + "patch_embedding", "pos": e + "position_embedding.weight",
+        "pos_shape": (cfg.pos_size ** 2, c), "final_norm": pre + "post_layernorm"})
+    if linear_patch:  # SigLIP2 embeds (py, px, channel)-flattened patches with a Linear
+        layout["patch_embed.kernel"] = (e + "patch_embedding.weight", (c, p * p * 3),
+                                        lambda w: w.T.reshape(p, p, 3, c))
+    for i in range(cfg.depth):
+        b = f"{pre}encoder.layers.{i}."
+        layout |= vit.block_layout(cfg, i, {
+            "norm1": b + "layer_norm1", "norm2": b + "layer_norm2", "q": b + "self_attn.q_proj",
+            "k": b + "self_attn.k_proj", "v": b + "self_attn.v_proj",
+            "out": b + "self_attn.out_proj", "fc1": b + "mlp.fc1", "fc2": b + "mlp.fc2"},
+            fused_qkv=False)
+    return layout
+
+
+def load(checkpoint: str, *, variant: str | None = None, image_size: int | None = None,
+         layer: int | None = None) -> vit.VisionTransformer:
+    """From an HF SigLIP/SigLIP2 directory, a timm/open_clip state dict, or a converted dir."""
+    restored = convert.restore(checkpoint, "siglip", image_size=image_size, layer=layer)
+    if restored is not None:
+        return restored
+    reader = weights.open_checkpoint(checkpoint)
+    hf_pre = next((p for p in ("vision_model.", "") if p + "embeddings.patch_embedding.weight"
+                   in reader), None)
+    if hf_pre is not None:
+        cfg = vit.pick_config("siglip", VARIANTS, checkpoint, variant=variant,
+                              default_variant=DEFAULT_VARIANT, image_size=image_size, layer=layer,
+                              default_layer=DEFAULT_LAYER, from_hf=_config_from_hf)
+        linear = reader[hf_pre + "embeddings.patch_embedding.weight"].ndim == 2
+        return vit.load_layout(cfg, reader, _hf_layout(cfg, hf_pre, linear))
+    pre = convert.find_prefix(reader, "patch_embed.proj.weight", ("visual.trunk.", "trunk.", ""))
+    cfg = vit.config_for("siglip", VARIANTS, variant or DEFAULT_VARIANT, image_size=image_size,
+                         layer=layer, default_layer=DEFAULT_LAYER)
+    cfg = dataclasses.replace(cfg, pos_interp="bicubic_aa")
+    return vit.load_layout(cfg, reader, vit.timm_layout(cfg, pre))
+
+
+def preprocessing(variant: str = DEFAULT_VARIANT) -> PreprocessSpec:
+    """open_clip / HF SigLIP transform: squash to the resolution, bicubic, mean = std = 0.5.
+
+    The pad colour is the CLIP mean: Cambrian's wrapped open_clip processor reports it.
+    """
+    return PreprocessSpec(image_size=VARIANTS[variant]["image_size"], mean=HALF, std=HALF,
+                          resize="squash", interpolation="bicubic", pad_color=CLIP_MEAN)

@@ -1,0 +1,573 @@
+"""One Vision Transformer for every ViT-shaped encoder family of the zoo.
+
+CLIP (HF and open_clip), SigLIP, DINOv2 (+ registers, layer scale, SwiGLU), I-JEPA, MAE, MoCo v3,
+supervised timm ViTs and DPT's ViT backbone differ only in the switches of ``ViTConfig``; each
+family file holds its variant table, its checkpoint loader and its preprocessing. The layouts
+shared by several families (timm, HF ``ViTModel``-style) live here.
+
+Tokens are ``[prefix (CLS, registers), patches]``. ``out["hidden_states"][0]`` is the embedding
+(after the CLIP pre-norm), ``[i]`` the output of block ``i`` -- indexed like HF's
+``output_hidden_states`` -- and ``layer=None`` means the final output (final norm applied where the
+reference applies it to the tokens).
+
+Einsum letters: b batch, n/m query/key tokens, h heads, d head_dim, c embed, y/x (Y/X) rows and
+columns of a position grid before (after) resampling.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import os
+from collections.abc import Callable, Iterable, Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from cambrian.models import weights
+from cambrian.models.encoders import convert, features
+
+Array = jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class ViTConfig:
+    """Architecture of one ViT encoder.
+
+    image_size: input side in pixels the module is built for (sets ``grid``).
+    pos_size: side of the position-embedding grid stored in the checkpoint; other grids are
+      resampled from it with ``pos_interp``: "bicubic" (HF CLIP/SigLIP/DINOv2/I-JEPA/ViTMAE
+      ``interpolate_pos_encoding``), "bicubic_aa" (timm ``resample_abs_pos_embed``, open_clip
+      ``resize_pos_embed``, HF DINOv2-with-registers), "bilinear" (HF DPT ``_resize_pos_embed``),
+      "bilinear_aa" (HF SigLIP2).
+    act: "gelu" (erf) | "quick_gelu" | "gelu_tanh"; mlp: "mlp" | "swiglu" (DINOv2-g).
+    pre_norm: CLIP's LayerNorm on the embeddings; final_norm: LayerNorm applied to the final
+      tokens (``layer=None``).
+    pos_cls: the position table has a slot for the CLS token. Registers never get positions.
+    layer: which ``hidden_states`` entry becomes the features (HF indexing, negative allowed);
+      None = final output.
+    dtype: compute dtype ("float32" | "bfloat16"; Cambrian runs frozen towers in bf16). Norms
+      and softmax stay in float32; parameters keep their own dtype; features are float32.
+    """
+
+    patch: int
+    width: int
+    depth: int
+    heads: int
+    mlp_dim: int
+    image_size: int
+    pos_size: int
+    act: str = "gelu"
+    mlp: str = "mlp"
+    ln_eps: float = 1e-6
+    pre_norm: bool = False
+    final_norm: bool = True
+    cls_token: bool = True
+    registers: int = 0
+    layerscale: bool = False
+    qkv_bias: bool = True
+    patch_bias: bool = True
+    pos_cls: bool = True
+    pos_interp: str = "bicubic"
+    layer: int | None = None
+    dtype: str = "float32"
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        return (self.image_size // self.patch, self.image_size // self.patch)
+
+    @property
+    def num_prefix(self) -> int:
+        return int(self.cls_token) + self.registers
+
+    def replace(self, **kw) -> ViTConfig:
+        return dataclasses.replace(self, **{k: v for k, v in kw.items() if v is not None})
+
+    def check(self) -> ViTConfig:
+        if self.width % self.heads:
+            raise ValueError(f"ViTConfig: width {self.width} is not divisible by heads "
+                             f"{self.heads}")
+        for field, allowed in (("act", _ACTS), ("mlp", ("mlp", "swiglu")),
+                               ("pos_interp", _RESAMPLERS), ("dtype", ("float32", "bfloat16"))):
+            if getattr(self, field) not in allowed:
+                raise ValueError(f"ViTConfig.{field}={getattr(self, field)!r}; expected one of "
+                                 f"{sorted(allowed)}")
+        if self.image_size < self.patch:
+            raise ValueError(f"image_size {self.image_size} is smaller than the patch {self.patch}")
+        if self.layer is not None and not -(self.depth + 1) <= self.layer <= self.depth:
+            raise ValueError(f"layer {self.layer} out of range for depth {self.depth} "
+                             f"(valid: {-(self.depth + 1)}..{self.depth}, or None for the output)")
+        return self
+
+
+_ACTS: dict[str, Callable[[Array], Array]] = {
+    "gelu": functools.partial(jax.nn.gelu, approximate=False),
+    "gelu_tanh": functools.partial(jax.nn.gelu, approximate=True),
+    "quick_gelu": lambda x: x * jax.nn.sigmoid(1.702 * x),
+}
+
+
+# --- resampling exactly as torch.nn.functional.interpolate(align_corners=False) ---------------
+
+def _cubic(x: np.ndarray, a: float) -> np.ndarray:
+    x = np.abs(x)
+    return np.where(x < 1, ((a + 2) * x - (a + 3)) * x * x + 1,
+                    np.where(x < 2, (((x - 5) * x + 8) * x - 4) * a, 0.0))
+
+
+def _bicubic(n_in: int, n_out: int) -> np.ndarray:
+    # torch upsample_bicubic2d: A=-0.75, border indices clamped (replicate)
+    w = np.zeros((n_out, n_in))
+    src = (np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5
+    i0 = np.floor(src).astype(int)
+    t = src - i0
+    for k in range(-1, 3):
+        np.add.at(w, (np.arange(n_out), np.clip(i0 + k, 0, n_in - 1)), _cubic(t - k, -0.75))
+    return w
+
+
+def _bilinear(n_in: int, n_out: int) -> np.ndarray:
+    w = np.zeros((n_out, n_in))
+    src = np.maximum((np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5, 0.0)
+    i0 = np.floor(src).astype(int)
+    i1 = np.minimum(i0 + 1, n_in - 1)
+    lam = src - i0
+    np.add.at(w, (np.arange(n_out), i0), 1 - lam)
+    np.add.at(w, (np.arange(n_out), i1), lam)
+    return w
+
+
+def _antialiased(n_in: int, n_out: int, kernel: Callable, support: float) -> np.ndarray:
+    # torch's antialias=True path (the PIL algorithm): the kernel widens when downsampling,
+    # taps outside the image are dropped and each row renormalised.
+    scale = n_in / n_out
+    inv = 1.0 / scale if scale >= 1.0 else 1.0
+    sup = support * scale if scale >= 1.0 else support
+    w = np.zeros((n_out, n_in))
+    for i in range(n_out):
+        center = scale * (i + 0.5)
+        lo = max(int(center - sup + 0.5), 0)
+        hi = min(int(center + sup + 0.5), n_in)
+        j = np.arange(lo, hi)
+        k = kernel((j - center + 0.5) * inv)
+        w[i, lo:hi] = k / k.sum() if k.sum() != 0 else k
+    return w
+
+
+_RESAMPLERS: dict[str, Callable[[int, int], np.ndarray]] = {
+    "bicubic": _bicubic,
+    "bilinear": _bilinear,
+    "bicubic_aa": lambda n, m: _antialiased(n, m, lambda x: _cubic(x, -0.5), 2.0),
+    "bilinear_aa": lambda n, m: _antialiased(n, m, lambda x: np.maximum(1 - np.abs(x), 0), 1.0),
+}
+
+
+def resample_matrix(n_in: int, n_out: int, method: str) -> np.ndarray:
+    """float32[n_out, n_in]: 1-D weights equal to torch's ``interpolate`` for ``method``."""
+    return _RESAMPLERS[method](n_in, n_out).astype(np.float32)
+
+
+def resample_grid(grid: Array, size: tuple[int, int], method: str) -> Array:
+    """float[h, w, C] -> float32[H, W, C] resampled separably like torch ``interpolate``."""
+    h, w = grid.shape[:2]
+    if (h, w) == tuple(size):
+        return grid
+    rh, rw = resample_matrix(h, size[0], method), resample_matrix(w, size[1], method)
+    return jnp.einsum("Yy,yxc,Xx->YXc", rh, grid.astype(jnp.float32), rw,
+                      precision=jax.lax.Precision.HIGHEST)
+
+
+# --- modules ------------------------------------------------------------------------------------
+
+def _param(value: Array, names: tuple[str | None, ...]) -> nnx.Param:
+    """A parameter carrying logical axis names; ``cambrian.sharding`` maps them to the mesh."""
+    return nnx.Param(value, out_sharding=names, eager_sharding=False)
+
+
+class LayerNorm(nnx.Module):
+    """torch.nn.LayerNorm (two-pass variance, computed in float32)."""
+
+    def __init__(self, dim: int, eps: float):
+        self.eps = eps
+        self.scale = _param(jnp.ones((dim,)), ("embed",))
+        self.bias = _param(jnp.zeros((dim,)), ("embed",))
+
+    def __call__(self, x: Array) -> Array:
+        xf = x.astype(jnp.float32)
+        mean = xf.mean(-1, keepdims=True)
+        var = jnp.square(xf - mean).mean(-1, keepdims=True)
+        y = (xf - mean) * jax.lax.rsqrt(var + self.eps)
+        return (y * self.scale[...] + self.bias[...]).astype(x.dtype)
+
+
+class Dense(nnx.Module):
+    """y = x @ kernel + bias with multi-axis input/output (``kernel`` float[*in, *out])."""
+
+    def __init__(self, in_shape: tuple[int, ...], out_shape: tuple[int, ...],
+                 names: tuple[str | None, ...], *, bias: bool = True, rngs: nnx.Rngs):
+        fan_in = math.prod(in_shape)
+        init = jax.random.normal(rngs.params(), in_shape + out_shape) / math.sqrt(fan_in)
+        self.n_in = len(in_shape)
+        self.kernel = _param(init, names)
+        self.bias = _param(jnp.zeros(out_shape), names[self.n_in:]) if bias else None
+
+    def __call__(self, x: Array) -> Array:
+        y = jnp.tensordot(x, self.kernel[...].astype(x.dtype), self.n_in)
+        return y if self.bias is None else y + self.bias[...].astype(x.dtype)
+
+
+class Attention(nnx.Module):
+    def __init__(self, cfg: ViTConfig, rngs: nnx.Rngs):
+        c, h = cfg.width, cfg.heads
+        d = c // h
+        qkv_names = ("embed", "heads", "head_dim")
+        self.q = Dense((c,), (h, d), qkv_names, bias=cfg.qkv_bias, rngs=rngs)
+        self.k = Dense((c,), (h, d), qkv_names, bias=cfg.qkv_bias, rngs=rngs)
+        self.v = Dense((c,), (h, d), qkv_names, bias=cfg.qkv_bias, rngs=rngs)
+        self.out = Dense((h, d), (c,), ("heads", "head_dim", "embed"), rngs=rngs)
+
+    def __call__(self, x: Array) -> Array:
+        """float[B, N, C] -> float[B, N, C]."""
+        q, k, v = self.q(x), self.k(x), self.v(x)
+        q = q * (q.shape[-1] ** -0.5)
+        logits = jnp.einsum("bnhd,bmhd->bhnm", q, k).astype(jnp.float32)
+        probs = jax.nn.softmax(logits, axis=-1).astype(x.dtype)
+        return self.out(jnp.einsum("bhnm,bmhd->bnhd", probs, v))
+
+
+class Mlp(nnx.Module):
+    def __init__(self, cfg: ViTConfig, rngs: nnx.Rngs):
+        gated = cfg.mlp == "swiglu"
+        hidden = cfg.mlp_dim * (2 if gated else 1)
+        self.gated = gated
+        self.act = cfg.act
+        self.fc1 = Dense((cfg.width,), (hidden,), ("embed", "mlp"), rngs=rngs)
+        self.fc2 = Dense((cfg.mlp_dim,), (cfg.width,), ("mlp", "embed"), rngs=rngs)
+
+    def __call__(self, x: Array) -> Array:
+        h = self.fc1(x)
+        if self.gated:  # DINOv2 SwiGLU: first half gates the second
+            a, b = jnp.split(h, 2, axis=-1)
+            h = jax.nn.silu(a) * b
+        else:
+            h = _ACTS[self.act](h)
+        return self.fc2(h)
+
+
+class Block(nnx.Module):
+    def __init__(self, cfg: ViTConfig, rngs: nnx.Rngs):
+        self.norm1 = LayerNorm(cfg.width, cfg.ln_eps)
+        self.attn = Attention(cfg, rngs)
+        self.norm2 = LayerNorm(cfg.width, cfg.ln_eps)
+        self.mlp = Mlp(cfg, rngs)
+        if cfg.layerscale:
+            self.ls1 = _param(jnp.ones((cfg.width,)), ("embed",))
+            self.ls2 = _param(jnp.ones((cfg.width,)), ("embed",))
+        else:
+            self.ls1 = self.ls2 = None
+
+    def __call__(self, x: Array) -> Array:
+        a = self.attn(self.norm1(x))
+        x = x + (a if self.ls1 is None else a * self.ls1[...].astype(a.dtype))
+        m = self.mlp(self.norm2(x))
+        return x + (m if self.ls2 is None else m * self.ls2[...].astype(m.dtype))
+
+
+class VisionTransformer(nnx.Module):
+    """``feats, out = vit(pixels)``: float32[B, H, W, 3] -> float32[B, h, w, C] and intermediates.
+
+    ``out``: ``hidden_states`` (tuple of float[B, N, C], HF indexing), ``last_hidden_state``
+    (final output incl. prefix tokens), ``prefix_tokens`` float[B, P, C] of the chosen layer.
+    """
+
+    def __init__(self, cfg: ViTConfig, *, rngs: nnx.Rngs):
+        cfg = cfg.check()
+        self.config = cfg
+        self.out_channels: int = cfg.width
+        self.grid: tuple[int, int] = cfg.grid
+        self.num_prefix: int = cfg.num_prefix
+        c, p = cfg.width, cfg.patch
+        self.patch_embed = Dense((p, p, 3), (c,), (None, None, None, "embed"),
+                                 bias=cfg.patch_bias, rngs=rngs)
+        n_pos = cfg.pos_size ** 2 + (1 if cfg.cls_token and cfg.pos_cls else 0)
+        self.pos_embed = _param(0.02 * jax.random.normal(rngs.params(), (n_pos, c)),
+                                ("length", "embed"))
+        self.cls_token = _param(jnp.zeros((c,)), ("embed",)) if cfg.cls_token else None
+        self.registers = (_param(jnp.zeros((cfg.registers, c)), ("length", "embed"))
+                          if cfg.registers else None)
+        self.pre_norm = LayerNorm(c, cfg.ln_eps) if cfg.pre_norm else None
+        self.blocks = nnx.List([Block(cfg, rngs) for _ in range(cfg.depth)])
+        self.final_norm = LayerNorm(c, cfg.ln_eps) if cfg.final_norm else None
+
+    def _positions(self, gh: int, gw: int) -> tuple[Array | None, Array]:
+        cfg = self.config
+        pos = self.pos_embed[...]
+        cls_pos = pos[0] if cfg.cls_token and cfg.pos_cls else None
+        grid = pos[len(pos) - cfg.pos_size ** 2:].reshape(cfg.pos_size, cfg.pos_size, -1)
+        return cls_pos, resample_grid(grid, (gh, gw), cfg.pos_interp)
+
+    def embed(self, pixels: Array) -> Array:
+        """float[B, H, W, 3] -> float[B, P + h*w, C] (before the blocks)."""
+        cfg = self.config
+        b, hh, ww, _ = pixels.shape
+        p = cfg.patch
+        gh, gw = hh // p, ww // p
+        patches = pixels[:, :gh * p, :gw * p].reshape(b, gh, p, gw, p, 3)
+        patches = patches.transpose(0, 1, 3, 2, 4, 5)
+        x = self.patch_embed(patches)  # [B, gh, gw, C]
+        cls_pos, grid_pos = self._positions(gh, gw)
+        x = (x + grid_pos.astype(x.dtype)).reshape(b, gh * gw, -1)
+        prefix = []
+        if self.cls_token is not None:
+            cls = self.cls_token[...]
+            cls = cls if cls_pos is None else cls + cls_pos
+            prefix.append(jnp.broadcast_to(cls.astype(x.dtype), (b, 1, x.shape[-1])))
+        if self.registers is not None:
+            prefix.append(jnp.broadcast_to(self.registers[...].astype(x.dtype),
+                                           (b, cfg.registers, x.shape[-1])))
+        x = jnp.concatenate([*prefix, x], axis=1) if prefix else x
+        return x if self.pre_norm is None else self.pre_norm(x)
+
+    def __call__(self, pixels: Array) -> tuple[Array, dict]:
+        cfg = self.config
+        grid = (pixels.shape[1] // cfg.patch, pixels.shape[2] // cfg.patch)
+        x = self.embed(pixels.astype(cfg.dtype))
+        hidden = [x]
+        for blk in self.blocks:
+            x = blk(x)
+            hidden.append(x)
+        last = x if self.final_norm is None else self.final_norm(x)
+        chosen = last if cfg.layer is None else hidden[cfg.layer]
+        feats = features.tokens_to_grid(chosen, cfg.num_prefix, grid).astype(jnp.float32)
+        return feats, {"hidden_states": tuple(hidden), "last_hidden_state": last,
+                       "prefix_tokens": chosen[:, :cfg.num_prefix]}
+
+
+def with_dtype(module: VisionTransformer, dtype: str) -> VisionTransformer:
+    """``module`` computing in ``dtype`` (same parameters; e.g. bf16 for a frozen tower)."""
+    module.config = dataclasses.replace(module.config, dtype=dtype).check()
+    return module
+
+
+# --- checkpoint layouts -------------------------------------------------------------------------
+# A layout maps each parameter path of VisionTransformer ("blocks.3.attn.q.kernel") to
+# (checkpoint tensor name, its shape in the checkpoint, transform to our shape);
+# ``convert.fill`` streams the tensors into an abstract module.
+
+def abstract(cfg: ViTConfig) -> VisionTransformer:
+    """The module with shapes only: nothing allocated until ``fill`` puts checkpoint tensors in."""
+    return nnx.eval_shape(lambda: VisionTransformer(cfg, rngs=nnx.Rngs(0)))
+
+
+# Transforms from torch layouts to ours.
+def t_linear(x: np.ndarray) -> np.ndarray:  # torch Linear [out, in] -> [in, out]
+    return x.T
+
+
+def t_conv(x: np.ndarray) -> np.ndarray:  # torch Conv2d [C, 3, p, p] -> [p, p, 3, C]
+    return x.transpose(2, 3, 1, 0)
+
+
+def t_squeeze(x: np.ndarray) -> np.ndarray:  # [1, N, C] -> [N, C]
+    return x.reshape(x.shape[1:])
+
+
+def t_vec(x: np.ndarray) -> np.ndarray:  # [1, 1, C] -> [C]
+    return x.reshape(-1)
+
+
+def _heads_in(h: int, part: slice | None = None):
+    def f(x: np.ndarray) -> np.ndarray:  # [H*D(, of 3H*D), C] -> [C, H, D]
+        x = x if part is None else x[part]
+        return x.T.reshape(x.shape[1], h, -1)
+    return f
+
+
+def _heads_bias(h: int, part: slice | None = None):
+    def f(x: np.ndarray) -> np.ndarray:
+        x = x if part is None else x[part]
+        return x.reshape(h, -1)
+    return f
+
+
+def _heads_out(h: int):
+    def f(x: np.ndarray) -> np.ndarray:  # [C, H*D] -> [H, D, C]
+        return x.T.reshape(h, -1, x.shape[0])
+    return f
+
+
+def block_layout(cfg: ViTConfig, i: int, names: Mapping[str, str], fused_qkv: bool) -> dict:
+    """Layout entries of block ``i``; ``names`` gives the checkpoint name of each piece."""
+    c, h, f = cfg.width, cfg.heads, cfg.mlp_dim
+    f1 = 2 * f if cfg.mlp == "swiglu" else f
+    me = f"blocks.{i}."
+    out = {
+        me + "norm1.scale": (names["norm1"] + ".weight", (c,), None),
+        me + "norm1.bias": (names["norm1"] + ".bias", (c,), None),
+        me + "norm2.scale": (names["norm2"] + ".weight", (c,), None),
+        me + "norm2.bias": (names["norm2"] + ".bias", (c,), None),
+        me + "attn.out.kernel": (names["out"] + ".weight", (c, c), _heads_out(h)),
+        me + "attn.out.bias": (names["out"] + ".bias", (c,), None),
+        me + "mlp.fc1.kernel": (names["fc1"] + ".weight", (f1, c), t_linear),
+        me + "mlp.fc1.bias": (names["fc1"] + ".bias", (f1,), None),
+        me + "mlp.fc2.kernel": (names["fc2"] + ".weight", (c, f), t_linear),
+        me + "mlp.fc2.bias": (names["fc2"] + ".bias", (c,), None),
+    }
+    for j, qkv in enumerate("qkv"):
+        if fused_qkv:
+            part = slice(j * c, (j + 1) * c)
+            out[me + f"attn.{qkv}.kernel"] = (names["qkv"] + ".weight", (3 * c, c),
+                                             _heads_in(h, part))
+            if cfg.qkv_bias:
+                out[me + f"attn.{qkv}.bias"] = (names["qkv"] + ".bias", (3 * c,),
+                                               _heads_bias(h, part))
+        else:
+            out[me + f"attn.{qkv}.kernel"] = (names[qkv] + ".weight", (c, c), _heads_in(h))
+            if cfg.qkv_bias:
+                out[me + f"attn.{qkv}.bias"] = (names[qkv] + ".bias", (c,), _heads_bias(h))
+    if cfg.layerscale:
+        out[me + "ls1"] = (names["ls1"], (c,), None)
+        out[me + "ls2"] = (names["ls2"], (c,), None)
+    return out
+
+
+def embed_layout(cfg: ViTConfig, names: Mapping[str, str]) -> dict:
+    """Layout entries of the stem and the final norm; ``names`` as in ``block_layout``."""
+    c, p = cfg.width, cfg.patch
+    n_pos = cfg.pos_size ** 2 + (1 if cfg.cls_token and cfg.pos_cls else 0)
+    pos_shape = tuple(names.get("pos_shape", (1, n_pos, c)))
+    out = {
+        "patch_embed.kernel": (names["patch"] + ".weight", (c, 3, p, p), t_conv),
+        "pos_embed": (names["pos"], pos_shape, t_squeeze if len(pos_shape) == 3 else None),
+    }
+    if cfg.patch_bias:
+        out["patch_embed.bias"] = (names["patch"] + ".bias", (c,), None)
+    if cfg.cls_token:
+        cls_shape = tuple(names.get("cls_shape", (1, 1, c)))
+        out["cls_token"] = (names["cls"], cls_shape, t_vec)
+    if cfg.registers:
+        out["registers"] = (names["registers"], (1, cfg.registers, c), t_squeeze)
+    for norm in ("pre_norm", "final_norm"):
+        if getattr(cfg, norm):
+            out[norm + ".scale"] = (names[norm] + ".weight", (c,), None)
+            out[norm + ".bias"] = (names[norm] + ".bias", (c,), None)
+    return out
+
+
+def timm_layout(cfg: ViTConfig, prefix: str = "") -> dict:
+    """timm ``VisionTransformer`` state dict (MAE, MoCo v3, supervised ViT, SigLIP trunks)."""
+    out = embed_layout(cfg, {"patch": prefix + "patch_embed.proj", "pos": prefix + "pos_embed",
+                             "cls": prefix + "cls_token", "registers": prefix + "reg_token",
+                             "pre_norm": prefix + "norm_pre", "final_norm": prefix + "norm"})
+    for i in range(cfg.depth):
+        b = f"{prefix}blocks.{i}."
+        out |= block_layout(cfg, i, {
+            "norm1": b + "norm1", "norm2": b + "norm2", "qkv": b + "attn.qkv",
+            "out": b + "attn.proj", "fc1": b + "mlp.fc1", "fc2": b + "mlp.fc2",
+            "ls1": b + "ls1.gamma", "ls2": b + "ls2.gamma"}, fused_qkv=True)
+    return out
+
+
+def hf_vit_layout(cfg: ViTConfig, prefix: str = "", *, norm_names=("layernorm_before",
+                  "layernorm_after"), mlp_names=("intermediate.dense", "output.dense")) -> dict:
+    """HF ``ViTModel``-style layout shared by DINOv2, I-JEPA, ViTMAE and DPT."""
+    e = prefix + "embeddings."
+    out = embed_layout(cfg, {"patch": e + "patch_embeddings.projection",
+                             "pos": e + "position_embeddings", "cls": e + "cls_token",
+                             "registers": e + "register_tokens",
+                             "final_norm": prefix + "layernorm"})
+    for i in range(cfg.depth):
+        b = f"{prefix}encoder.layer.{i}."
+        out |= block_layout(cfg, i, {
+            "norm1": b + norm_names[0], "norm2": b + norm_names[1],
+            "q": b + "attention.attention.query", "k": b + "attention.attention.key",
+            "v": b + "attention.attention.value", "out": b + "attention.output.dense",
+            "fc1": b + mlp_names[0], "fc2": b + mlp_names[1],
+            "ls1": b + "layer_scale1.lambda1", "ls2": b + "layer_scale2.lambda1"}, fused_qkv=False)
+    return out
+
+
+def load_layout(cfg: ViTConfig, reader: Mapping[str, np.ndarray],
+                layout: Mapping[str, convert.Entry]) -> VisionTransformer:
+    """A VisionTransformer for ``cfg`` with weights from ``reader`` laid out as ``layout``."""
+    return convert.fill(abstract(cfg), layout, reader)
+
+
+# --- helpers shared by the family modules -------------------------------------------------------
+
+def config_for(family: str, variants: Mapping[str, Mapping], variant: str, *,
+               image_size: int | None = None, layer: int | None = None,
+               default_layer: int | None = None) -> ViTConfig:
+    """``ViTConfig`` of ``variants[variant]`` at ``image_size``; ``layer=None`` -> the default."""
+    if variant not in variants:
+        raise ValueError(f"{family}: unknown variant {variant!r}; known variants: "
+                         f"{', '.join(variants)}")
+    return resolve(ViTConfig(**variants[variant]), image_size=image_size, layer=layer,
+                   default_layer=default_layer)
+
+
+def hf_config(checkpoint: str) -> dict | None:
+    """The vision config beside an HF checkpoint, with transformers' defaults filled in (hub
+    ``config.json`` files often store only non-default fields); None when there is none."""
+    path = checkpoint if os.path.isdir(checkpoint) else os.path.dirname(checkpoint)
+    if not os.path.exists(os.path.join(path, "config.json")):
+        return None
+    import transformers
+
+    conf = transformers.AutoConfig.from_pretrained(path)
+    return (getattr(conf, "vision_config", None) or conf).to_dict()
+
+
+def hf_common(hf: Mapping, **kw) -> ViTConfig:
+    """ViTConfig fields every HF vision config spells the same way, plus ``kw``."""
+    patch, size = hf["patch_size"], hf["image_size"]
+    act = {"gelu_pytorch_tanh": "gelu_tanh", "gelu_new": "gelu_tanh"}.get(hf["hidden_act"],
+                                                                          hf["hidden_act"])
+    base = dict(patch=patch, width=hf["hidden_size"], depth=hf["num_hidden_layers"],
+                heads=hf["num_attention_heads"], mlp_dim=hf["intermediate_size"],
+                image_size=size, pos_size=size // patch, act=act, ln_eps=hf["layer_norm_eps"])
+    return ViTConfig(**(base | kw))
+
+
+def resolve(cfg: ViTConfig, *, image_size: int | None, layer: int | None,
+            default_layer: int | None) -> ViTConfig:
+    return dataclasses.replace(cfg, image_size=image_size or cfg.image_size,
+                               layer=default_layer if layer is None else layer).check()
+
+
+def pick_config(family: str, variants: Mapping[str, Mapping], checkpoint: str, *,
+                variant: str | None, default_variant: str, image_size: int | None,
+                layer: int | None, default_layer: int | None,
+                from_hf: Callable[[dict], ViTConfig] | None = None) -> ViTConfig:
+    """The architecture of a checkpoint being loaded.
+
+    An HF ``config.json`` beside the weights defines it (``variant`` then only gives the default
+    image size); otherwise ``variants[variant or default_variant]`` does.
+    """
+    hf = hf_config(checkpoint) if from_hf is not None else None
+    if hf is not None:
+        cfg = from_hf(hf)
+        if image_size is None and variant is not None:
+            image_size = config_for(family, variants, variant).image_size
+    else:
+        cfg = config_for(family, variants, variant or default_variant)
+    return resolve(cfg, image_size=image_size, layer=layer, default_layer=default_layer)
+
+
+def load_timm(family: str, variants: Mapping[str, Mapping], checkpoint: str, *,
+              variant: str | None, default_variant: str, image_size: int | None,
+              layer: int | None, default_layer: int | None,
+              prefixes: Iterable[str] = ("",)) -> VisionTransformer:
+    """A timm ``VisionTransformer`` state dict (any of ``prefixes``) as ``variants[variant]``.
+
+    Other image sizes use timm's ``resample_abs_pos_embed`` rule (bicubic, antialiased).
+    """
+    reader = weights.open_checkpoint(checkpoint)
+    pre = convert.find_prefix(reader, "patch_embed.proj.weight", prefixes)
+    cfg = config_for(family, variants, variant or default_variant, image_size=image_size,
+                     layer=layer, default_layer=default_layer)
+    cfg = dataclasses.replace(cfg, pos_interp="bicubic_aa")
+    return load_layout(cfg, reader, timm_layout(cfg, pre))

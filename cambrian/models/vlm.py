@@ -1,0 +1,226 @@
+"""The Cambrian model: vision encoders -> connector -> LLM, visual tokens spliced at ``<image>``.
+
+Batches follow ``cambrian/data/loader.py``: ``tokens`` hold ``IMAGE_TOKEN`` at the (contiguous)
+visual-token slots of each row; the model replaces their embeddings with the connector's tokens in
+order. Visual tokens over letter-box padding are masked out of attention and consume no position
+ids (Cambrian's compacted positions). In-LLM SVA layers, if the connector has them, re-read the
+encoder windows after the configured decoder layers, at the image positions only.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import ml_collections as mlc
+import numpy as np
+from flax import nnx
+
+from cambrian.data.conversation import IMAGE_TOKEN
+from cambrian.models import connectors, encoders, llm
+from cambrian.models.encoders.preprocess import PreprocessSpec
+
+_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+class Cambrian(nnx.Module):
+    def __init__(self, cfg: mlc.ConfigDict, *, vocab_size: int, rngs: nnx.Rngs,
+                 load_pretrained: bool = True):
+        """cfg: the ``config.model`` section. Pretrained parts are read from their checkpoints
+        (``load_pretrained=False`` builds the same structure with random weights, e.g. under
+        ``nnx.eval_shape``)."""
+        self.encoders = nnx.Dict()
+        self.specs: dict[str, PreprocessSpec] = {}
+        self.tokens_per_encoder: dict[str, int] = {}
+        for alias, e in cfg.encoders.items():
+            kw = dict(variant=e.variant, image_size=e.image_size or None, layer=e.layer)
+            if e.init == "pretrained" and load_pretrained:
+                if not e.checkpoint:
+                    raise FileNotFoundError(
+                        f"model.encoders.{alias}.checkpoint is empty: set it to the {e.family} "
+                        f"{e.variant} checkpoint directory (see README, 'Checkpoints')")
+                enc = encoders.load(e.family, e.checkpoint, **kw)
+            else:
+                enc = encoders.create(e.family, e.variant, image_size=kw["image_size"],
+                                      layer=e.layer, rngs=rngs)
+            self.encoders[alias] = enc
+            spec = encoders.preprocessing(e.family, e.variant)
+            size = e.image_size or spec.image_size
+            self.specs[alias] = spec.with_size(size)
+            self.tokens_per_encoder[alias] = e.tokens
+        self.grids = [self._grid(a) for a in self.encoders]
+        self.llm = self._build_llm(cfg.llm, vocab_size, rngs, load_pretrained)
+        self.connector = connectors.create(
+            cfg.connector.name, encoder_channels=[enc.out_channels for enc in
+                                                  self.encoders.values()],
+            encoder_grids=self.grids, llm_dim=self.llm.cfg.hidden_size, rngs=rngs,
+            **cfg.connector.options.to_dict())
+        self.num_image_tokens = int(self.connector.num_tokens)
+        self.in_llm_layers = tuple(getattr(self.connector, "in_llm_layers", ()))
+
+    @property
+    def pad_color(self) -> tuple[float, float, float]:
+        """Pad-to-square fill: the first encoder's pad colour (Cambrian: its processor mean)."""
+        spec = next(iter(self.specs.values()))
+        return spec.pad_color or spec.mean
+
+    def host_image_size(self, override: int = 0) -> int:
+        """Side of the square images the host feeds: ``override`` or the largest encoder's."""
+        return override or max(s.image_size for s in self.specs.values())
+
+    def _grid(self, alias: str) -> tuple[int, int]:
+        n = self.tokens_per_encoder[alias]
+        if n:
+            side = int(round(n ** 0.5))
+            return (side, side)
+        return tuple(self.encoders[alias].grid)
+
+    @staticmethod
+    def _build_llm(c: mlc.ConfigDict, vocab_size: int, rngs: nnx.Rngs, load_pretrained: bool):
+        if c.init == "random":
+            r = c.random
+            cfg = llm.LlamaConfig(
+                vocab_size=vocab_size, hidden_size=r.hidden_size,
+                intermediate_size=r.intermediate_size, num_layers=r.num_layers,
+                num_heads=r.num_heads, num_kv_heads=r.num_kv_heads, head_dim=r.head_dim,
+                rope_theta=r.rope_theta)
+            return llm.Llama(cfg, rngs=rngs)
+        if not c.checkpoint:
+            raise FileNotFoundError("model.llm.checkpoint is empty: set it to the LLM's Hugging "
+                                    "Face checkpoint directory (config.json + *.safetensors)")
+        if not load_pretrained:
+            return llm.Llama(llm.LlamaConfig.from_hf(llm.read_hf_config(c.checkpoint)), rngs=rngs)
+        return llm.load(c.checkpoint)
+
+    # ----------------------------------------------------------------------------- vision
+
+    def encode_images(self, images: jax.Array, image_box: jax.Array):
+        """uint8[B, S, S, 3] + float32[B, 4] -> (visual tokens float[B, N, D], connector out)."""
+        feats, valid = [], []
+        x = images.astype(jnp.float32)
+        for alias, enc in self.encoders.items():
+            spec = self.specs[alias]
+            s = spec.image_size
+            pix = x if x.shape[1] == s else jax.image.resize(
+                x, (x.shape[0], s, s, 3), "bicubic", antialias=True)
+            mean = jnp.asarray(spec.mean, jnp.float32) * 255.0
+            std = jnp.asarray(spec.std, jnp.float32) * 255.0
+            f, _ = enc((pix - mean) / std)
+            n = self.tokens_per_encoder[alias]
+            if n:
+                f = encoders.features.interpolate_to_tokens(f, n)
+            feats.append(f.astype(jnp.float32))
+            valid.append(box_valid(image_box, f.shape[1:3]))
+        return self.connector(feats, valid)
+
+    # ----------------------------------------------------------------------------- LLM inputs
+
+    def prepare(self, batch: dict, vision: bool = True):
+        """Batch -> (embeds, segment_ids, positions, hook) for the LLM."""
+        tokens = batch["tokens"]
+        is_img = tokens == IMAGE_TOKEN
+        embeds = self.llm.embed(jnp.where(is_img, 0, tokens))
+        seg = batch["segment_ids"]
+        hook = None
+        if vision and "image" in batch:
+            vis, cout = self.encode_images(batch["image"], batch["image_box"])
+            idx = jnp.clip(jnp.cumsum(is_img, axis=1) - 1, 0, vis.shape[1] - 1)
+            embeds = jnp.where(is_img[..., None],
+                               jnp.take_along_axis(vis, idx[..., None], axis=1).astype(
+                                   embeds.dtype), embeds)
+            tok_valid = jnp.take_along_axis(cout["token_valid"], idx, axis=1)
+            seg = jnp.where(is_img & ~tok_valid, 0, seg)
+            hook = self._in_llm_hook(cout, is_img, idx, vis.shape[1])
+        else:
+            # No vision: image slots are removed from attention entirely.
+            seg = jnp.where(is_img, 0, seg)
+        positions = compact_positions(batch["segment_ids"], seg != 0)
+        return embeds, seg, positions, hook
+
+    def _in_llm_hook(self, cout, is_img, idx, n):
+        if not self.in_llm_layers:
+            return None
+        which = {layer: k for k, layer in enumerate(self.in_llm_layers)}
+        start = jnp.argmax(is_img, axis=1)
+        t = is_img.shape[1]
+
+        def hook(i, h):
+            if i not in which or h.shape[1] != t:  # decode steps see one token: nothing to do
+                return h
+            gather = jnp.clip(start[:, None] + jnp.arange(n)[None], 0, t - 1)
+            img = jnp.take_along_axis(h, gather[..., None], axis=1)
+            new = self.connector.apply_in_llm(which[i], img, cout)
+            back = jnp.take_along_axis(new, idx[..., None], axis=1).astype(h.dtype)
+            return jnp.where(is_img[..., None], back, h)
+
+        return hook
+
+    def __call__(self, batch: dict, vision: bool = True) -> tuple[jax.Array, dict]:
+        """Next-token logits float32[B, T, V] and intermediates."""
+        embeds, seg, pos, hook = self.prepare(batch, vision)
+        logits, _, out = self.llm.forward(embeds=embeds, positions=pos, segment_ids=seg,
+                                          layer_hook=hook)
+        return logits, {"segment_ids": seg, "positions": pos, **out}
+
+
+def box_valid(box: jax.Array, grid: tuple[int, int]) -> jax.Array:
+    """float32[B, 4] (top, left, h, w fractions) -> bool[B, gh, gw]: cell centre inside box."""
+    gh, gw = grid
+    cy = (jnp.arange(gh) + 0.5) / gh
+    cx = (jnp.arange(gw) + 0.5) / gw
+    top, left, h, w = (box[:, i, None] for i in range(4))
+    vy = (cy[None] >= top) & (cy[None] < top + h)
+    vx = (cx[None] >= left) & (cx[None] < left + w)
+    return vy[:, :, None] & vx[:, None, :]
+
+
+def compact_positions(segment_ids: jax.Array, attended: jax.Array) -> jax.Array:
+    """Position ids counting only attended tokens, restarting at every segment start.
+
+    segment_ids int32[B, T] (the data's segments; 0 = padding); attended bool[B, T] (False also
+    for visual tokens over letter-box padding). Unattended tokens get position 0.
+    """
+    valid = attended.astype(jnp.int32)
+    c = jnp.cumsum(valid, axis=1)
+    prev = jnp.pad(segment_ids[:, :-1], ((0, 0), (1, 0)), constant_values=-1)
+    start = (segment_ids != prev) & (segment_ids != 0)
+    base = jax.lax.cummax(jnp.where(start, c - valid, 0), axis=1)
+    return jnp.where(attended, c - 1 - base, 0).astype(jnp.int32)
+
+
+def loss_fn(logits: jax.Array, batch: dict, seg: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Mean next-token cross-entropy over assistant tokens; returns (loss, token count)."""
+    import optax
+
+    targets = batch["tokens"][:, 1:]
+    mask = batch["loss_mask"][:, 1:] & (seg[:, 1:] != 0) & (targets >= 0)
+    ce = optax.softmax_cross_entropy_with_integer_labels(
+        logits[:, :-1].astype(jnp.float32), jnp.maximum(targets, 0))
+    n = mask.sum()
+    return jnp.sum(ce * mask) / jnp.maximum(n, 1), n
+
+
+def num_params(tree) -> int:
+    return int(sum(np.prod(x.shape) for x in jax.tree.leaves(tree)))
+
+
+def generate_fn(graphdef, *, max_new_tokens: int, eos_ids: tuple[int, ...], vision: bool = True):
+    """A jitted ``(state, batch) -> (tokens int32[B, max_new_tokens], lengths int32[B])`` for
+    batched greedy decoding of the model split as ``graphdef, state``.
+
+    ``batch`` holds left-padded prompts (``segment_ids`` 0 on the padding) and their images. The
+    KV-cache decode loop is the LLM's; the visual prefix and in-LLM SVA run in its prefill.
+    """
+    import importlib
+
+    gen = importlib.import_module("cambrian.models.llm.generate")  # the module, not the function
+
+    def run(state, batch):
+        model = nnx.merge(graphdef, state)
+        embeds, seg, pos, hook = model.prepare(batch, vision)
+        lg, ls = nnx.split(model.llm)
+        return gen._core(lg, ls, embeds, seg, pos, jax.random.key(0),
+                         max_new_tokens=max_new_tokens, eos=eos_ids, stops=(), temperature=0.0,
+                         layer_hook=hook, cache_len=seg.shape[1] + max_new_tokens, pad_id=0,
+                         invariant=True)
+
+    return jax.jit(run)

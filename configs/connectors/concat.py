@@ -1,0 +1,17 @@
+"""Channel concatenation after interpolation to 576 tokens + 2-layer MLP (A-MoF; paper Table 1).
+
+    python launch/tpu.py --config connectors/concat.py:runlocal --workdir runs/concat-local
+    python launch/tpu.py --config connectors/concat.py --workdir gs://BUCKET/runs/concat
+
+Args: runlocal; tokens=N -- the common grid (576; 144 / 36 reduce the token count).
+"""
+
+from cambrian import config as C
+
+
+def get_config(arg=None):
+    a = C.parse_arg(arg, runlocal=False, tokens=576)
+    c = C.connector_probe("concat", dict(tokens=a.tokens), C.table1_encoders())
+    if a.runlocal:
+        C.runlocal_connector(c, tokens=16)
+    return c

@@ -1,0 +1,17 @@
+"""Perceiver-style resampler (learned queries, global cross-attention; paper Table 1 baseline).
+
+    python launch/tpu.py --config connectors/resampler.py:runlocal --workdir runs/resampler-local
+    python launch/tpu.py --config connectors/resampler.py --workdir gs://BUCKET/runs/resampler
+
+Args: runlocal; tokens=N -- number of learned queries (576).
+"""
+
+from cambrian import config as C
+
+
+def get_config(arg=None):
+    a = C.parse_arg(arg, runlocal=False, tokens=576)
+    c = C.connector_probe("resampler", dict(tokens=a.tokens), C.table1_encoders())
+    if a.runlocal:
+        C.runlocal_connector(c, tokens=16, hidden=64, heads=2, depth=2)
+    return c

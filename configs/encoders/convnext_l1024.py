@@ -1,0 +1,14 @@
+"""OpenCLIP ConvNeXt-L @1024 (last stage bilinear to 576 tokens) encoder probe, Cambrian-1's encoder-sweep protocol.
+
+    python launch/tpu.py --config encoders/convnext_l1024.py:runlocal --workdir runs/convnext_l1024-local
+    python launch/tpu.py --config encoders/convnext_l1024.py --workdir gs://BUCKET/runs/convnext_l1024
+
+Checkpoint: ``laion/CLIP-convnext_large_d_320.laion2B-s29B-b131K-ft-soup`` under $CAMBRIAN_CHECKPOINTS. Args: runlocal -- tiny random-init model on
+the embedded synthetic data; res=N -- input resolution.
+"""
+
+from cambrian import config as C
+
+
+def get_config(arg=None):
+    return C.single_encoder_probe(arg, "convnext", "L@1024", res=1024, tokens=576, checkpoint="laion/CLIP-convnext_large_d_320.laion2B-s29B-b131K-ft-soup")

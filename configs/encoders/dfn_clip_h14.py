@@ -1,0 +1,14 @@
+"""DFN-CLIP ViT-H/14 @378 (729 tokens) encoder probe, Cambrian-1's encoder-sweep protocol.
+
+    python launch/tpu.py --config encoders/dfn_clip_h14.py:runlocal --workdir runs/dfn_clip_h14-local
+    python launch/tpu.py --config encoders/dfn_clip_h14.py --workdir gs://BUCKET/runs/dfn_clip_h14
+
+Checkpoint: ``apple/DFN5B-CLIP-ViT-H-14-384`` under $CAMBRIAN_CHECKPOINTS. Args: runlocal -- tiny random-init model on
+the embedded synthetic data; res=N -- input resolution.
+"""
+
+from cambrian import config as C
+
+
+def get_config(arg=None):
+    return C.single_encoder_probe(arg, "dfn_clip", "H/14-378", res=378, checkpoint="apple/DFN5B-CLIP-ViT-H-14-384")

@@ -1,0 +1,14 @@
+"""DINOv2 ViT-L/14 @336 (576 tokens) encoder probe, Cambrian-1's encoder-sweep protocol.
+
+    python launch/tpu.py --config encoders/dinov2.py:runlocal --workdir runs/dinov2-local
+    python launch/tpu.py --config encoders/dinov2.py --workdir gs://BUCKET/runs/dinov2
+
+Checkpoint: ``facebook/dinov2-large`` under $CAMBRIAN_CHECKPOINTS. Args: runlocal -- tiny random-init model on
+the embedded synthetic data; res=N -- input resolution.
+"""
+
+from cambrian import config as C
+
+
+def get_config(arg=None):
+    return C.single_encoder_probe(arg, "dinov2", "L/14", res=336, tokens=576, checkpoint="facebook/dinov2-large")

@@ -1,0 +1,14 @@
+"""MAE ViT-L/16 @224 (196 tokens) encoder probe, Cambrian-1's encoder-sweep protocol.
+
+    python launch/tpu.py --config encoders/mae_l16.py:runlocal --workdir runs/mae_l16-local
+    python launch/tpu.py --config encoders/mae_l16.py --workdir gs://BUCKET/runs/mae_l16
+
+Checkpoint: ``timm/vit_large_patch16_224.mae`` under $CAMBRIAN_CHECKPOINTS. Args: runlocal -- tiny random-init model on
+the embedded synthetic data; res=N -- input resolution.
+"""
+
+from cambrian import config as C
+
+
+def get_config(arg=None):
+    return C.single_encoder_probe(arg, "mae", "L/16", res=224, checkpoint="timm/vit_large_patch16_224.mae")

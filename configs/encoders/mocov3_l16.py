@@ -1,0 +1,14 @@
+"""MoCo v3 ViT-L/16 @224 (196 tokens) encoder probe, Cambrian-1's encoder-sweep protocol.
+
+    python launch/tpu.py --config encoders/mocov3_l16.py:runlocal --workdir runs/mocov3_l16-local
+    python launch/tpu.py --config encoders/mocov3_l16.py --workdir gs://BUCKET/runs/mocov3_l16
+
+Checkpoint: ``mocov3/vit-l-300ep.pth.tar`` under $CAMBRIAN_CHECKPOINTS. Args: runlocal -- tiny random-init model on
+the embedded synthetic data; res=N -- input resolution.
+"""
+
+from cambrian import config as C
+
+
+def get_config(arg=None):
+    return C.single_encoder_probe(arg, "mocov3", "L/16", res=224, checkpoint="mocov3/vit-l-300ep.pth.tar")

@@ -1,0 +1,14 @@
+"""Supervised ViT-H/14 IN-21k @224 (256 tokens) encoder probe, Cambrian-1's encoder-sweep protocol.
+
+    python launch/tpu.py --config encoders/supvit_h14.py:runlocal --workdir runs/supvit_h14-local
+    python launch/tpu.py --config encoders/supvit_h14.py --workdir gs://BUCKET/runs/supvit_h14
+
+Checkpoint: ``timm/vit_huge_patch14_224.orig_in21k`` under $CAMBRIAN_CHECKPOINTS. Args: runlocal -- tiny random-init model on
+the embedded synthetic data; res=N -- input resolution.
+"""
+
+from cambrian import config as C
+
+
+def get_config(arg=None):
+    return C.single_encoder_probe(arg, "supvit", "H/14", res=224, checkpoint="timm/vit_huge_patch14_224.orig_in21k")

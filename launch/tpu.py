@@ -1,0 +1,93 @@
+"""Entry point: build + validate a config, then run it here (CPU / GPU / one TPU VM / pod worker).
+
+    python launch/tpu.py --config encoders/dinov2.py:runlocal --workdir runs/dinov2-local
+    python launch/tpu.py --config encoders/dinov2.py --workdir gs://BUCKET/runs/x --config.seed=1
+    python launch/tpu.py --config connectors/sva.py --workdir /tmp/x --dry-run --topology v4-128
+
+Every ``--config.a.b=value`` overrides one field of the resolved config; unknown keys are errors.
+On a TPU pod run the same command on every worker (``gcloud ... tpu-vm ssh --worker=all``); CPU/GPU
+clusters add ``--coordinator HOST:PORT --num-processes N --process-id I``. ``--dry-run`` compiles
+the train step on abstract shapes for the configured mesh (no weights are read) and prints
+per-device memory and FLOPs. Exit status 143 means a SIGTERM checkpoint was written: rerunning
+the same command resumes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+PREEMPTED = 143
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    overrides = [a for a in argv if a.startswith("--config.")]
+    rest = [a for a in argv if not a.startswith("--config.")]
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--config", required=True, help="configs/ path, e.g. encoders/dinov2.py:runlocal")
+    p.add_argument("--workdir", default="", help="output directory (local or gs://)")
+    p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    p.add_argument("--skip-eval", action="store_true", help="train (or resume) only; no benchmarks")
+    p.add_argument("--dry-run", action="store_true",
+                   help="compile the train step on abstract shapes; print per-device memory/FLOPs")
+    p.add_argument("--topology", default="",
+                   help="dry run for a TPU slice not attached here, e.g. v4-128, v5p-128")
+    p.add_argument("--stage", default="", help="dry run: which stage (default: the last with steps)")
+    p.add_argument("--coordinator", default=os.environ.get("CAMBRIAN_COORDINATOR", ""),
+                   help="HOST:PORT of process 0 (CPU/GPU clusters; TPU pods are detected)")
+    p.add_argument("--num-processes", type=int,
+                   default=int(os.environ.get("CAMBRIAN_NUM_PROCESSES", "0")))
+    p.add_argument("--process-id", type=int, default=int(os.environ.get("CAMBRIAN_PROCESS_ID", "-1")))
+    args = p.parse_args(rest)
+    if not (args.workdir or args.print_config or args.dry_run):
+        p.error("--workdir is required")
+
+    from cambrian import config as config_lib
+    from cambrian import preflight
+
+    try:
+        config = config_lib.load(args.config, overrides)
+        with config.unlocked():
+            config.workdir = args.workdir
+        config_lib.adopt_model(config)
+        if args.print_config:
+            print(config_lib.to_json(config))
+            return 0
+        if not args.dry_run:
+            preflight.check(config)
+    except (config_lib.ConfigError, preflight.PreflightError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
+                        datefmt="%H:%M:%S")
+    for noisy in ("absl", "jax", "orbax", "tensorflow"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    if args.dry_run:
+        from cambrian import aot
+
+        print(json.dumps(aot.dry_run(config, topology=args.topology, stage=args.stage), indent=2))
+        return 0
+
+    from cambrian import distributed
+
+    distributed.initialize(args.coordinator, args.num_processes, args.process_id)
+    print(f"config {config.name} ({config_lib.config_hash(config)}) -> {args.workdir}")
+    from cambrian import train
+
+    try:
+        train.run(config, args.workdir, evaluate=not args.skip_eval)
+    except distributed.Preempted as e:
+        print(e, file=sys.stderr)
+        return PREEMPTED
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cambrian.data import chat_templates, loader, tokenizer
+from cambrian.data.readers import DataError
+
+
+def _encoder(root, skip_bad=False):
+    return loader.Encoder(template=chat_templates.get("vicuna_v1"),
+                          tokenizer=tokenizer.load("synthetic"), num_image_tokens=4, max_len=96,
+                          image_size=32, image_root=root, pad_color=(0.5, 0.5, 0.5),
+                          skip_bad=skip_bad, system="")
+
+
+def _write(tmp_path, n=12, bad=()):
+    recs = []
+    for i in range(n):
+        Image.fromarray(np.full((20, 40, 3), i * 10, np.uint8)).save(tmp_path / f"{i}.png")
+        recs.append({"id": str(i), "image": f"{i}.png", "conversations": [
+            {"from": "human", "value": "<image>\nWhat?"}, {"from": "gpt", "value": f"n{i}"}]})
+    for i in bad:
+        recs[i]["image"] = "missing.png"
+    (tmp_path / "d.json").write_text(json.dumps(recs))
+    return loader.load_records(str(tmp_path / "d.json"))
+
+
+def _ids(batch):
+    return [int(b[0]) for b in batch["image"][:, 16, 16]]
+
+
+def test_order_is_deterministic_and_resumable(tmp_path):
+    recs = _write(tmp_path)
+    enc = _encoder(str(tmp_path))
+    a = [_ids(b) for b, _ in zip(loader.dataset(recs, enc, batch_size=4, num_batches=6, seed=3),
+                                 range(6))]
+    b = [_ids(b) for b, _ in zip(loader.dataset(recs, enc, batch_size=4, num_batches=6, seed=3),
+                                 range(6))]
+    assert a == b
+    it = iter(loader.dataset(recs, enc, batch_size=4, num_batches=6, seed=3))
+    next(it), next(it)
+    state = it.get_state()
+    rest = [_ids(next(it)) for _ in range(3)]
+    it2 = iter(loader.dataset(recs, enc, batch_size=4, num_batches=6, seed=3))
+    it2.set_state(state)
+    assert [_ids(next(it2)) for _ in range(3)] == rest
+
+
+def test_two_hosts_split_each_global_batch(tmp_path):
+    recs = _write(tmp_path)
+    enc = _encoder(str(tmp_path))
+    one = iter(loader.dataset(recs, enc, batch_size=4, num_batches=3, seed=1))
+    h0 = iter(loader.dataset(recs, enc, batch_size=4, num_batches=3, seed=1, process_index=0,
+                             process_count=2))
+    h1 = iter(loader.dataset(recs, enc, batch_size=4, num_batches=3, seed=1, process_index=1,
+                             process_count=2))
+    for _ in range(3):
+        whole, a, b = _ids(next(one)), _ids(next(h0)), _ids(next(h1))
+        assert sorted(a + b) == sorted(whole) and not set(a) & set(b)
+
+
+def test_letterbox_box_and_padding(tmp_path):
+    recs = _write(tmp_path, n=1)
+    ex = _encoder(str(tmp_path))(recs[0])
+    np.testing.assert_allclose(ex["image_box"], [0.25, 0.0, 0.5, 1.0])  # 20x40 -> centred
+    assert ex["image"][0, 0, 0] == 127  # pad colour 0.5
+    assert ex["tokens"].shape == (96,) and ex["segment_ids"].sum() == (ex["tokens"] != 0).sum()
+
+
+def test_missing_image_stops_with_record_or_is_skipped(tmp_path):
+    recs = _write(tmp_path, n=4, bad=(2,))
+    with pytest.raises(DataError, match=r"d.json:#2: image file not found: .*missing.png"):
+        _encoder(str(tmp_path))(recs[2])
+    assert _encoder(str(tmp_path), skip_bad=True)(recs[2]) is None
+    got = next(iter(loader.dataset(recs, _encoder(str(tmp_path), skip_bad=True), batch_size=3,
+                                   num_batches=1, seed=0)))
+    assert 2 * 10 not in _ids(got)
+
+
+def test_synthetic_path_and_missing_file(tmp_path, cache_dir):
+    from tests.conftest import SMALL
+
+    path, root = loader.resolve("synthetic:train", "", cache_dir, SMALL)
+    assert path.endswith("train.json") and len(loader.load_records(path)) == SMALL["train"]
+    with pytest.raises(DataError, match="data file not found: /nope.json"):
+        loader.load_records("/nope.json")

@@ -1,0 +1,359 @@
+"""ViT encoder families: shapes/jit of random encoders, and parity with the PyTorch references."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from cambrian.models import encoders
+
+VIT_FAMILIES = ["clip", "siglip", "dfn_clip", "dinov2", "mae", "mocov3", "ijepa", "supvit", "dpt"]
+
+
+@pytest.mark.parametrize("family", VIT_FAMILIES)
+def test_runlocal_encoder_shapes_and_jit(family):
+    enc = encoders.create(family, "runlocal", image_size=64, rngs=nnx.Rngs(0))
+    pixels = jax.random.normal(jax.random.key(1), (2, 64, 64, 3))
+    feats, out = enc(pixels)
+    p = enc.config.patch
+    assert enc.grid == (64 // p, 64 // p)
+    assert feats.shape == (2, *enc.grid, enc.out_channels) and feats.dtype == jnp.float32
+    assert len(out["hidden_states"]) == enc.config.depth + 1
+    graphdef, state = nnx.split(enc)
+    jitted = jax.jit(lambda s, x: nnx.merge(graphdef, s)(x)[0])(state, pixels)
+    np.testing.assert_allclose(jitted, feats, atol=1e-5)
+
+
+def test_bfloat16_compute_stays_close_to_float32():
+    from cambrian.models.encoders import vit
+
+    enc = encoders.create("dinov2", "runlocal-reg", image_size=56, rngs=nnx.Rngs(0))
+    pixels = jax.random.normal(jax.random.key(1), (2, 56, 56, 3))
+    want, _ = enc(pixels)
+    got, out = vit.with_dtype(enc, "bfloat16")(pixels)
+    assert got.dtype == jnp.float32 and out["hidden_states"][-1].dtype == jnp.bfloat16
+    scale = float(jnp.abs(want).max())
+    assert float(jnp.abs(got - want).max()) < 0.05 * scale
+    with pytest.raises(ValueError, match="dtype"):
+        vit.with_dtype(enc, "float16")
+
+
+# --- parity with the PyTorch references --------------------------------------------------------
+# Each case builds a tiny reference model with random weights, saves it in its native format and
+# returns a function computing the reference features for a layer choice. Tokens, position
+# tables and norms are re-randomised at O(1) scale so attention patterns, position-embedding
+# resampling and norm parameters all move the output well beyond the tolerance.
+
+ATOL = 1e-4
+
+
+def _scramble(model, seed=0):
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.ndim == 1 and name.endswith(("weight", "lambda1", "gamma")):
+                p.copy_(torch.rand(p.shape, generator=g) + 0.5)
+            elif p.ndim == 1:
+                p.copy_(0.1 * torch.randn(p.shape, generator=g))
+            elif any(k in name for k in ("pos", "token", "class_embedding", "position")):
+                p.copy_(torch.randn(p.shape, generator=g))
+            else:
+                fan_in = int(np.prod(p.shape[1:]))
+                p.copy_(torch.randn(p.shape, generator=g) / fan_in ** 0.5)
+    return model.eval()
+
+
+def _grid(tokens, num_prefix):
+    t = tokens[:, num_prefix:].detach().numpy()
+    side = int(round(t.shape[1] ** 0.5))
+    return t.reshape(t.shape[0], side, side, t.shape[-1])
+
+
+def _hf_ref(model, num_prefix, default, fwd):
+    def run(px, layer):
+        out = model(pixel_values=px, output_hidden_states=True, **fwd(px))
+        layer = default if layer is None else layer
+        t = out.last_hidden_state if layer == "final" else out.hidden_states[layer]
+        return _grid(t, num_prefix)
+    return run
+
+
+def _hf_kw(**kw):
+    return dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=256,
+                **kw)
+
+
+def case_clip(tmp):
+    import json
+
+    import transformers as T
+
+    # a full CLIPModel whose config.json, like the hub's older ones, lists only non-defaults
+    vision = dict(hidden_size=64, intermediate_size=256, num_attention_heads=2,
+                  num_hidden_layers=2, image_size=56, patch_size=14)
+    text = dict(hidden_size=32, intermediate_size=64, num_attention_heads=2, num_hidden_layers=1,
+                vocab_size=64, max_position_embeddings=16)
+    m = _scramble(T.CLIPModel(T.CLIPConfig(vision_config=vision, text_config=text,
+                                           projection_dim=16)))
+    m.save_pretrained(tmp)
+    (tmp / "config.json").write_text(json.dumps({"model_type": "clip", "projection_dim": 16,
+                                                 "vision_config": vision, "text_config": text}))
+    return dict(family="clip", path=tmp, sizes=(56, 84), layers=(None, -1, 1),
+                ref=_hf_ref(m.vision_model, 1, -2, fwd=_fwd_interp))
+
+
+def _fwd_interp(px):
+    return {"interpolate_pos_encoding": True}
+
+
+def case_siglip(tmp):
+    import transformers as T
+
+    m = _scramble(T.SiglipVisionModel(T.SiglipVisionConfig(**_hf_kw(image_size=56, patch_size=14))))
+    m.save_pretrained(tmp)
+    return dict(family="siglip", path=tmp, sizes=(56, 84), layers=(None, 1),
+                ref=_hf_ref(m, 0, "final", fwd=_fwd_interp))
+
+
+def _siglip2_patches(px, p):
+    b, c, h, w = px.shape
+    x = px.reshape(b, c, h // p, p, w // p, p).permute(0, 2, 4, 3, 5, 1)
+    return x.reshape(b, (h // p) * (w // p), p * p * c)
+
+
+def case_siglip2(tmp):
+    import torch
+    import transformers as T
+
+    m = _scramble(T.Siglip2VisionModel(T.Siglip2VisionConfig(**_hf_kw(num_patches=16,
+                                                                      patch_size=14))))
+    m.save_pretrained(tmp)
+
+    def run(px, layer):
+        b, _, h, w = px.shape
+        n = (h // 14) * (w // 14)
+        out = m(pixel_values=_siglip2_patches(px, 14),
+                pixel_attention_mask=torch.ones(b, n, dtype=torch.long),
+                spatial_shapes=torch.tensor([[h // 14, w // 14]] * b),
+                output_hidden_states=True)
+        t = out.last_hidden_state if layer is None else out.hidden_states[layer]
+        return _grid(t, 0)
+    return dict(family="siglip", path=tmp, sizes=(56, 42, 84), layers=(None, 1), ref=run)
+
+
+def _timm_vit(img_size, patch, **kw):
+    import timm.models.vision_transformer as tv
+
+    return _scramble(tv.VisionTransformer(
+        img_size=img_size, patch_size=patch, embed_dim=64, depth=2, num_heads=2, mlp_ratio=4.0,
+        num_classes=0, dynamic_img_size=True, **kw))
+
+
+def _timm_ref(m, num_prefix):
+    def run(px, layer):
+        x = m.norm_pre(m._pos_embed(m.patch_embed(px)))
+        hidden = [x]
+        for blk in m.blocks:
+            x = blk(x)
+            hidden.append(x)
+        final = m.norm(x)
+        assert float((final - m.forward_features(px)).abs().max()) == 0.0
+        return _grid(final if layer is None else hidden[layer], num_prefix)
+    return run
+
+
+def case_siglip_timm(tmp):
+    from safetensors.torch import save_file
+
+    m = _timm_vit(56, 14, class_token=False, global_pool="map", act_layer="gelu_tanh")
+    save_file({"visual.trunk." + k: v for k, v in m.state_dict().items()},
+              str(tmp / "open_clip_model.safetensors"))
+    return dict(family="siglip", path=tmp, sizes=(56, 84), layers=(None, 1),
+                kw=dict(variant="runlocal"), ref=_timm_ref(m, 0))
+
+
+def case_mae_timm(tmp):
+    import torch
+
+    m = _timm_vit(64, 16)
+    torch.save(m.state_dict(), tmp / "pytorch_model.bin")
+    return dict(family="mae", path=tmp / "pytorch_model.bin", sizes=(64, 48, 96),
+                layers=(None, 1), kw=dict(variant="runlocal"), ref=_timm_ref(m, 1))
+
+
+def case_mae_hf(tmp):
+    import torch
+    import transformers as T
+
+    m = _scramble(T.ViTMAEModel(T.ViTMAEConfig(**_hf_kw(image_size=64, patch_size=16),
+                                               mask_ratio=0.0)))
+    m.save_pretrained(tmp)
+
+    def fwd(px):  # increasing noise keeps the patch order (no shuffling)
+        n = (px.shape[2] // 16) * (px.shape[3] // 16)
+        return {"interpolate_pos_encoding": True,
+                "noise": torch.arange(n, dtype=torch.float32)[None].repeat(px.shape[0], 1)}
+    return dict(family="mae", path=tmp, sizes=(64, 96), layers=(None, 1),
+                ref=_hf_ref(m, 1, "final", fwd=fwd))
+
+
+def case_mocov3(tmp):
+    import torch
+
+    m = _timm_vit(64, 16)
+    sd = {"module.base_encoder." + k: v for k, v in m.state_dict().items()}
+    sd["module.momentum_encoder.cls_token"] = torch.zeros(1, 1, 64)
+    torch.save({"epoch": 300, "state_dict": sd}, tmp / "vit-b-300ep.pth.tar")
+    return dict(family="mocov3", path=tmp / "vit-b-300ep.pth.tar", sizes=(64, 96),
+                layers=(None, 1), kw=dict(variant="runlocal"), ref=_timm_ref(m, 1))
+
+
+def case_supvit(tmp):
+    from safetensors.torch import save_file
+
+    m = _timm_vit(64, 16)
+    save_file(dict(m.state_dict()), str(tmp / "model.safetensors"))
+    return dict(family="supvit", path=tmp, sizes=(64, 96), layers=(None, 0),
+                kw=dict(variant="runlocal"), ref=_timm_ref(m, 1))
+
+
+def case_dinov2(tmp):
+    import transformers as T
+
+    m = _scramble(T.Dinov2Model(T.Dinov2Config(**_hf_kw(image_size=56, patch_size=14))))
+    m.save_pretrained(tmp)
+    return dict(family="dinov2", path=tmp, sizes=(56, 84), layers=(None, 1),
+                ref=_hf_ref(m, 1, "final", fwd=lambda px: {}))
+
+
+def case_dinov2_swiglu(tmp):
+    import transformers as T
+
+    cfg = T.Dinov2Config(**_hf_kw(image_size=56, patch_size=14), use_swiglu_ffn=True)
+    m = _scramble(T.Dinov2Model(cfg))
+    m.save_pretrained(tmp)
+    return dict(family="dinov2", path=tmp, sizes=(56, 70), layers=(None, 2),
+                ref=_hf_ref(m, 1, "final", fwd=lambda px: {}))
+
+
+def case_dinov2_registers(tmp):
+    import transformers as T
+
+    cfg = T.Dinov2WithRegistersConfig(**_hf_kw(image_size=56, patch_size=14),
+                                      num_register_tokens=4)
+    m = _scramble(T.Dinov2WithRegistersModel(cfg))
+    m.save_pretrained(tmp)
+    return dict(family="dinov2", path=tmp, sizes=(56, 42, 84), layers=(None, 1),
+                ref=_hf_ref(m, 5, "final", fwd=lambda px: {}))
+
+
+def case_ijepa(tmp):
+    import transformers as T
+
+    m = _scramble(T.IJepaModel(T.IJepaConfig(**_hf_kw(image_size=56, patch_size=14))))
+    m.save_pretrained(tmp)
+    return dict(family="ijepa", path=tmp, sizes=(56, 84), layers=(None, 1),
+                ref=_hf_ref(m, 0, "final", fwd=_fwd_interp))
+
+
+def case_dpt(tmp):
+    import transformers as T
+
+    kw = _hf_kw(image_size=64, patch_size=16) | dict(num_hidden_layers=4)
+    cfg = T.DPTConfig(**kw, neck_hidden_sizes=[8, 8, 8, 8], fusion_hidden_size=8,
+                      backbone_out_indices=[0, 1, 2, 3])
+    m = _scramble(T.DPTForDepthEstimation(cfg))
+    m.save_pretrained(tmp)
+    return dict(family="dpt", path=tmp, sizes=(64, 96), layers=(None, 1),
+                ref=_hf_ref(m, 1, -1, fwd=lambda px: {}))
+
+
+def _open_clip(image_size):
+    import open_clip
+
+    vision = dict(image_size=image_size, layers=2, width=64, head_width=32, patch_size=14,
+                  mlp_ratio=4.0)
+    text = dict(context_length=8, vocab_size=64, width=32, heads=2, layers=1)
+    return open_clip.model.CLIP(embed_dim=32, vision_cfg=vision, text_cfg=text, quick_gelu=True)
+
+
+def case_dfn_clip(tmp):
+    import open_clip
+    import torch
+
+    native = _scramble(_open_clip(56))
+    sd = native.state_dict()
+    torch.save(sd, tmp / "open_clip_pytorch_model.bin")
+    models = {}
+
+    def visual(size):  # open_clip changes resolution by resizing the table when loading
+        if size not in models:
+            m = _open_clip(size)
+            s = dict(sd)
+            open_clip.model.resize_pos_embed(s, m)
+            m.load_state_dict(s)
+            models[size] = m.eval().visual
+        return models[size]
+
+    def run(px, layer):
+        v = visual(px.shape[-1])
+        hidden = []
+        hooks = [v.ln_pre.register_forward_hook(lambda mod, i, o: hidden.append(o))]
+        hooks += [b.register_forward_hook(lambda mod, i, o: hidden.append(o))
+                  for b in v.transformer.resblocks]
+        v.output_tokens = True
+        _, tokens = v(px)
+        for h in hooks:
+            h.remove()
+        if layer is None:
+            return _grid(tokens, 0)
+        return _grid(hidden[layer], 1)
+    return dict(family="dfn_clip", path=tmp, sizes=(56, 84), layers=(None, 1),
+                kw=dict(variant="runlocal"), ref=run)
+
+
+CASES = {name[5:]: fn for name, fn in dict(globals()).items() if name.startswith("case_")}
+
+
+@pytest.mark.parity
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_parity_with_reference(case, tmp_path):
+    import torch
+
+    c = CASES[case](tmp_path)
+    rng = np.random.default_rng(0)
+    for size in c["sizes"]:
+        x = rng.standard_normal((2, size, size, 3)).astype(np.float32)
+        px = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous()
+        for layer in c["layers"]:
+            enc = encoders.load(c["family"], str(c["path"]), image_size=size, layer=layer,
+                                **c.get("kw", {}))
+            feats, _ = enc(jnp.asarray(x))
+            with torch.no_grad():
+                want = c["ref"](px, layer)
+            assert feats.shape == want.shape, (size, layer)
+            assert enc.grid == want.shape[1:3] and enc.out_channels == want.shape[-1]
+            err = float(np.abs(np.asarray(feats) - want).max())
+            assert err <= ATOL, f"{case} size={size} layer={layer}: max abs err {err:.2e}"
+
+
+@pytest.mark.parity
+@pytest.mark.parametrize("method", ["bicubic", "bilinear", "bicubic_aa", "bilinear_aa"])
+def test_resample_grid_matches_torch_interpolate(method):
+    import torch
+    import torch.nn.functional as F
+
+    from cambrian.models.encoders import vit
+
+    mode, aa = method.removesuffix("_aa"), method.endswith("_aa")
+    g = np.random.default_rng(0).standard_normal((7, 5, 3)).astype(np.float32)
+    for size in [(7, 5), (16, 11), (3, 2), (24, 4), (1, 9)]:
+        want = F.interpolate(torch.from_numpy(g).permute(2, 0, 1)[None], size=size, mode=mode,
+                             align_corners=False, antialias=aa)[0].permute(1, 2, 0).numpy()
+        got = np.asarray(vit.resample_grid(jnp.asarray(g), size, method))
+        np.testing.assert_allclose(got, want, atol=1e-5, err_msg=f"{method} {size}")

@@ -1,0 +1,95 @@
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from cambrian.data import conversation, tokenizer
+from cambrian.models import vlm
+from cambrian.train import build_model
+
+
+def test_compact_positions_hand_derived():
+    seg = jnp.array([[0, 0, 1, 1, 1, 1, 1],    # left padding
+                     [1, 1, 2, 2, 2, 0, 0]])   # two packed segments, right padding
+    attended = jnp.array([[0, 0, 1, 1, 0, 1, 1],  # one visual token over letter-box padding
+                          [1, 1, 1, 1, 1, 0, 0]], bool)
+    expected = np.array([[0, 0, 0, 1, 0, 2, 3],
+                         [0, 1, 0, 1, 2, 0, 0]])
+    np.testing.assert_array_equal(vlm.compact_positions(seg, attended), expected)
+
+
+def test_box_valid_marks_cells_whose_centre_is_inside():
+    box = jnp.array([[0.25, 0.0, 0.5, 1.0]])  # a wide image letter-boxed top and bottom
+    v = np.asarray(vlm.box_valid(box, (4, 4)))[0]
+    np.testing.assert_array_equal(v.any(1), [False, True, True, False])
+    assert v[1:3].all()
+
+
+@pytest.fixture(scope="module")
+def model_and_tok(request):
+    cfg = request.getfixturevalue("cache_config")
+    tok = tokenizer.load("synthetic")
+    return build_model(cfg, tok), tok, cfg
+
+
+@pytest.fixture(scope="module")
+def cache_config(cache_dir):
+    from cambrian import config as C
+    from tests.conftest import small
+
+    return small(C.load("encoders/dinov2.py:runlocal"), cache_dir)
+
+
+def _batch(model, tok, questions, images):
+    from cambrian.data.chat_templates import get
+
+    prompts = [conversation.encode_prompt(q, get("vicuna_v1"), tok, model.num_image_tokens,
+                                          system="") for q in questions]
+    from cambrian.eval.runner import make_batch
+
+    return make_batch(prompts, images, 112, len(questions), model.pad_color)
+
+
+def test_visual_tokens_are_spliced_in_order(model_and_tok):
+    model, tok, _ = model_and_tok
+    img = np.random.default_rng(0).integers(0, 255, (2, 112, 112, 3), dtype=np.uint8)
+    b = _batch(model, tok, ["What is it?", "How many?"], list(img))
+    embeds, seg, pos, _ = model.prepare({k: jnp.asarray(v) for k, v in b.items()})
+    vis, _ = model.encode_images(jnp.asarray(b["image"]), jnp.asarray(b["image_box"]))
+    for r in range(2):
+        slots = np.flatnonzero(b["tokens"][r] == conversation.IMAGE_TOKEN)
+        assert len(slots) == model.num_image_tokens
+        np.testing.assert_allclose(embeds[r, slots], vis[r], atol=1e-6)
+        text = b["tokens"][r] >= 0
+        np.testing.assert_allclose(embeds[r, text & (b["segment_ids"][r] > 0)],
+                                   model.llm.embed(jnp.asarray(b["tokens"][r][text & (
+                                       b["segment_ids"][r] > 0)])), atol=1e-6)
+
+
+def test_greedy_with_kv_cache_equals_full_recompute(model_and_tok):
+    model, tok, _ = model_and_tok
+    img = np.random.default_rng(1).integers(0, 255, (3, 90, 112, 3), dtype=np.uint8)
+    b = _batch(model, tok, ["What is it?", "How many shapes are there?", "Hi"], list(img))
+    graphdef, state = nnx.split(model)
+    n_new = 6
+    toks, lens = vlm.generate_fn(graphdef, max_new_tokens=n_new, eos_ids=(-1,))(state, b)
+    # Reference: no cache; re-run the whole model on the growing sequence every step.
+    cur = {k: jnp.asarray(v) for k, v in b.items()}
+    ref = []
+    for _ in range(n_new):
+        logits, _ = model(cur)
+        nxt = jnp.argmax(logits[:, -1], axis=-1).astype(jnp.int32)
+        ref.append(nxt)
+        cur["tokens"] = jnp.concatenate([cur["tokens"], nxt[:, None]], axis=1)
+        cur["segment_ids"] = jnp.concatenate([cur["segment_ids"], jnp.ones((3, 1), jnp.int32)], 1)
+        cur["loss_mask"] = jnp.zeros_like(cur["tokens"], bool)
+    np.testing.assert_array_equal(np.asarray(toks), np.stack(ref, 1))
+    assert (np.asarray(lens) == n_new).all()
+
+
+def test_loss_is_mean_ce_over_assistant_tokens_hand_derived():
+    logits = jnp.log(jnp.array([[[0.5, 0.5, 0.0 + 1e-9], [0.1, 0.7, 0.2], [1 / 3] * 3]]))
+    batch = {"tokens": jnp.array([[0, 1, 2]]), "loss_mask": jnp.array([[False, True, False]])}
+    loss, n = vlm.loss_fn(logits, batch, jnp.array([[1, 1, 1]]))
+    assert int(n) == 1
+    np.testing.assert_allclose(loss, -np.log(0.5), rtol=1e-5)  # token 1 predicted at position 0
