@@ -159,25 +159,6 @@ def state_shardings(state, mesh: Mesh, rules: Rules | str):
     return jax.tree.map(one, state, is_leaf=lambda x: isinstance(x, nnx.Variable))
 
 
-def like_params(tree, params, param_shardings, mesh: Mesh):
-    """Shardings for an optimizer state ``tree``: every subtree shaped like ``params`` (Adam's
-    mu, nu, ...) is sharded like them, every other leaf (step counts) is replicated."""
-    pdef = jax.tree.structure(params)
-
-    def is_params(x):
-        try:
-            return jax.tree.structure(x) == pdef
-        except Exception:  # noqa: BLE001 -- unhashable odd leaves are simply not params-shaped
-            return False
-
-    def one(x):
-        if is_params(x) and x is not None and jax.tree.leaves(x):
-            return param_shardings
-        return jax.tree.map(lambda _: replicated(mesh), x)
-
-    return jax.tree.map(one, tree, is_leaf=is_params)
-
-
 def batch_sharding(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec(BATCH))
 

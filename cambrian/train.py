@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 import json
 import logging
 import math
@@ -84,8 +85,11 @@ REMAT_POLICIES = {
 
 @functools.cache
 def _remat_class(cls: type, policy: str) -> type:
-    # batch_invariant (arg 6 counting self) is a Python bool: static for the checkpoint.
-    call = nnx.remat(cls.__call__, policy=REMAT_POLICIES[policy], static_argnums=(6,))
+    # Python-bool flags (batch_invariant) must be static for the checkpoint; the layer's call
+    # passes them positionally.
+    names = list(inspect.signature(cls.__call__).parameters)
+    static = tuple(i for i, n in enumerate(names) if n == "batch_invariant")
+    call = nnx.remat(cls.__call__, policy=REMAT_POLICIES[policy], static_argnums=static)
     return type(cls.__name__, (cls,), {"__call__": call, "__module__": cls.__module__,
                                        "__qualname__": cls.__qualname__})
 

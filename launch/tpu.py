@@ -30,7 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     overrides = [a for a in argv if a.startswith("--config.")]
     rest = [a for a in argv if not a.startswith("--config.")]
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--config", required=True, help="configs/ path, e.g. encoders/dinov2.py:runlocal")
+    p.add_argument("--config", required=True,
+                   help="configs/ path, e.g. encoders/dinov2.py:runlocal")
     p.add_argument("--workdir", default="", help="output directory (local or gs://)")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     p.add_argument("--skip-eval", action="store_true", help="train (or resume) only; no benchmarks")
@@ -38,12 +39,14 @@ def main(argv: list[str] | None = None) -> int:
                    help="compile the train step on abstract shapes; print per-device memory/FLOPs")
     p.add_argument("--topology", default="",
                    help="dry run for a TPU slice not attached here, e.g. v4-128, v5p-128")
-    p.add_argument("--stage", default="", help="dry run: which stage (default: the last with steps)")
+    p.add_argument("--stage", default="",
+                   help="dry run: which stage (default: the last with steps)")
     p.add_argument("--coordinator", default=os.environ.get("CAMBRIAN_COORDINATOR", ""),
                    help="HOST:PORT of process 0 (CPU/GPU clusters; TPU pods are detected)")
     p.add_argument("--num-processes", type=int,
                    default=int(os.environ.get("CAMBRIAN_NUM_PROCESSES", "0")))
-    p.add_argument("--process-id", type=int, default=int(os.environ.get("CAMBRIAN_PROCESS_ID", "-1")))
+    p.add_argument("--process-id", type=int,
+                   default=int(os.environ.get("CAMBRIAN_PROCESS_ID", "-1")))
     args = p.parse_args(rest)
     if not (args.workdir or args.print_config or args.dry_run):
         p.error("--workdir is required")
@@ -70,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     for noisy in ("absl", "jax", "orbax", "tensorflow"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     if args.dry_run:
+        if args.topology and not _tpu_attached():
+            _fake_cpu_devices(args.topology)
         from cambrian import aot
 
         print(json.dumps(aot.dry_run(config, topology=args.topology, stage=args.stage), indent=2))
@@ -87,6 +92,21 @@ def main(argv: list[str] | None = None) -> int:
         print(e, file=sys.stderr)
         return PREEMPTED
     return 0
+
+
+def _tpu_attached() -> bool:
+    return os.path.exists("/dev/accel0") or os.path.exists("/dev/vfio/0")
+
+
+def _fake_cpu_devices(topology: str) -> None:
+    """A dry run for a slice that is not here compiles for as many CPU devices (set before JAX
+    starts)."""
+    from cambrian.aot import parse_topology
+
+    chips, _ = parse_topology(topology)
+    os.environ["JAX_PLATFORMS"] = "cpu"
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
+                               + f" --xla_force_host_platform_device_count={chips}")
 
 
 if __name__ == "__main__":

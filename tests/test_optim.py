@@ -5,10 +5,12 @@ import jax.numpy as jnp
 import ml_collections as mlc
 import numpy as np
 import optax
+import pytest
 from flax import nnx
 
 from cambrian import optim, train
 from cambrian.data import chat_templates, loader, tokenizer
+from cambrian.models.llm import llama
 from tests.conftest import small
 
 
@@ -101,3 +103,35 @@ def test_grad_accumulation_equals_one_big_batch(cache_dir):
     np.testing.assert_allclose(m4["grad_norm"], m1["grad_norm"], rtol=1e-5)
     for a, b in zip(jax.tree.leaves(g4), jax.tree.leaves(g1)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * np.abs(b).max())
+
+
+@pytest.mark.slow  # two more train-step compiles
+def test_remat_same_gradients_and_bf16_keeps_fp32_masters(cache_dir):
+    """config.remat recomputes activations (same gradients); model.dtype=bfloat16 computes the
+    LLM in bf16 while its weights stay fp32, and frozen encoders are stored in bf16."""
+    from cambrian import config as C
+
+    outs = {}
+    for remat in ("none", "full"):
+        config = small(C.load("encoders/dinov2.py:runlocal"), cache_dir)
+        config.remat = remat
+        tok = tokenizer.load(config.model.tokenizer)
+        model = train.build_model(config, tok)
+        gd, trainable, frozen = nnx.split(model, optim.trainable_filter("connector|llm"), ...)
+        batch = _batch(config, model, tok, 2)
+        step = train.make_train_step(gd, RECORD)
+        _, grads, m = step(trainable, frozen, RECORD.init(trainable), batch)
+        outs[remat] = (float(m["loss"]), jax.tree.map(np.asarray, grads))
+        rematted = type(model.llm.layers[0]).__call__ is not llama.DecoderLayer.__call__
+        assert rematted == (remat == "full")
+    np.testing.assert_allclose(outs["full"][0], outs["none"][0], rtol=1e-6)
+    for a, b in zip(jax.tree.leaves(outs["full"][1]), jax.tree.leaves(outs["none"][1])):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * np.abs(b).max())
+
+    config = small(C.load("encoders/dinov2.py:runlocal"), cache_dir)
+    config.model.dtype = config.model.encoder_dtype = "bfloat16"
+    model = train.build_model(config, tokenizer.load("synthetic"))
+    assert model.llm.cfg.dtype == "bfloat16"
+    dts = {path[0]: v.dtype for path, v in nnx.to_flat_state(nnx.state(model, nnx.Param))}
+    assert dts["llm"] == jnp.float32 and dts["connector"] == jnp.float32
+    assert dts["encoders"] == jnp.bfloat16

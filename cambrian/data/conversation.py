@@ -64,9 +64,11 @@ def record_turns(record: dict, where: str) -> tuple[list[tuple[str, str]], str |
     if not any(r == "assistant" for r, _ in turns):
         raise DataError(f"{where}: record {record.get('id', '?')!r} has no assistant reply")
     n_img = sum(v.count(IMAGE) for _, v in turns)
-    if n_img != (1 if record.get("image") else 0):
+    image = record.get("image")
+    has_image = image is not None and not (isinstance(image, str) and not image)
+    if n_img != int(has_image):
         raise DataError(f"{where}: record {record.get('id', '?')!r} has {n_img} {IMAGE} "
-                        f"placeholders but {'an' if record.get('image') else 'no'} image")
+                        f"placeholders but {'an' if has_image else 'no'} image")
     return turns, system
 
 

@@ -44,8 +44,36 @@ def resolve(path: str, image_root: str, cache_dir: str, synthetic_sizes: dict | 
     return path, image_root
 
 
-def load_records(path: str) -> list[tuple[dict, str]]:
+def load_records(path: str):
+    """A random-access sequence of ``(record, where)``: LLaVA JSON/JSONL, or a dataset built by
+    ``data_recipes/build.py`` (its output directory; read without TensorFlow)."""
+    if os.path.isdir(path):
+        return BuiltRecords(path)
     return list(readers.read_llava(path))
+
+
+class BuiltRecords:
+    """The builder's TFDS ArrayRecord output as LLaVA records with decoded images."""
+
+    def __init__(self, out: str):
+        from cambrian.data import output
+
+        self.out, self.source = out, output.open_dataset(out)
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, i: int) -> tuple[dict, str]:
+        ex = self.source[int(i)]
+        conv = [{"from": f.decode(), "value": v.decode()}
+                for f, v in zip(ex["conversations"]["from"], ex["conversations"]["value"])]
+        images = ex["image"]
+        if len(images) > 1:
+            raise DataError(f"{self.out}#{i}: {len(images)} images; one image per sample is "
+                            "supported (as Cambrian)")
+        rec = {"id": ex["id"].decode(), "conversations": conv,
+               "image": np.asarray(images[0]) if len(images) else None}
+        return rec, f"{self.out}#{i}"
 
 
 def read_image(image_root: str, rel: str, where: str) -> np.ndarray:
@@ -84,9 +112,11 @@ class Encoder:
         try:
             enc = conversation.encode_record(record, where, self.template, self.tokenizer,
                                              self.num_image_tokens, self.max_len, self.system)
-            if record.get("image"):
-                img, box = square_image(read_image(self.image_root, record["image"], where),
-                                        self.image_size, self.pad_color)
+            image = record.get("image")
+            if isinstance(image, np.ndarray) or image:
+                if not isinstance(image, np.ndarray):
+                    image = read_image(self.image_root, image, where)
+                img, box = square_image(image, self.image_size, self.pad_color)
                 has = True
             else:
                 img = np.zeros((self.image_size,) * 2 + (3,), np.uint8)

@@ -4,7 +4,9 @@ Everything is generated with PIL from fixed seeds, written in the LLaVA conversa
 with PNG files, and read back through the same loader as real data. Splits:
 
 * ``align``  -- captions (stage-1 alignment data),
-* ``train``  -- multi-turn instruction data covering every question kind (stage 2),
+* ``train``  -- multi-turn instruction data covering every question kind,
+* ``mix``    -- ``align`` + ``train`` (stage 2 of ``:runlocal``: with a randomly initialised LLM the
+  dense caption supervision is what teaches it to read the visual tokens),
 * ``eval``   -- one benchmark per group (``general``, ``knowledge``, ``ocr_chart``,
   ``vision_centric``), multiple-choice and short-answer items.
 
@@ -22,7 +24,7 @@ import os
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-VERSION = "v2"
+VERSION = "v3"
 SIZE = 128
 COLORS = {"red": (220, 40, 40), "green": (40, 170, 60), "blue": (40, 80, 220),
           "yellow": (230, 200, 30)}
@@ -254,9 +256,13 @@ def ensure(cache_dir: str, sizes: dict[str, int] | None = None) -> str:
     tmp = root + f".tmp{os.getpid()}"
     os.makedirs(tmp, exist_ok=True)
     seen: set[str] = set()
+    mix = []
     for split in ("align", "train"):
-        _, h = generate_split(split, tmp, sizes[split])
+        recs, h = generate_split(split, tmp, sizes[split])
         seen |= h
+        mix += recs
+    with open(os.path.join(tmp, "mix.json"), "w") as fh:
+        json.dump(mix, fh)
     generate_split("eval", tmp, sizes["eval"], seen=seen)
     with open(os.path.join(tmp, "DONE"), "w") as fh:
         fh.write(VERSION)

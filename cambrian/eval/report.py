@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 
+from cambrian import fileio
 from cambrian.eval import groups
 
 
@@ -70,11 +71,10 @@ def table(report: dict) -> str:
 
 def write(report: dict, workdir: str) -> None:
     """report.json, report.md, and the predictions in lmms-eval's sample-log layout."""
-    with open(os.path.join(workdir, "report.json"), "w") as fh:
-        json.dump(report, fh, indent=2)
-    with open(os.path.join(workdir, "report.md"), "w") as fh:
-        fh.write(f"# {report['config']} (step {report['step']})\n\n{table(report)}\n")
-    if os.path.isdir(os.path.join(workdir, "predictions")):
+    fileio.write_text(fileio.join(workdir, "report.json"), json.dumps(report, indent=2))
+    fileio.write_text(fileio.join(workdir, "report.md"),
+                      f"# {report['config']} (step {report['step']})\n\n{table(report)}\n")
+    if os.path.isdir(os.path.join(workdir, "predictions")):  # local runs
         export_lmms_eval(workdir)
 
 

@@ -86,3 +86,27 @@ def test_synthetic_path_and_missing_file(tmp_path, cache_dir):
     assert path.endswith("train.json") and len(loader.load_records(path)) == SMALL["train"]
     with pytest.raises(DataError, match="data file not found: /nope.json"):
         loader.load_records("/nope.json")
+
+
+def test_reads_the_recipe_builders_output(tmp_path):
+    """data_recipes/build.py output (TFDS ArrayRecord) feeds the training loader directly."""
+    from cambrian.data.build import build
+    from cambrian.data.recipe import Recipe, Source
+    from tests.data.fakes import image_folder, record, write_json
+
+    image_folder(str(tmp_path / "imgs"), {f"{i}.png": i for i in range(5)})
+    write_json(str(tmp_path / "a.json"), [record(i, f"{i}.png") for i in range(5)]
+               + [record(100, None)])
+    build(Recipe(name="mini", seed=0, sources=(
+        Source("a", str(tmp_path / "a.json"), "general", images=str(tmp_path / "imgs")),)),
+        str(tmp_path / "out"))
+    recs = loader.load_records(str(tmp_path / "out"))
+    assert len(recs) == 6
+    enc = _encoder("")
+    examples = [enc(recs[i]) for i in range(len(recs))]
+    assert sum(bool(e["has_image"]) for e in examples) == 5
+    for e in examples:
+        n_img = (e["tokens"] == -200).sum()
+        assert n_img == (4 if e["has_image"] else 0)
+    batch = next(iter(loader.dataset(recs, enc, batch_size=3, num_batches=1, seed=0)))
+    assert batch["image"].shape == (3, 32, 32, 3)

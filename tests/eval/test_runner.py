@@ -64,3 +64,31 @@ def test_vision_off_writes_its_own_predictions(setup, tmp_path):
     cfg.eval.vision = "on"
     assert "synthetic_general/vision_off" in res and "synthetic_general" in res
     assert len(_preds(str(tmp_path), "predictions_vision_off")) == 24
+
+
+def test_data_parallel_eval_on_8_devices_matches_one(tmp_path, cache_dir):
+    """The same predictions with the batch sharded over 8 (fake CPU) devices."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(f"""
+        import json, os, sys
+        from cambrian import config as C
+        from cambrian.data import tokenizer
+        from cambrian.eval import runner
+        from cambrian.train import build_model
+        from tests.conftest import small
+        cfg = small(C.load("encoders/dinov2.py:runlocal"), {cache_dir!r})
+        cfg.eval.limit, cfg.eval.max_new_tokens, cfg.eval.batch_size = 6, 6, 8
+        tok = tokenizer.load("synthetic")
+        runner.evaluate(build_model(cfg, tok), cfg, tok, sys.argv[1])
+    """)
+    outs = {}
+    for n in (1, 8):
+        env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={n}"}
+        wd = str(tmp_path / f"d{n}")
+        subprocess.run([sys.executable, "-c", script, wd], check=True, env=env, timeout=600,
+                       cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+        outs[n] = _preds(wd)
+    assert len(outs[1]) == 24 and outs[1] == outs[8]

@@ -6,8 +6,6 @@ bias-free SwiGLU MLP, and a final RMSNorm. Features are ``last_hidden_state`` (f
 
 At other image sizes a learned position grid is resampled bicubic with antialiasing, as timm's
 ``resample_abs_pos_embed`` does (HF's module only runs at the checkpoint size).
-
-Einsum letters: b batch, n/m tokens, c embed, h heads, d head_dim.
 """
 
 from __future__ import annotations
@@ -21,7 +19,8 @@ import numpy as np
 from flax import nnx
 
 from cambrian.models import weights
-from cambrian.models.encoders import convert, features, vit
+from cambrian.models.encoders import common, convert, features
+from cambrian.models.encoders.common import ONES, Dense, Init, param
 from cambrian.models.encoders.preprocess import CLIP_MEAN, CLIP_STD, PreprocessSpec
 
 Array = jax.Array
@@ -63,19 +62,12 @@ class Aimv2Config:
         return (self.image_size // self.patch, self.image_size // self.patch)
 
     def check(self) -> Aimv2Config:
-        if self.dtype not in ("float32", "bfloat16"):
-            raise ValueError(f"{type(self).__name__}.dtype={self.dtype!r}; expected 'float32' "
-                             "or 'bfloat16'")
         if self.width % self.heads:
             raise ValueError(f"Aimv2Config: width {self.width} not divisible by {self.heads} heads")
         if self.pos_size is None and self.width % 4:
             raise ValueError(
                 f"Aimv2Config: sin-cos positions need width % 4 == 0, got {self.width}")
-        if self.layer is not None and not -(self.depth + 1) <= self.layer <= self.depth:
-            raise ValueError(f"layer {self.layer} out of range for depth {self.depth} "
-                             f"(valid: {-(self.depth + 1)}..{self.depth}, or None for the output)")
-        if self.image_size < self.patch:
-            raise ValueError(f"image_size {self.image_size} is smaller than the patch {self.patch}")
+        common.check_tower(self)
         return self
 
 
@@ -92,7 +84,7 @@ def sincos_positions(grid: tuple[int, int], dim: int) -> np.ndarray:
 class RMSNorm(nnx.Module):
     def __init__(self, dim: int, eps: float):
         self.eps = eps
-        self.scale = vit._param(jnp.ones((dim,)), ("embed",))
+        self.scale = param(ONES, (dim,), ("embed",))
 
     def __call__(self, x: Array) -> Array:
         xf = x.astype(jnp.float32)
@@ -100,29 +92,12 @@ class RMSNorm(nnx.Module):
         return (y * self.scale[...]).astype(x.dtype)
 
 
-class Attention(nnx.Module):
-    def __init__(self, cfg: Aimv2Config, *, rngs: nnx.Rngs):
-        c, h = cfg.width, cfg.heads
-        names = ("embed", "heads", "head_dim")
-        self.q = vit.Dense((c,), (h, c // h), names, bias=cfg.qkv_bias, rngs=rngs)
-        self.k = vit.Dense((c,), (h, c // h), names, bias=cfg.qkv_bias, rngs=rngs)
-        self.v = vit.Dense((c,), (h, c // h), names, bias=cfg.qkv_bias, rngs=rngs)
-        self.out = vit.Dense((h, c // h), (c,), ("heads", "head_dim", "embed"), bias=cfg.qkv_bias,
-                             rngs=rngs)
-
-    def __call__(self, x: Array) -> Array:
-        q, k, v = self.q(x), self.k(x), self.v(x)
-        logits = jnp.einsum("bnhd,bmhd->bhnm", q * q.shape[-1] ** -0.5, k)
-        probs = jax.nn.softmax(logits.astype(jnp.float32), axis=-1).astype(v.dtype)
-        return self.out(jnp.einsum("bhnm,bmhd->bnhd", probs, v))
-
-
 class SwiGLU(nnx.Module):
     def __init__(self, cfg: Aimv2Config, *, rngs: nnx.Rngs):
         c, f = cfg.width, cfg.mlp_dim
-        self.gate = vit.Dense((c,), (f,), ("embed", "mlp"), bias=False, rngs=rngs)
-        self.up = vit.Dense((c,), (f,), ("embed", "mlp"), bias=False, rngs=rngs)
-        self.down = vit.Dense((f,), (c,), ("mlp", "embed"), bias=False, rngs=rngs)
+        self.gate = Dense((c,), (f,), ("embed", "mlp"), bias=False, rngs=rngs)
+        self.up = Dense((c,), (f,), ("embed", "mlp"), bias=False, rngs=rngs)
+        self.down = Dense((f,), (c,), ("mlp", "embed"), bias=False, rngs=rngs)
 
     def __call__(self, x: Array) -> Array:
         return self.down(jax.nn.silu(self.gate(x)) * self.up(x))
@@ -131,7 +106,8 @@ class SwiGLU(nnx.Module):
 class Block(nnx.Module):
     def __init__(self, cfg: Aimv2Config, *, rngs: nnx.Rngs):
         self.norm1 = RMSNorm(cfg.width, cfg.rms_eps)
-        self.attn = Attention(cfg, rngs=rngs)
+        self.attn = common.Attention(cfg.width, cfg.heads, qkv_bias=cfg.qkv_bias,
+                                     out_bias=cfg.qkv_bias, rngs=rngs)
         self.norm2 = RMSNorm(cfg.width, cfg.rms_eps)
         self.mlp = SwiGLU(cfg, rngs=rngs)
 
@@ -153,10 +129,10 @@ class Aimv2VisionTransformer(nnx.Module):
         self.out_channels: int = cfg.width
         self.grid: tuple[int, int] = cfg.grid
         c, p = cfg.width, cfg.patch
-        self.patch_embed = vit.Dense((p, p, 3), (c,), (None, None, None, "embed"), rngs=rngs)
+        self.patch_embed = Dense((p, p, 3), (c,), (None, None, None, "embed"), rngs=rngs)
         self.patch_norm = RMSNorm(c, cfg.rms_eps)
-        self.pos_embed = (None if cfg.pos_size is None else vit._param(
-            0.02 * jax.random.normal(rngs.params(), (cfg.pos_size ** 2, c)), (None, "embed")))
+        self.pos_embed = (None if cfg.pos_size is None else
+                          param(Init(std=0.02), (cfg.pos_size ** 2, c), (None, "embed"), rngs))
         self.blocks = nnx.List([Block(cfg, rngs=rngs) for _ in range(cfg.depth)])
         self.norm = RMSNorm(c, cfg.rms_eps)
 
@@ -164,16 +140,14 @@ class Aimv2VisionTransformer(nnx.Module):
         s = self.config.pos_size
         if s is None:
             return jnp.asarray(sincos_positions((gh, gw), self.config.width))
-        grid = vit.resample_grid(self.pos_embed[...].reshape(s, s, -1), (gh, gw), "bicubic_aa")
+        grid = common.resample_grid(self.pos_embed[...].reshape(s, s, -1), (gh, gw), "bicubic_aa")
         return grid.reshape(gh * gw, -1)
 
     def __call__(self, pixels: Array) -> tuple[Array, dict]:
         cfg = self.config
         b, hh, ww, _ = pixels.shape
-        p = cfg.patch
-        gh, gw = hh // p, ww // p
-        x = pixels.astype(cfg.dtype)[:, :gh * p, :gw * p]
-        x = self.patch_embed(x.reshape(b, gh, p, gw, p, 3).transpose(0, 1, 3, 2, 4, 5))
+        gh, gw = hh // cfg.patch, ww // cfg.patch
+        x = self.patch_embed(common.patchify(pixels.astype(cfg.dtype), cfg.patch))
         x = self.patch_norm(x.reshape(b, gh * gw, -1))
         x = x + self._positions(gh, gw).astype(x.dtype)
         hidden = [x]
@@ -187,18 +161,15 @@ class Aimv2VisionTransformer(nnx.Module):
 
 
 def _config(variant: str, image_size: int | None, layer: int | None) -> Aimv2Config:
-    if variant not in VARIANTS:
-        raise ValueError(f"aimv2: unknown variant {variant!r}; known variants: "
-                         f"{', '.join(VARIANTS)}")
-    cfg = Aimv2Config(**VARIANTS[variant])
-    over = dict(image_size=image_size, layer=layer)
-    return dataclasses.replace(cfg, **{k: v for k, v in over.items() if v is not None}).check()
+    return common.variant_config("aimv2", Aimv2Config, VARIANTS, variant, image_size=image_size,
+                                 layer=layer)
 
 
 def create(variant: str = DEFAULT_VARIANT, *, image_size: int | None = None,
            layer: int | None = None, rngs: nnx.Rngs) -> Aimv2VisionTransformer:
     """A randomly initialised AIMv2 encoder (tests, ``:runlocal``)."""
-    return Aimv2VisionTransformer(_config(variant, image_size, layer), rngs=rngs)
+    return common.random_init(Aimv2VisionTransformer, _config(variant, image_size, layer),
+                              rngs=rngs)
 
 
 # --- checkpoint layouts -----------------------------------------------------------------------
@@ -238,43 +209,36 @@ def _detect(reader: Mapping[str, np.ndarray]) -> tuple[dict, str]:
 def layout(cfg: Aimv2Config, names: Mapping[str, str], pre: str = "") -> dict:
     """Parameter path -> (checkpoint name, its shape, transform) for one checkpoint layout."""
     c, h, f, p = cfg.width, cfg.heads, cfg.mlp_dim, cfg.patch
-    d = c // h
-
-    def heads_in(part: int | None):  # torch [(3)C, C] -> [C, h, d]
-        return lambda x: (x if part is None else x[part * c:(part + 1) * c]).T.reshape(c, h, d)
-
-    def heads_bias(part: int | None):
-        return lambda x: (x if part is None else x[part * c:(part + 1) * c]).reshape(h, d)
-
-    out = {"patch_embed.kernel": (pre + names["patch"] + ".weight", (c, 3, p, p), vit.t_conv),
+    out = {"patch_embed.kernel": (pre + names["patch"] + ".weight", (c, 3, p, p), convert.t_conv),
            "patch_embed.bias": (pre + names["patch"] + ".bias", (c,), None),
-           "patch_norm.scale": (pre + names["patch_norm"] + ".weight", (c,), None),
-           "norm.scale": (pre + names["norm"] + ".weight", (c,), None)}
+           **convert.norm_layout("patch_norm", pre + names["patch_norm"], c, bias=False),
+           **convert.norm_layout("norm", pre + names["norm"], c, bias=False)}
     if cfg.pos_size is not None:
         n = cfg.pos_size ** 2
         hf = "qkv" not in names  # HF stores an nn.Embedding [n, C], the others [1, n, C]
         out["pos_embed"] = (pre + names["pos"], (n, c) if hf else (1, n, c),
-                            None if hf else vit.t_squeeze)
+                            None if hf else convert.t_squeeze)
     for i in range(cfg.depth):
         b, me = f"{pre}{names['blocks']}.{i}.", f"blocks.{i}."
         out |= {
-            me + "norm1.scale": (b + names["norm1"] + ".weight", (c,), None),
-            me + "norm2.scale": (b + names["norm2"] + ".weight", (c,), None),
-            me + "attn.out.kernel": (b + names["out"] + ".weight", (c, c),
-                                     lambda x: x.T.reshape(h, d, c)),
-            me + "mlp.gate.kernel": (b + names["gate"] + ".weight", (f, c), vit.t_linear),
-            me + "mlp.up.kernel": (b + names["up"] + ".weight", (f, c), vit.t_linear),
-            me + "mlp.down.kernel": (b + names["down"] + ".weight", (c, f), vit.t_linear),
+            **convert.norm_layout(me + "norm1", b + names["norm1"], c, bias=False),
+            **convert.norm_layout(me + "norm2", b + names["norm2"], c, bias=False),
+            me + "attn.out.kernel": (b + names["out"] + ".weight", (c, c), convert.heads_out(h)),
+            me + "mlp.gate.kernel": (b + names["gate"] + ".weight", (f, c), convert.t_linear),
+            me + "mlp.up.kernel": (b + names["up"] + ".weight", (f, c), convert.t_linear),
+            me + "mlp.down.kernel": (b + names["down"] + ".weight", (c, f), convert.t_linear),
         }
         if cfg.qkv_bias:
             out[me + "attn.out.bias"] = (b + names["out"] + ".bias", (c,), None)
         for j, x in enumerate("qkv"):
             fused = "qkv" in names
             name, shape = (names["qkv"], 3 * c) if fused else (names[x], c)
-            part = j if fused else None
-            out[f"{me}attn.{x}.kernel"] = (f"{b}{name}.weight", (shape, c), heads_in(part))
+            part = convert.qkv_part(j, c) if fused else None
+            out[f"{me}attn.{x}.kernel"] = (f"{b}{name}.weight", (shape, c),
+                                           convert.heads_in(h, part))
             if cfg.qkv_bias:
-                out[f"{me}attn.{x}.bias"] = (f"{b}{name}.bias", (shape,), heads_bias(part))
+                out[f"{me}attn.{x}.bias"] = (f"{b}{name}.bias", (shape,),
+                                             convert.heads_bias(h, part))
     return out
 
 
@@ -288,8 +252,8 @@ def load(checkpoint: str, *, variant: str | None = None, image_size: int | None 
     cfg = _config(variant or DEFAULT_VARIANT, image_size, layer)
     reader = weights.open_checkpoint(checkpoint)
     names, pre = _detect(reader)
-    module = nnx.eval_shape(lambda: Aimv2VisionTransformer(cfg, rngs=nnx.Rngs(0)))
-    return convert.fill(module, layout(cfg, names, pre), reader)
+    return convert.fill(common.abstract(Aimv2VisionTransformer, cfg), layout(cfg, names, pre),
+                        reader)
 
 
 def preprocessing(variant: str = DEFAULT_VARIANT) -> PreprocessSpec:

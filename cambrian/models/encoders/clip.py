@@ -22,8 +22,7 @@ VARIANTS = {
                          pos_size=16),
     "L/14-336": _BASE | dict(patch=14, width=1024, depth=24, heads=16, mlp_dim=4096,
                              image_size=336, pos_size=24),
-    "runlocal": _BASE | dict(patch=14, width=64, depth=2, heads=2, mlp_dim=256, image_size=56,
-                             pos_size=4),
+    "runlocal": _BASE | vit.TINY | dict(patch=14, image_size=56),
 }
 DEFAULT_VARIANT = "L/14-336"
 DEFAULT_LAYER = -2
@@ -31,9 +30,8 @@ DEFAULT_LAYER = -2
 
 def create(variant: str = DEFAULT_VARIANT, *, image_size: int | None = None,
            layer: int | None = None, rngs: nnx.Rngs) -> vit.VisionTransformer:
-    return vit.VisionTransformer(vit.config_for("clip", VARIANTS, variant, image_size=image_size,
-                                                layer=layer, default_layer=DEFAULT_LAYER),
-                                 rngs=rngs)
+    return vit.create("clip", VARIANTS, variant, image_size=image_size, layer=layer,
+                      default_layer=DEFAULT_LAYER, rngs=rngs)
 
 
 def _config_from_hf(hf: dict) -> vit.ViTConfig:

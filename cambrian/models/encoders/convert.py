@@ -6,19 +6,19 @@
 The converted directory holds ``encoder.json`` (family, module, config) and ``params.safetensors``
 (one tensor per parameter path, e.g. ``blocks.3.attn.q.kernel``). Every family's ``load()`` calls
 ``restore`` first, so ``encoders.load(family, dst)`` accepts a converted directory as well as the
-native checkpoint. ``--verify IMAGE`` runs the family's PyTorch reference (when the reference
-library is installed) on the image and prints the max abs feature error.
+native checkpoint. ``--verify IMAGE`` runs the family's PyTorch reference (``reference.py``; every
+family with a config dataclass) on the image and prints the max abs feature error.
 
 Any family can use this: its encoder must be built as ``Module(config, rngs=...)`` from a
 dataclass ``config`` (with ``image_size`` / ``layer`` fields) kept as ``module.config``, and its
-``load()`` must call ``restore`` first. ``fill`` / ``find_prefix`` are the shared streaming loader.
+``load()`` must call ``restore`` first. ``fill`` / ``find_prefix`` are the shared streaming loader;
+the ``t_*`` / ``heads_*`` transforms and ``norm_layout`` are the pieces layouts are made of.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import functools
 import importlib
 import json
 import os
@@ -31,6 +31,7 @@ import numpy as np
 from flax import nnx
 
 from cambrian.models import weights
+from cambrian.models.encoders import common
 
 MARKER = "encoder.json"
 PARAMS = "params.safetensors"
@@ -95,6 +96,59 @@ def find_prefix(reader: Mapping[str, np.ndarray], probe: str, prefixes: Iterable
         f"(first tensors in the file: {some}); is this checkpoint of the right family?")
 
 
+# Transforms from torch layouts to ours.
+def t_linear(x: np.ndarray) -> np.ndarray:  # torch Linear [out, in] -> [in, out]
+    return x.T
+
+
+def t_conv(x: np.ndarray) -> np.ndarray:  # torch Conv2d [O, I, kh, kw] -> [kh, kw, I, O]
+    return x.transpose(2, 3, 1, 0)
+
+
+def t_squeeze(x: np.ndarray) -> np.ndarray:  # [1, N, C] -> [N, C]
+    return x.reshape(x.shape[1:])
+
+
+def t_vec(x: np.ndarray) -> np.ndarray:  # [1, 1, C] -> [C]
+    return x.reshape(-1)
+
+
+def heads_in(h: int, part: slice | None = None) -> Callable[[np.ndarray], np.ndarray]:
+    """torch q/k/v weight [H*D, C] (or rows ``part`` of a fused [3*H*D, C]) -> [C, H, D]."""
+    def f(x: np.ndarray) -> np.ndarray:
+        x = x if part is None else x[part]
+        return x.T.reshape(x.shape[1], h, -1)
+    return f
+
+
+def heads_bias(h: int, part: slice | None = None) -> Callable[[np.ndarray], np.ndarray]:
+    """torch q/k/v bias [H*D] (or entries ``part`` of a fused [3*H*D]) -> [H, D]."""
+    def f(x: np.ndarray) -> np.ndarray:
+        x = x if part is None else x[part]
+        return x.reshape(h, -1)
+    return f
+
+
+def heads_out(h: int) -> Callable[[np.ndarray], np.ndarray]:
+    """torch output projection weight [C, H*D] -> [H, D, C]."""
+    def f(x: np.ndarray) -> np.ndarray:
+        return x.T.reshape(h, -1, x.shape[0])
+    return f
+
+
+def qkv_part(j: int, width: int) -> slice:
+    """Rows of q (0), k (1) or v (2) in a fused [3*C, ...] projection."""
+    return slice(j * width, (j + 1) * width)
+
+
+def norm_layout(ours: str, theirs: str, n: int, *, bias: bool = True) -> dict:
+    """Entries of a norm: ``ours.scale`` <- ``theirs.weight`` (and ``.bias``), float[n]."""
+    out = {f"{ours}.scale": (f"{theirs}.weight", (n,), None)}
+    if bias:
+        out[f"{ours}.bias"] = (f"{theirs}.bias", (n,), None)
+    return out
+
+
 def is_converted(path: str) -> bool:
     return os.path.isdir(path) and os.path.exists(os.path.join(path, MARKER))
 
@@ -144,8 +198,7 @@ def restore(path: str, family: str, *, image_size: int | None = None,
     cfg = _import(meta["config_class"])(**meta["config"])
     cfg = dataclasses.replace(cfg, **{k: v for k, v in (("image_size", image_size),
                                                         ("layer", layer)) if v is not None})
-    cls = _import(meta["module"])
-    module = nnx.eval_shape(lambda: cls(cfg, rngs=nnx.Rngs(0)))
+    module = common.abstract(_import(meta["module"]), cfg)
     layout = {k: (k, shape, None) for k, shape in param_paths(module).items()}
     return fill(module, layout, weights.open_checkpoint(os.path.join(path, PARAMS)))
 
@@ -177,127 +230,29 @@ def _param_shapes(module: nnx.Module):
     return [v.shape for _, v in nnx.to_flat_state(nnx.state(module, nnx.Param))]
 
 
-if __name__ == "__main__":
-    sys.exit(main())
 
-
-# --- --verify: the PyTorch reference on one image -------------------------------------------
-# The reference is the checkpoint's own library: transformers when an HF config.json is present,
-# otherwise timm (``patch_embed.proj.weight``) or open_clip (``conv1.weight``) built from the
-# converted config.
 
 def verify(family: str, src: str, dst: str, image_path: str, *, variant: str | None = None,
            image_size: int | None = None) -> float:
-    """Max abs difference between the converted encoder and the reference on ``image_path``."""
-    import jax.numpy as jnp
+    """Max abs difference between the converted encoder in ``dst`` and the family's PyTorch
+    reference built from the native checkpoint ``src``, on the image ``image_path``."""
     import torch
     from PIL import Image
 
     from cambrian.models import encoders
-    from cambrian.models.encoders import preprocess, vit
+    from cambrian.models.encoders import preprocess, reference
 
     enc = encoders.load(family, dst, image_size=image_size)
-    cfg = enc.config
-    spec = encoders.preprocessing(family, variant).with_size(cfg.image_size)
+    spec = encoders.preprocessing(family, variant).with_size(enc.config.image_size)
     x = preprocess.apply(np.asarray(Image.open(image_path).convert("RGB")), spec)[None]
-    ours = np.asarray(enc(jnp.asarray(x))[0])
+    ours = np.asarray(nnx.jit(lambda m, x: m(x)[0])(enc, jnp.asarray(x)))
     px = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous()
-    if vit.hf_config(src) is not None:
-        tokens = _hf_reference(src, px, cfg)
-    else:
-        reader = weights.open_checkpoint(src)
-        pre = next((p for p in ("", "visual.trunk.", "trunk.", "module.base_encoder.",
-                                "base_encoder.", "module.", "model.")
-                    if p + "patch_embed.proj.weight" in reader), None)
-        if pre is not None:
-            tokens = _timm_reference(reader, pre, px, cfg)
-        else:
-            tokens = _open_clip_reference(reader, find_prefix(reader, "conv1.weight",
-                                                                  ("visual.", "")), px, cfg)
-    want = tokens[:, cfg.num_prefix:].reshape(ours.shape)
+    with torch.no_grad():
+        want = reference.features(family, src, px, enc.config)
+    if want.shape != ours.shape:
+        raise RuntimeError(f"{family}: reference features {want.shape} vs ours {ours.shape}")
     return float(np.abs(ours - want).max())
 
 
-def _pick(hidden, last, cfg):
-    out = last if cfg.layer is None else hidden[cfg.layer]
-    return out.detach().float().numpy()
-
-
-def _hf_reference(src, px, cfg):
-    import torch
-    import transformers
-
-    conf = transformers.AutoConfig.from_pretrained(src)
-    extra = {"mask_ratio": 0.0} if conf.model_type == "vit_mae" else {}
-    model = transformers.AutoModel.from_pretrained(src, **extra).eval()
-    model = getattr(model, "vision_model", model)
-    b, _, h, w = px.shape
-    kw = {}
-    if conf.model_type == "vit_mae":  # increasing noise keeps the patch order
-        n = (h // cfg.patch) * (w // cfg.patch)
-        kw["noise"] = torch.arange(n, dtype=torch.float32)[None].repeat(b, 1)
-    if "siglip2" in conf.model_type:
-        p = cfg.patch
-        px = px.reshape(b, 3, h // p, p, w // p, p).permute(0, 2, 4, 3, 5, 1)
-        px = px.reshape(b, (h // p) * (w // p), -1)
-        kw |= {"pixel_attention_mask": torch.ones(px.shape[:2], dtype=torch.long),
-               "spatial_shapes": torch.tensor([[h // p, w // p]] * b)}
-    elif conf.model_type not in ("dinov2", "dinov2_with_registers", "dpt"):
-        kw["interpolate_pos_encoding"] = True
-    with torch.no_grad():
-        out = model(pixel_values=px, output_hidden_states=True, **kw)
-    return _pick(out.hidden_states, out.last_hidden_state, cfg)
-
-
-def _timm_reference(reader, pre, px, cfg):
-    import timm.models.vision_transformer as tv
-    import torch
-
-    act = {"gelu": "gelu", "gelu_tanh": "gelu_tanh", "quick_gelu": "quick_gelu"}[cfg.act]
-    model = tv.VisionTransformer(
-        img_size=cfg.pos_size * cfg.patch, patch_size=cfg.patch, embed_dim=cfg.width,
-        depth=cfg.depth, num_heads=cfg.heads, mlp_ratio=cfg.mlp_dim / cfg.width,
-        qkv_bias=cfg.qkv_bias, class_token=cfg.cls_token, no_embed_class=not cfg.pos_cls,
-        reg_tokens=cfg.registers, pre_norm=cfg.pre_norm, init_values=1.0 if cfg.layerscale
-        else None, global_pool="", num_classes=0, act_layer=act, dynamic_img_size=True,
-        norm_layer=functools.partial(torch.nn.LayerNorm, eps=cfg.ln_eps)).eval()
-    wanted = model.state_dict()
-    sd = {k[len(pre):]: torch.from_numpy(np.array(reader[k])) for k in reader
-          if k.startswith(pre) and k[len(pre):] in wanted}
-    model.load_state_dict(sd)
-    with torch.no_grad():
-        x = model.norm_pre(model._pos_embed(model.patch_embed(px)))
-        hidden = [x]
-        for blk in model.blocks:
-            hidden.append(blk(hidden[-1]))
-        return _pick(hidden, model.norm(hidden[-1]), cfg)
-
-
-def _open_clip_reference(reader, pre, px, cfg):
-    import open_clip
-    import torch
-    from open_clip.transformer import VisionTransformer
-
-    proj = reader[pre + "proj"].shape[1] if pre + "proj" in reader else cfg.width
-    act = open_clip.model.QuickGELU if cfg.act == "quick_gelu" else torch.nn.GELU
-    model = VisionTransformer(image_size=px.shape[-1], patch_size=cfg.patch, width=cfg.width,
-                              layers=cfg.depth, heads=cfg.heads, mlp_ratio=cfg.mlp_dim / cfg.width,
-                              output_dim=proj, act_layer=act, output_tokens=True).eval()
-    wanted = model.state_dict()
-    sd = {"visual." + k[len(pre):]: torch.from_numpy(np.array(reader[k])) for k in reader
-          if k.startswith(pre) and k[len(pre):] in wanted}
-
-    class _Holder:  # resize_pos_embed expects a CLIP model with .visual
-        visual = model
-    open_clip.model.resize_pos_embed(sd, _Holder)
-    model.load_state_dict({k[len("visual."):]: v for k, v in sd.items()})
-    hidden = []
-    hooks = [model.ln_pre.register_forward_hook(lambda m, i, o: hidden.append(o))]
-    hooks += [b.register_forward_hook(lambda m, i, o: hidden.append(o))
-              for b in model.transformer.resblocks]
-    with torch.no_grad():
-        _, tokens = model(px)
-    for h in hooks:
-        h.remove()
-    last = torch.cat([hidden[-1][:, :1], tokens], dim=1)  # tokens are after ln_post
-    return _pick(hidden, last, cfg)
+if __name__ == "__main__":
+    sys.exit(main())

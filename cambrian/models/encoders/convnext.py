@@ -19,11 +19,11 @@ import math
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import nnx
 
 from cambrian.models import weights
-from cambrian.models.encoders import convert, features, vit
+from cambrian.models.encoders import common, convert, features
+from cambrian.models.encoders.common import ZEROS, Dense, Init, LayerNorm, param
 from cambrian.models.encoders.preprocess import CLIP_MEAN, CLIP_STD, PreprocessSpec
 
 Array = jax.Array
@@ -93,7 +93,7 @@ class ConvNeXtConfig:
         return sum(self.dims[s] for s in self.used_stages)
 
     def check(self) -> ConvNeXtConfig:
-        if self.dtype not in ("float32", "bfloat16"):
+        if self.dtype not in common.DTYPES:
             raise ValueError(f"{type(self).__name__}.dtype={self.dtype!r}; expected 'float32' "
                              "or 'bfloat16'")
         n = len(self.dims)
@@ -115,21 +115,13 @@ class ConvNeXtConfig:
 _gelu = functools.partial(jax.nn.gelu, approximate=False)  # torch nn.GELU (erf)
 
 
-def _patchify(x: Array, p: int) -> Array:
-    """float[B, H, W, C] -> float[B, H//p, W//p, p, p, C] (a p x p / p conv's receptive fields)."""
-    b, h, w, c = x.shape
-    gh, gw = h // p, w // p
-    x = x[:, :gh * p, :gw * p].reshape(b, gh, p, gw, p, c)
-    return x.transpose(0, 1, 3, 2, 4, 5)
-
-
 class DepthwiseConv(nnx.Module):
     """torch ``Conv2d(C, C, k, padding=k//2, groups=C)`` on channels-last maps."""
 
     def __init__(self, dim: int, kernel: int, *, rngs: nnx.Rngs):
-        init = jax.random.normal(rngs.params(), (kernel, kernel, 1, dim)) / kernel
-        self.kernel = vit._param(init, (None, None, None, "embed"))
-        self.bias = vit._param(jnp.zeros((dim,)), ("embed",))
+        self.kernel = param(Init(std=1.0 / kernel), (kernel, kernel, 1, dim),
+                            (None, None, None, "embed"), rngs)
+        self.bias = param(ZEROS, (dim,), ("embed",))
 
     def __call__(self, x: Array) -> Array:
         k = self.kernel.shape[0]
@@ -144,10 +136,10 @@ class Block(nnx.Module):
 
     def __init__(self, dim: int, eps: float, *, rngs: nnx.Rngs):
         self.conv_dw = DepthwiseConv(dim, 7, rngs=rngs)
-        self.norm = vit.LayerNorm(dim, eps)
-        self.fc1 = vit.Dense((dim,), (4 * dim,), ("embed", "mlp"), rngs=rngs)
-        self.fc2 = vit.Dense((4 * dim,), (dim,), ("mlp", "embed"), rngs=rngs)
-        self.gamma = vit._param(jnp.full((dim,), 1e-6), ("embed",))
+        self.norm = LayerNorm(dim, eps)
+        self.fc1 = Dense((dim,), (4 * dim,), ("embed", "mlp"), rngs=rngs)
+        self.fc2 = Dense((4 * dim,), (dim,), ("mlp", "embed"), rngs=rngs)
+        self.gamma = param(Init(value=1e-6), (dim,), ("embed",))  # timm's layer-scale init
 
     def __call__(self, x: Array) -> Array:
         y = self.fc2(_gelu(self.fc1(self.norm(self.conv_dw(x)))))
@@ -158,15 +150,15 @@ class Stage(nnx.Module):
     def __init__(self, dim_in: int, dim: int, depth: int, eps: float, downsample: bool, *,
                  rngs: nnx.Rngs):
         if downsample:
-            self.down_norm = vit.LayerNorm(dim_in, eps)
-            self.down = vit.Dense((2, 2, dim_in), (dim,), (None, None, None, "embed"), rngs=rngs)
+            self.down_norm = LayerNorm(dim_in, eps)
+            self.down = Dense((2, 2, dim_in), (dim,), (None, None, None, "embed"), rngs=rngs)
         else:
             self.down_norm = self.down = None
         self.blocks = nnx.List([Block(dim, eps, rngs=rngs) for _ in range(depth)])
 
     def __call__(self, x: Array) -> Array:
         if self.down is not None:
-            x = self.down(_patchify(self.down_norm(x), 2))
+            x = self.down(common.patchify(self.down_norm(x), 2))
         for blk in self.blocks:
             x = blk(x)
         return x
@@ -186,15 +178,15 @@ class ConvNeXt(nnx.Module):
         self.out_channels: int = cfg.out_channels
         self.grid: tuple[int, int] = cfg.grid
         d0 = cfg.dims[0]
-        self.stem = vit.Dense((4, 4, 3), (d0,), (None, None, None, "embed"), rngs=rngs)
-        self.stem_norm = vit.LayerNorm(d0, cfg.norm_eps)
+        self.stem = Dense((4, 4, 3), (d0,), (None, None, None, "embed"), rngs=rngs)
+        self.stem_norm = LayerNorm(d0, cfg.norm_eps)
         self.stages = nnx.List([
             Stage(cfg.dims[max(i - 1, 0)], cfg.dims[i], cfg.depths[i], cfg.norm_eps, i > 0,
                   rngs=rngs)
             for i in range(len(cfg.dims))])
 
     def __call__(self, pixels: Array) -> tuple[Array, dict]:
-        x = self.stem_norm(self.stem(_patchify(pixels.astype(self.config.dtype), 4)))
+        x = self.stem_norm(self.stem(common.patchify(pixels.astype(self.config.dtype), 4)))
         stem, maps = x, []
         for stage in self.stages:
             x = stage(x)
@@ -209,36 +201,24 @@ class ConvNeXt(nnx.Module):
 
 def _config(variant: str, image_size: int | None, layer: int | None,
             num_tokens: int | None) -> ConvNeXtConfig:
-    if variant not in VARIANTS:
-        raise ValueError(f"convnext: unknown variant {variant!r}; known variants: "
-                         f"{', '.join(VARIANTS)}")
-    cfg = ConvNeXtConfig(**VARIANTS[variant])
-    over = dict(image_size=image_size, layer=layer, num_tokens=num_tokens)
-    return dataclasses.replace(cfg, **{k: v for k, v in over.items() if v is not None}).check()
+    return common.variant_config("convnext", ConvNeXtConfig, VARIANTS, variant,
+                                 image_size=image_size, layer=layer, num_tokens=num_tokens)
 
 
 def create(variant: str = DEFAULT_VARIANT, *, image_size: int | None = None,
            layer: int | None = None, num_tokens: int | None = None,
            rngs: nnx.Rngs) -> ConvNeXt:
     """A randomly initialised ConvNeXt tower (tests, ``:runlocal``)."""
-    return ConvNeXt(_config(variant, image_size, layer, num_tokens), rngs=rngs)
+    return common.random_init(ConvNeXt, _config(variant, image_size, layer, num_tokens),
+                              rngs=rngs)
 
 
 # --- checkpoint layout ----------------------------------------------------------------------
 
-def _t_depthwise(x: np.ndarray) -> np.ndarray:  # torch [C, 1, k, k] -> [k, k, 1, C]
-    return x.transpose(2, 3, 1, 0)
-
-
 def layout(cfg: ConvNeXtConfig, prefix: str = "") -> dict:
     """Parameter path -> (timm tensor name, its shape, transform) for the trunk under ``prefix``."""
-    d = cfg.dims
-
-    def norm(ours: str, theirs: str, c: int) -> dict:
-        return {f"{ours}.scale": (f"{theirs}.weight", (c,), None),
-                f"{ours}.bias": (f"{theirs}.bias", (c,), None)}
-
-    out = {"stem.kernel": (prefix + "stem.0.weight", (d[0], 3, 4, 4), vit.t_conv),
+    d, norm = cfg.dims, convert.norm_layout
+    out = {"stem.kernel": (prefix + "stem.0.weight", (d[0], 3, 4, 4), convert.t_conv),
            "stem.bias": (prefix + "stem.0.bias", (d[0],), None),
            **norm("stem_norm", prefix + "stem.1", d[0])}
     for i, depth in enumerate(cfg.depths):
@@ -246,18 +226,18 @@ def layout(cfg: ConvNeXtConfig, prefix: str = "") -> dict:
         if i > 0:
             out |= norm(me + "down_norm", s + "downsample.0", d[i - 1])
             out[me + "down.kernel"] = (s + "downsample.1.weight", (d[i], d[i - 1], 2, 2),
-                                       vit.t_conv)
+                                       convert.t_conv)
             out[me + "down.bias"] = (s + "downsample.1.bias", (d[i],), None)
         c = d[i]
         for j in range(depth):
             b, mb = f"{s}blocks.{j}.", f"{me}blocks.{j}."
             out |= {
-                mb + "conv_dw.kernel": (b + "conv_dw.weight", (c, 1, 7, 7), _t_depthwise),
+                mb + "conv_dw.kernel": (b + "conv_dw.weight", (c, 1, 7, 7), convert.t_conv),
                 mb + "conv_dw.bias": (b + "conv_dw.bias", (c,), None),
                 **norm(mb + "norm", b + "norm", c),
-                mb + "fc1.kernel": (b + "mlp.fc1.weight", (4 * c, c), vit.t_linear),
+                mb + "fc1.kernel": (b + "mlp.fc1.weight", (4 * c, c), convert.t_linear),
                 mb + "fc1.bias": (b + "mlp.fc1.bias", (4 * c,), None),
-                mb + "fc2.kernel": (b + "mlp.fc2.weight", (c, 4 * c), vit.t_linear),
+                mb + "fc2.kernel": (b + "mlp.fc2.weight", (c, 4 * c), convert.t_linear),
                 mb + "fc2.bias": (b + "mlp.fc2.bias", (c,), None),
                 mb + "gamma": (b + "gamma", (c,), None),
             }
@@ -274,8 +254,7 @@ def load(checkpoint: str, *, variant: str | None = None, image_size: int | None 
     cfg = _config(variant or DEFAULT_VARIANT, image_size, layer, num_tokens)
     reader = weights.open_checkpoint(checkpoint)
     prefix = convert.find_prefix(reader, "stem.0.weight", ("visual.trunk.", "trunk.", ""))
-    module = nnx.eval_shape(lambda: ConvNeXt(cfg, rngs=nnx.Rngs(0)))
-    return convert.fill(module, layout(cfg, prefix), reader)
+    return convert.fill(common.abstract(ConvNeXt, cfg), layout(cfg, prefix), reader)
 
 
 def preprocessing(variant: str = DEFAULT_VARIANT) -> PreprocessSpec:

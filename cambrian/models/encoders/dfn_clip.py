@@ -22,8 +22,7 @@ VARIANTS = {
                          pos_size=16),
     "H/14-378": _BASE | dict(patch=14, width=1280, depth=32, heads=16, mlp_dim=5120,
                              image_size=378, pos_size=27),
-    "runlocal": _BASE | dict(patch=14, width=64, depth=2, heads=2, mlp_dim=256, image_size=56,
-                             pos_size=4),
+    "runlocal": _BASE | vit.TINY | dict(patch=14, image_size=56),
 }
 DEFAULT_VARIANT = "L/14"
 DEFAULT_LAYER = None
@@ -31,9 +30,8 @@ DEFAULT_LAYER = None
 
 def create(variant: str = DEFAULT_VARIANT, *, image_size: int | None = None,
            layer: int | None = None, rngs: nnx.Rngs) -> vit.VisionTransformer:
-    return vit.VisionTransformer(vit.config_for("dfn_clip", VARIANTS, variant,
-                                                image_size=image_size, layer=layer,
-                                                default_layer=DEFAULT_LAYER), rngs=rngs)
+    return vit.create("dfn_clip", VARIANTS, variant, image_size=image_size, layer=layer,
+                      default_layer=DEFAULT_LAYER, rngs=rngs)
 
 
 def open_clip_layout(cfg: vit.ViTConfig, pre: str) -> dict:

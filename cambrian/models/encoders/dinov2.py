@@ -21,7 +21,7 @@ VARIANTS = {
     "L/14": _BASE | dict(width=1024, depth=24, heads=16, mlp_dim=4096, image_size=336),
     "g/14": _BASE | dict(width=1536, depth=40, heads=24, mlp_dim=4096, mlp="swiglu",
                          image_size=378),
-    "runlocal": _BASE | dict(width=64, depth=2, heads=2, mlp_dim=256, image_size=56, pos_size=4),
+    "runlocal": _BASE | vit.TINY | dict(image_size=56),
 }
 VARIANTS |= {f"{k}-reg": v | _REG for k, v in list(VARIANTS.items())}
 DEFAULT_VARIANT = "L/14"
@@ -30,9 +30,8 @@ DEFAULT_LAYER = None
 
 def create(variant: str = DEFAULT_VARIANT, *, image_size: int | None = None,
            layer: int | None = None, rngs: nnx.Rngs) -> vit.VisionTransformer:
-    return vit.VisionTransformer(vit.config_for("dinov2", VARIANTS, variant, image_size=image_size,
-                                                layer=layer, default_layer=DEFAULT_LAYER),
-                                 rngs=rngs)
+    return vit.create("dinov2", VARIANTS, variant, image_size=image_size, layer=layer,
+                      default_layer=DEFAULT_LAYER, rngs=rngs)
 
 
 def _config_from_hf(hf: dict) -> vit.ViTConfig:

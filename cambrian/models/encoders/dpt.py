@@ -19,8 +19,7 @@ _BASE = dict(act="gelu", ln_eps=1e-12, pos_interp="bilinear")
 VARIANTS = {
     "L/16-384": _BASE | dict(patch=16, width=1024, depth=24, heads=16, mlp_dim=4096,
                              image_size=384, pos_size=24),
-    "runlocal": _BASE | dict(patch=16, width=64, depth=2, heads=2, mlp_dim=256, image_size=64,
-                             pos_size=4),
+    "runlocal": _BASE | vit.TINY | dict(patch=16, image_size=64),
 }
 DEFAULT_VARIANT = "L/16-384"
 DEFAULT_LAYER = -1
@@ -28,9 +27,8 @@ DEFAULT_LAYER = -1
 
 def create(variant: str = DEFAULT_VARIANT, *, image_size: int | None = None,
            layer: int | None = None, rngs: nnx.Rngs) -> vit.VisionTransformer:
-    return vit.VisionTransformer(vit.config_for("dpt", VARIANTS, variant, image_size=image_size,
-                                                layer=layer, default_layer=DEFAULT_LAYER),
-                                 rngs=rngs)
+    return vit.create("dpt", VARIANTS, variant, image_size=image_size, layer=layer,
+                      default_layer=DEFAULT_LAYER, rngs=rngs)
 
 
 def _config_from_hf(hf: dict) -> vit.ViTConfig:

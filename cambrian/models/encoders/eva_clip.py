@@ -9,8 +9,6 @@ LayerNorm applied) with the CLS token dropped.
 Other image sizes follow timm: the position grid is resampled bicubic with antialiasing
 (``resample_abs_pos_embed``) and the rotary grid is rescaled onto ``rope_ref``.
 Weights load from a timm Eva state dict, bare or under open_clip's ``visual.trunk.`` prefix.
-
-Einsum letters: b batch, n/m tokens, c embed, h heads, d head_dim.
 """
 
 from __future__ import annotations
@@ -23,7 +21,8 @@ import numpy as np
 from flax import nnx
 
 from cambrian.models import weights
-from cambrian.models.encoders import convert, features, vit
+from cambrian.models.encoders import common, convert, features
+from cambrian.models.encoders.common import ZEROS, Dense, Init, LayerNorm, param
 from cambrian.models.encoders.preprocess import CLIP_MEAN, CLIP_STD, PreprocessSpec
 
 Array = jax.Array
@@ -64,17 +63,10 @@ class EvaConfig:
         return (self.image_size // self.patch, self.image_size // self.patch)
 
     def check(self) -> EvaConfig:
-        if self.dtype not in ("float32", "bfloat16"):
-            raise ValueError(f"{type(self).__name__}.dtype={self.dtype!r}; expected 'float32' "
-                             "or 'bfloat16'")
         if self.width % self.heads or (self.width // self.heads) % 4:
             raise ValueError(f"EvaConfig: head_dim {self.width}/{self.heads} must be a multiple "
                              "of 4 for 2-D rotary embeddings")
-        if self.layer is not None and not -(self.depth + 1) <= self.layer <= self.depth:
-            raise ValueError(f"layer {self.layer} out of range for depth {self.depth} "
-                             f"(valid: {-(self.depth + 1)}..{self.depth}, or None for the output)")
-        if self.image_size < self.patch:
-            raise ValueError(f"image_size {self.image_size} is smaller than the patch {self.patch}")
+        common.check_tower(self)
         return self
 
 
@@ -105,20 +97,18 @@ class Attention(nnx.Module):
     def __init__(self, cfg: EvaConfig, *, rngs: nnx.Rngs):
         c, h = cfg.width, cfg.heads
         names = ("embed", "heads", "head_dim")
-        self.q = vit.Dense((c,), (h, c // h), names, rngs=rngs)
-        self.k = vit.Dense((c,), (h, c // h), names, bias=False, rngs=rngs)
-        self.v = vit.Dense((c,), (h, c // h), names, rngs=rngs)
-        self.norm = vit.LayerNorm(c, cfg.ln_eps)
-        self.out = vit.Dense((c,), (c,), ("heads", "embed"), rngs=rngs)
+        self.q = Dense((c,), (h, c // h), names, rngs=rngs)
+        self.k = Dense((c,), (h, c // h), names, bias=False, rngs=rngs)
+        self.v = Dense((c,), (h, c // h), names, rngs=rngs)
+        self.norm = LayerNorm(c, cfg.ln_eps)
+        self.out = Dense((c,), (c,), ("heads", "embed"), rngs=rngs)
 
     def __call__(self, x: Array, sin: Array, cos: Array) -> Array:
         """float[b, 1 + n, C] -> float[b, 1 + n, C]; RoPE skips the CLS token."""
         q, k, v = self.q(x), self.k(x), self.v(x)
         q = jnp.concatenate([q[:, :1], _rotate(q[:, 1:], sin, cos)], axis=1)
         k = jnp.concatenate([k[:, :1], _rotate(k[:, 1:], sin, cos)], axis=1)
-        logits = jnp.einsum("bnhd,bmhd->bhnm", q * q.shape[-1] ** -0.5, k)
-        probs = jax.nn.softmax(logits.astype(jnp.float32), axis=-1).astype(v.dtype)
-        o = jnp.einsum("bhnm,bmhd->bnhd", probs, v)
+        o = common.attention(q, k, v)
         return self.out(self.norm(o.reshape(*o.shape[:2], -1)))
 
 
@@ -127,10 +117,10 @@ class SwiGLU(nnx.Module):
 
     def __init__(self, cfg: EvaConfig, *, rngs: nnx.Rngs):
         c, f = cfg.width, cfg.mlp_dim
-        self.fc1_g = vit.Dense((c,), (f,), ("embed", "mlp"), rngs=rngs)
-        self.fc1_x = vit.Dense((c,), (f,), ("embed", "mlp"), rngs=rngs)
-        self.norm = vit.LayerNorm(f, cfg.ln_eps)
-        self.fc2 = vit.Dense((f,), (c,), ("mlp", "embed"), rngs=rngs)
+        self.fc1_g = Dense((c,), (f,), ("embed", "mlp"), rngs=rngs)
+        self.fc1_x = Dense((c,), (f,), ("embed", "mlp"), rngs=rngs)
+        self.norm = LayerNorm(f, cfg.ln_eps)
+        self.fc2 = Dense((f,), (c,), ("mlp", "embed"), rngs=rngs)
 
     def __call__(self, x: Array) -> Array:
         return self.fc2(self.norm(jax.nn.silu(self.fc1_g(x)) * self.fc1_x(x)))
@@ -138,9 +128,9 @@ class SwiGLU(nnx.Module):
 
 class Block(nnx.Module):
     def __init__(self, cfg: EvaConfig, *, rngs: nnx.Rngs):
-        self.norm1 = vit.LayerNorm(cfg.width, cfg.ln_eps)
+        self.norm1 = LayerNorm(cfg.width, cfg.ln_eps)
         self.attn = Attention(cfg, rngs=rngs)
-        self.norm2 = vit.LayerNorm(cfg.width, cfg.ln_eps)
+        self.norm2 = LayerNorm(cfg.width, cfg.ln_eps)
         self.mlp = SwiGLU(cfg, rngs=rngs)
 
     def __call__(self, x: Array, sin: Array, cos: Array) -> Array:
@@ -161,22 +151,20 @@ class EvaVisionTransformer(nnx.Module):
         self.out_channels: int = cfg.width
         self.grid: tuple[int, int] = cfg.grid
         c, p = cfg.width, cfg.patch
-        self.patch_embed = vit.Dense((p, p, 3), (c,), (None, None, None, "embed"), rngs=rngs)
-        self.cls_token = vit._param(jnp.zeros((c,)), ("embed",))
-        self.pos_embed = vit._param(
-            0.02 * jax.random.normal(rngs.params(), (1 + cfg.pos_size ** 2, c)), (None, "embed"))
+        self.patch_embed = Dense((p, p, 3), (c,), (None, None, None, "embed"), rngs=rngs)
+        self.cls_token = param(ZEROS, (c,), ("embed",))
+        self.pos_embed = param(Init(std=0.02), (1 + cfg.pos_size ** 2, c), (None, "embed"), rngs)
         self.blocks = nnx.List([Block(cfg, rngs=rngs) for _ in range(cfg.depth)])
-        self.norm = vit.LayerNorm(c, cfg.ln_eps)
+        self.norm = LayerNorm(c, cfg.ln_eps)
 
     def __call__(self, pixels: Array) -> tuple[Array, dict]:
         cfg = self.config
         b, hh, ww, _ = pixels.shape
-        p, s = cfg.patch, cfg.pos_size
-        gh, gw = hh // p, ww // p
-        x = pixels.astype(cfg.dtype)[:, :gh * p, :gw * p]
-        x = self.patch_embed(x.reshape(b, gh, p, gw, p, 3).transpose(0, 1, 3, 2, 4, 5))
+        s = cfg.pos_size
+        gh, gw = hh // cfg.patch, ww // cfg.patch
+        x = self.patch_embed(common.patchify(pixels.astype(cfg.dtype), cfg.patch))
         pos = self.pos_embed[...]
-        grid_pos = vit.resample_grid(pos[1:].reshape(s, s, -1), (gh, gw), "bicubic_aa")
+        grid_pos = common.resample_grid(pos[1:].reshape(s, s, -1), (gh, gw), "bicubic_aa")
         x = (x + grid_pos.astype(x.dtype)).reshape(b, gh * gw, -1)
         cls = jnp.broadcast_to((self.cls_token[...] + pos[0]).astype(x.dtype), (b, 1, x.shape[-1]))
         x = jnp.concatenate([cls, x], axis=1)
@@ -192,18 +180,15 @@ class EvaVisionTransformer(nnx.Module):
 
 
 def _config(variant: str, image_size: int | None, layer: int | None) -> EvaConfig:
-    if variant not in VARIANTS:
-        raise ValueError(f"eva_clip: unknown variant {variant!r}; known variants: "
-                         f"{', '.join(VARIANTS)}")
-    cfg = EvaConfig(**VARIANTS[variant])
-    over = dict(image_size=image_size, layer=layer)
-    return dataclasses.replace(cfg, **{k: v for k, v in over.items() if v is not None}).check()
+    return common.variant_config("eva_clip", EvaConfig, VARIANTS, variant, image_size=image_size,
+                                 layer=layer)
 
 
 def create(variant: str = DEFAULT_VARIANT, *, image_size: int | None = None,
            layer: int | None = None, rngs: nnx.Rngs) -> EvaVisionTransformer:
     """A randomly initialised EVA-02 trunk (tests, ``:runlocal``)."""
-    return EvaVisionTransformer(_config(variant, image_size, layer), rngs=rngs)
+    return common.random_init(EvaVisionTransformer, _config(variant, image_size, layer),
+                              rngs=rngs)
 
 
 def layout(cfg: EvaConfig, prefix: str = "") -> dict:
@@ -213,21 +198,19 @@ def layout(cfg: EvaConfig, prefix: str = "") -> dict:
     def lin(ours: str, theirs: str, n_in: int, n_out: int, *, heads: bool = False,
             bias: bool = True) -> dict:
         # q / k / v kernels are [C, h, d] and their biases [h, d]
-        w_t = (lambda x: x.T.reshape(n_in, h, -1)) if heads else vit.t_linear
+        w_t = convert.heads_in(h) if heads else convert.t_linear
         out = {f"{ours}.kernel": (f"{theirs}.weight", (n_out, n_in), w_t)}
         if bias:
-            b_t = (lambda x: x.reshape(h, -1)) if heads else None
-            out[f"{ours}.bias"] = (f"{theirs}.bias", (n_out,), b_t)
+            out[f"{ours}.bias"] = (f"{theirs}.bias", (n_out,),
+                                   convert.heads_bias(h) if heads else None)
         return out
 
-    def norm(ours: str, theirs: str, n: int) -> dict:
-        return {f"{ours}.scale": (f"{theirs}.weight", (n,), None),
-                f"{ours}.bias": (f"{theirs}.bias", (n,), None)}
-
-    out = {"patch_embed.kernel": (prefix + "patch_embed.proj.weight", (c, 3, p, p), vit.t_conv),
+    norm = convert.norm_layout
+    out = {"patch_embed.kernel": (prefix + "patch_embed.proj.weight", (c, 3, p, p),
+                                  convert.t_conv),
            "patch_embed.bias": (prefix + "patch_embed.proj.bias", (c,), None),
-           "cls_token": (prefix + "cls_token", (1, 1, c), vit.t_vec),
-           "pos_embed": (prefix + "pos_embed", (1, 1 + cfg.pos_size ** 2, c), vit.t_squeeze),
+           "cls_token": (prefix + "cls_token", (1, 1, c), convert.t_vec),
+           "pos_embed": (prefix + "pos_embed", (1, 1 + cfg.pos_size ** 2, c), convert.t_squeeze),
            **norm("norm", prefix + "norm", c)}
     for i in range(cfg.depth):
         b, me = f"{prefix}blocks.{i}.", f"blocks.{i}."
@@ -254,8 +237,7 @@ def load(checkpoint: str, *, variant: str | None = None, image_size: int | None 
     reader = weights.open_checkpoint(checkpoint)
     prefix = convert.find_prefix(reader, "blocks.0.attn.q_proj.weight",
                                  ("visual.trunk.", "trunk.", ""))
-    module = nnx.eval_shape(lambda: EvaVisionTransformer(cfg, rngs=nnx.Rngs(0)))
-    return convert.fill(module, layout(cfg, prefix), reader)
+    return convert.fill(common.abstract(EvaVisionTransformer, cfg), layout(cfg, prefix), reader)
 
 
 def preprocessing(variant: str = DEFAULT_VARIANT) -> PreprocessSpec:

@@ -19,8 +19,7 @@ VARIANTS = {
                              image_size=448, pos_size=28),
     "g/16": _BASE | dict(patch=16, width=1408, depth=40, heads=16, mlp_dim=6144, image_size=224,
                          pos_size=14),
-    "runlocal": _BASE | dict(patch=14, width=64, depth=2, heads=2, mlp_dim=256, image_size=56,
-                             pos_size=4),
+    "runlocal": _BASE | vit.TINY | dict(patch=14, image_size=56),
 }
 DEFAULT_VARIANT = "H/14"
 DEFAULT_LAYER = None
@@ -28,9 +27,8 @@ DEFAULT_LAYER = None
 
 def create(variant: str = DEFAULT_VARIANT, *, image_size: int | None = None,
            layer: int | None = None, rngs: nnx.Rngs) -> vit.VisionTransformer:
-    return vit.VisionTransformer(vit.config_for("ijepa", VARIANTS, variant, image_size=image_size,
-                                                layer=layer, default_layer=DEFAULT_LAYER),
-                                 rngs=rngs)
+    return vit.create("ijepa", VARIANTS, variant, image_size=image_size, layer=layer,
+                      default_layer=DEFAULT_LAYER, rngs=rngs)
 
 
 def _config_from_hf(hf: dict) -> vit.ViTConfig:

@@ -17,17 +17,9 @@ from cambrian.models.encoders.preprocess import (
     PreprocessSpec,
 )
 
-_BASE = dict(act="gelu", ln_eps=1e-6, pos_interp="bicubic_aa")
-VARIANTS = {
-    "S/16": _BASE | dict(patch=16, width=384, depth=12, heads=12, mlp_dim=1536, image_size=224,
-                         pos_size=14),
-    "B/16": _BASE | dict(patch=16, width=768, depth=12, heads=12, mlp_dim=3072, image_size=224,
-                         pos_size=14),
-    "L/16": _BASE | dict(patch=16, width=1024, depth=24, heads=16, mlp_dim=4096, image_size=224,
-                         pos_size=14),
-    "runlocal": _BASE | dict(patch=16, width=64, depth=2, heads=2, mlp_dim=256, image_size=64,
-                             pos_size=4),
-}
+# MoCo v3's ViT-S has 12 heads (timm's vit_small has 6)
+VARIANTS = {"S/16": vit.TIMM_VARIANTS["B/16"] | dict(width=384, mlp_dim=1536)}
+VARIANTS |= {k: vit.TIMM_VARIANTS[k] for k in ("B/16", "L/16", "runlocal")}
 DEFAULT_VARIANT = "B/16"
 DEFAULT_LAYER = None
 PREFIXES = ("module.base_encoder.", "base_encoder.", "module.", "")
@@ -35,9 +27,8 @@ PREFIXES = ("module.base_encoder.", "base_encoder.", "module.", "")
 
 def create(variant: str = DEFAULT_VARIANT, *, image_size: int | None = None,
            layer: int | None = None, rngs: nnx.Rngs) -> vit.VisionTransformer:
-    return vit.VisionTransformer(vit.config_for("mocov3", VARIANTS, variant, image_size=image_size,
-                                                layer=layer, default_layer=DEFAULT_LAYER),
-                                 rngs=rngs)
+    return vit.create("mocov3", VARIANTS, variant, image_size=image_size, layer=layer,
+                      default_layer=DEFAULT_LAYER, rngs=rngs)
 
 
 def load(checkpoint: str, *, variant: str | None = None, image_size: int | None = None,

@@ -26,7 +26,8 @@ import numpy as np
 from flax import nnx
 
 from cambrian.models import weights
-from cambrian.models.encoders import convert, vit
+from cambrian.models.encoders import common, convert
+from cambrian.models.encoders.common import ZEROS, Dense, LayerNorm, param
 from cambrian.models.encoders.preprocess import IMAGENET_MEAN, IMAGENET_STD, PreprocessSpec
 
 Array = jax.Array
@@ -74,17 +75,10 @@ class SamConfig:
         return int(self.width * self.mlp_ratio)
 
     def check(self) -> SamConfig:
-        if self.dtype not in ("float32", "bfloat16"):
-            raise ValueError(f"{type(self).__name__}.dtype={self.dtype!r}; expected 'float32' "
-                             "or 'bfloat16'")
         if self.width % self.heads:
             raise ValueError(
                 f"SamConfig: width {self.width} is not divisible by {self.heads} heads")
-        if self.layer is not None and not -(self.depth + 1) <= self.layer <= self.depth:
-            raise ValueError(f"layer {self.layer} out of range for depth {self.depth} "
-                             f"(valid: {-(self.depth + 1)}..{self.depth}, or None for the last)")
-        if self.image_size < self.patch:
-            raise ValueError(f"image_size {self.image_size} is smaller than the patch {self.patch}")
+        common.check_tower(self, none_means="the last")
         return self
 
 
@@ -97,7 +91,7 @@ def _rel_index(size: int) -> np.ndarray:
     return r[:, None] - r[None, :] + size - 1
 
 
-class Attention(nnx.Module):
+class Attention(common.Attention):
     """Multi-head attention over a [b, y, x] map with decomposed relative positions.
 
     ``table`` is the side the relative tables were trained for (window, or the pretrain grid for
@@ -105,15 +99,10 @@ class Attention(nnx.Module):
     """
 
     def __init__(self, cfg: SamConfig, table: int, *, rngs: nnx.Rngs):
-        c, h = cfg.width, cfg.heads
-        d = c // h
-        names = ("embed", "heads", "head_dim")
-        self.q = vit.Dense((c,), (h, d), names, rngs=rngs)
-        self.k = vit.Dense((c,), (h, d), names, rngs=rngs)
-        self.v = vit.Dense((c,), (h, d), names, rngs=rngs)
-        self.out = vit.Dense((h, d), (c,), ("heads", "head_dim", "embed"), rngs=rngs)
-        self.rel_pos_h = vit._param(jnp.zeros((2 * table - 1, d)), (None, "head_dim"))
-        self.rel_pos_w = vit._param(jnp.zeros((2 * table - 1, d)), (None, "head_dim"))
+        super().__init__(cfg.width, cfg.heads, rngs=rngs)
+        d = cfg.width // cfg.heads
+        self.rel_pos_h = param(ZEROS, (2 * table - 1, d), (None, "head_dim"))
+        self.rel_pos_w = param(ZEROS, (2 * table - 1, d), (None, "head_dim"))
 
     @staticmethod
     def _table(rel: Array, size: int) -> Array:
@@ -121,7 +110,7 @@ class Attention(nnx.Module):
         n = 2 * size - 1
         rel = rel.astype(jnp.float32)
         if rel.shape[0] != n:
-            m = vit.resample_matrix(rel.shape[0], n, "bilinear")  # F.interpolate(mode="linear")
+            m = common.resample_matrix(rel.shape[0], n, "bilinear")  # F.interpolate(mode="linear")
             rel = jnp.einsum("Nn,nd->Nd", m, rel, precision=jax.lax.Precision.HIGHEST)
         return rel[_rel_index(size)]
 
@@ -142,8 +131,8 @@ class Attention(nnx.Module):
 
 class Mlp(nnx.Module):
     def __init__(self, cfg: SamConfig, *, rngs: nnx.Rngs):
-        self.fc1 = vit.Dense((cfg.width,), (cfg.mlp_dim,), ("embed", "mlp"), rngs=rngs)
-        self.fc2 = vit.Dense((cfg.mlp_dim,), (cfg.width,), ("mlp", "embed"), rngs=rngs)
+        self.fc1 = Dense((cfg.width,), (cfg.mlp_dim,), ("embed", "mlp"), rngs=rngs)
+        self.fc2 = Dense((cfg.mlp_dim,), (cfg.width,), ("mlp", "embed"), rngs=rngs)
 
     def __call__(self, x: Array) -> Array:
         return self.fc2(_gelu(self.fc1(x)))
@@ -152,9 +141,9 @@ class Mlp(nnx.Module):
 class Block(nnx.Module):
     def __init__(self, cfg: SamConfig, window: int, *, rngs: nnx.Rngs):
         self.window = window  # 0: global attention
-        self.norm1 = vit.LayerNorm(cfg.width, cfg.ln_eps)
+        self.norm1 = LayerNorm(cfg.width, cfg.ln_eps)
         self.attn = Attention(cfg, window or cfg.pos_size, rngs=rngs)
-        self.norm2 = vit.LayerNorm(cfg.width, cfg.ln_eps)
+        self.norm2 = LayerNorm(cfg.width, cfg.ln_eps)
         self.mlp = Mlp(cfg, rngs=rngs)
 
     def _windowed(self, x: Array) -> Array:
@@ -188,21 +177,17 @@ class SamEncoder(nnx.Module):
         self.out_channels: int = cfg.width
         self.grid: tuple[int, int] = cfg.grid
         c, p = cfg.width, cfg.patch
-        self.patch_embed = vit.Dense((p, p, 3), (c,), (None, None, None, "embed"), rngs=rngs)
-        self.pos_embed = vit._param(jnp.zeros((cfg.pos_size, cfg.pos_size, c)),
-                                    (None, None, "embed"))
+        self.patch_embed = Dense((p, p, 3), (c,), (None, None, None, "embed"), rngs=rngs)
+        self.pos_embed = param(ZEROS, (cfg.pos_size, cfg.pos_size, c), (None, None, "embed"))
         self.blocks = nnx.List([
             Block(cfg, 0 if i in cfg.global_layers else cfg.window, rngs=rngs)
             for i in range(cfg.depth)])
 
     def __call__(self, pixels: Array) -> tuple[Array, dict]:
         cfg = self.config
-        b, hh, ww, _ = pixels.shape
-        p = cfg.patch
-        gh, gw = hh // p, ww // p
-        x = pixels.astype(cfg.dtype)[:, :gh * p, :gw * p]
-        x = self.patch_embed(x.reshape(b, gh, p, gw, p, 3).transpose(0, 1, 3, 2, 4, 5))
-        x = x + vit.resample_grid(self.pos_embed[...], (gh, gw), "bicubic_aa").astype(x.dtype)
+        gh, gw = pixels.shape[1] // cfg.patch, pixels.shape[2] // cfg.patch
+        x = self.patch_embed(common.patchify(pixels.astype(cfg.dtype), cfg.patch))
+        x = x + common.resample_grid(self.pos_embed[...], (gh, gw), "bicubic_aa").astype(x.dtype)
         hidden = [x]
         for blk in self.blocks:
             x = blk(x)
@@ -212,17 +197,14 @@ class SamEncoder(nnx.Module):
 
 
 def _config(variant: str, image_size: int | None, layer: int | None) -> SamConfig:
-    if variant not in VARIANTS:
-        raise ValueError(f"sam: unknown variant {variant!r}; known variants: {', '.join(VARIANTS)}")
-    cfg = SamConfig(**VARIANTS[variant])
-    over = dict(image_size=image_size, layer=layer)
-    return dataclasses.replace(cfg, **{k: v for k, v in over.items() if v is not None}).check()
+    return common.variant_config("sam", SamConfig, VARIANTS, variant, image_size=image_size,
+                                 layer=layer)
 
 
 def create(variant: str = DEFAULT_VARIANT, *, image_size: int | None = None,
            layer: int | None = None, rngs: nnx.Rngs) -> SamEncoder:
     """A randomly initialised SAM encoder (tests, ``:runlocal``)."""
-    return SamEncoder(_config(variant, image_size, layer), rngs=rngs)
+    return common.random_init(SamEncoder, _config(variant, image_size, layer), rngs=rngs)
 
 
 # --- checkpoint layouts -----------------------------------------------------------------------
@@ -251,39 +233,32 @@ def _detect(reader: Mapping[str, np.ndarray]) -> dict:
         f"{', '.join(list(reader)[:5])})")
 
 
-def _qkv(part: int, c: int, h: int, bias: bool):
-    def f(x: np.ndarray) -> np.ndarray:  # fused [3C, C] / [3C] -> [C, h, d] / [h, d]
-        x = x[part * c:(part + 1) * c]
-        return x.reshape(h, -1) if bias else x.T.reshape(c, h, -1)
-    return f
-
-
 def layout(cfg: SamConfig, names: Mapping[str, str]) -> dict:
     """Parameter path -> (checkpoint name, its shape, transform) for one checkpoint layout."""
     c, h, f, p, pre = cfg.width, cfg.heads, cfg.mlp_dim, cfg.patch, names["prefix"]
     d = c // h
-    out = {"patch_embed.kernel": (pre + names["patch"] + ".weight", (c, 3, p, p), vit.t_conv),
+    out = {"patch_embed.kernel": (pre + names["patch"] + ".weight", (c, 3, p, p), convert.t_conv),
            "patch_embed.bias": (pre + names["patch"] + ".bias", (c,), None),
            "pos_embed": (pre + "pos_embed", (1, cfg.pos_size, cfg.pos_size, c), lambda x: x[0])}
     for i in range(cfg.depth):
         b, me = f"{pre}{names['blocks']}.{i}.", f"blocks.{i}."
         table = cfg.pos_size if i in cfg.global_layers else cfg.window
-        for ours, theirs in (("norm1", names["norm1"]), ("norm2", names["norm2"])):
-            out[f"{me}{ours}.scale"] = (f"{b}{theirs}.weight", (c,), None)
-            out[f"{me}{ours}.bias"] = (f"{b}{theirs}.bias", (c,), None)
+        out |= convert.norm_layout(me + "norm1", b + names["norm1"], c)
+        out |= convert.norm_layout(me + "norm2", b + names["norm2"], c)
         for j, qkv in enumerate("qkv"):
+            part = convert.qkv_part(j, c)
             out[f"{me}attn.{qkv}.kernel"] = (b + "attn.qkv.weight", (3 * c, c),
-                                             _qkv(j, c, h, False))
-            out[f"{me}attn.{qkv}.bias"] = (b + "attn.qkv.bias", (3 * c,), _qkv(j, c, h, True))
+                                             convert.heads_in(h, part))
+            out[f"{me}attn.{qkv}.bias"] = (b + "attn.qkv.bias", (3 * c,),
+                                           convert.heads_bias(h, part))
         out |= {
-            me + "attn.out.kernel": (b + "attn.proj.weight", (c, c),
-                                     lambda x: x.T.reshape(h, d, c)),
+            me + "attn.out.kernel": (b + "attn.proj.weight", (c, c), convert.heads_out(h)),
             me + "attn.out.bias": (b + "attn.proj.bias", (c,), None),
             me + "attn.rel_pos_h": (b + "attn.rel_pos_h", (2 * table - 1, d), None),
             me + "attn.rel_pos_w": (b + "attn.rel_pos_w", (2 * table - 1, d), None),
-            me + "mlp.fc1.kernel": (f"{b}{names['fc1']}.weight", (f, c), vit.t_linear),
+            me + "mlp.fc1.kernel": (f"{b}{names['fc1']}.weight", (f, c), convert.t_linear),
             me + "mlp.fc1.bias": (f"{b}{names['fc1']}.bias", (f,), None),
-            me + "mlp.fc2.kernel": (f"{b}{names['fc2']}.weight", (c, f), vit.t_linear),
+            me + "mlp.fc2.kernel": (f"{b}{names['fc2']}.weight", (c, f), convert.t_linear),
             me + "mlp.fc2.bias": (f"{b}{names['fc2']}.bias", (c,), None),
         }
     return out
@@ -298,8 +273,7 @@ def load(checkpoint: str, *, variant: str | None = None, image_size: int | None 
         return restored
     cfg = _config(variant or DEFAULT_VARIANT, image_size, layer)
     reader = weights.open_checkpoint(checkpoint)
-    module = nnx.eval_shape(lambda: SamEncoder(cfg, rngs=nnx.Rngs(0)))
-    return convert.fill(module, layout(cfg, _detect(reader)), reader)
+    return convert.fill(common.abstract(SamEncoder, cfg), layout(cfg, _detect(reader)), reader)
 
 
 def preprocessing(variant: str = DEFAULT_VARIANT) -> PreprocessSpec:

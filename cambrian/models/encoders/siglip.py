@@ -27,8 +27,7 @@ VARIANTS = {
                               image_size=224, pos_size=16),
     "So400m/14-384": _BASE | dict(patch=14, width=1152, depth=27, heads=16, mlp_dim=4304,
                                   image_size=384, pos_size=27),
-    "runlocal": _BASE | dict(patch=14, width=64, depth=2, heads=2, mlp_dim=256, image_size=56,
-                             pos_size=4),
+    "runlocal": _BASE | vit.TINY | dict(patch=14, image_size=56),
 }
 DEFAULT_VARIANT = "So400m/14-384"
 DEFAULT_LAYER = None
@@ -36,9 +35,8 @@ DEFAULT_LAYER = None
 
 def create(variant: str = DEFAULT_VARIANT, *, image_size: int | None = None,
            layer: int | None = None, rngs: nnx.Rngs) -> vit.VisionTransformer:
-    return vit.VisionTransformer(vit.config_for("siglip", VARIANTS, variant, image_size=image_size,
-                                                layer=layer, default_layer=DEFAULT_LAYER),
-                                 rngs=rngs)
+    return vit.create("siglip", VARIANTS, variant, image_size=image_size, layer=layer,
+                      default_layer=DEFAULT_LAYER, rngs=rngs)
 
 
 def _config_from_hf(hf: dict) -> vit.ViTConfig:

@@ -10,26 +10,15 @@ from flax import nnx
 from cambrian.models.encoders import convert, vit
 from cambrian.models.encoders.preprocess import CLIP_MEAN, HALF, PreprocessSpec
 
-_BASE = dict(act="gelu", ln_eps=1e-6, pos_interp="bicubic_aa")
-VARIANTS = {
-    "B/16": _BASE | dict(patch=16, width=768, depth=12, heads=12, mlp_dim=3072, image_size=224,
-                         pos_size=14),
-    "L/16": _BASE | dict(patch=16, width=1024, depth=24, heads=16, mlp_dim=4096, image_size=224,
-                         pos_size=14),
-    "H/14": _BASE | dict(patch=14, width=1280, depth=32, heads=16, mlp_dim=5120, image_size=224,
-                         pos_size=16),
-    "runlocal": _BASE | dict(patch=16, width=64, depth=2, heads=2, mlp_dim=256, image_size=64,
-                             pos_size=4),
-}
+VARIANTS = dict(vit.TIMM_VARIANTS)
 DEFAULT_VARIANT = "L/16"
 DEFAULT_LAYER = None
 
 
 def create(variant: str = DEFAULT_VARIANT, *, image_size: int | None = None,
            layer: int | None = None, rngs: nnx.Rngs) -> vit.VisionTransformer:
-    return vit.VisionTransformer(vit.config_for("supvit", VARIANTS, variant, image_size=image_size,
-                                                layer=layer, default_layer=DEFAULT_LAYER),
-                                 rngs=rngs)
+    return vit.create("supvit", VARIANTS, variant, image_size=image_size, layer=layer,
+                      default_layer=DEFAULT_LAYER, rngs=rngs)
 
 
 def load(checkpoint: str, *, variant: str | None = None, image_size: int | None = None,

@@ -10,15 +10,14 @@ Tokens are ``[prefix (CLS, registers), patches]``. ``out["hidden_states"][0]`` i
 ``output_hidden_states`` -- and ``layer=None`` means the final output (final norm applied where the
 reference applies it to the tokens).
 
-Einsum letters: b batch, n/m query/key tokens, h heads, d head_dim, c embed, y/x (Y/X) rows and
-columns of a position grid before (after) resampling.
+Layers, random initialisation and position-grid resampling shared with the other families live in
+``common``; the checkpoint-layout transforms in ``convert``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 import os
 from collections.abc import Callable, Iterable, Mapping
 
@@ -28,7 +27,16 @@ import numpy as np
 from flax import nnx
 
 from cambrian.models import weights
-from cambrian.models.encoders import convert, features
+from cambrian.models.encoders import common, convert, features
+from cambrian.models.encoders.common import (
+    ONES,
+    ZEROS,
+    Dense,
+    Init,
+    LayerNorm,
+    param,
+    resample_grid,
+)
 
 Array = jax.Array
 
@@ -91,15 +99,11 @@ class ViTConfig:
             raise ValueError(f"ViTConfig: width {self.width} is not divisible by heads "
                              f"{self.heads}")
         for field, allowed in (("act", _ACTS), ("mlp", ("mlp", "swiglu")),
-                               ("pos_interp", _RESAMPLERS), ("dtype", ("float32", "bfloat16"))):
+                               ("pos_interp", common.RESAMPLERS)):
             if getattr(self, field) not in allowed:
                 raise ValueError(f"ViTConfig.{field}={getattr(self, field)!r}; expected one of "
                                  f"{sorted(allowed)}")
-        if self.image_size < self.patch:
-            raise ValueError(f"image_size {self.image_size} is smaller than the patch {self.patch}")
-        if self.layer is not None and not -(self.depth + 1) <= self.layer <= self.depth:
-            raise ValueError(f"layer {self.layer} out of range for depth {self.depth} "
-                             f"(valid: {-(self.depth + 1)}..{self.depth}, or None for the output)")
+        common.check_tower(self)
         return self
 
 
@@ -110,133 +114,7 @@ _ACTS: dict[str, Callable[[Array], Array]] = {
 }
 
 
-# --- resampling exactly as torch.nn.functional.interpolate(align_corners=False) ---------------
-
-def _cubic(x: np.ndarray, a: float) -> np.ndarray:
-    x = np.abs(x)
-    return np.where(x < 1, ((a + 2) * x - (a + 3)) * x * x + 1,
-                    np.where(x < 2, (((x - 5) * x + 8) * x - 4) * a, 0.0))
-
-
-def _bicubic(n_in: int, n_out: int) -> np.ndarray:
-    # torch upsample_bicubic2d: A=-0.75, border indices clamped (replicate)
-    w = np.zeros((n_out, n_in))
-    src = (np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5
-    i0 = np.floor(src).astype(int)
-    t = src - i0
-    for k in range(-1, 3):
-        np.add.at(w, (np.arange(n_out), np.clip(i0 + k, 0, n_in - 1)), _cubic(t - k, -0.75))
-    return w
-
-
-def _bilinear(n_in: int, n_out: int) -> np.ndarray:
-    w = np.zeros((n_out, n_in))
-    src = np.maximum((np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5, 0.0)
-    i0 = np.floor(src).astype(int)
-    i1 = np.minimum(i0 + 1, n_in - 1)
-    lam = src - i0
-    np.add.at(w, (np.arange(n_out), i0), 1 - lam)
-    np.add.at(w, (np.arange(n_out), i1), lam)
-    return w
-
-
-def _antialiased(n_in: int, n_out: int, kernel: Callable, support: float) -> np.ndarray:
-    # torch's antialias=True path (the PIL algorithm): the kernel widens when downsampling,
-    # taps outside the image are dropped and each row renormalised.
-    scale = n_in / n_out
-    inv = 1.0 / scale if scale >= 1.0 else 1.0
-    sup = support * scale if scale >= 1.0 else support
-    w = np.zeros((n_out, n_in))
-    for i in range(n_out):
-        center = scale * (i + 0.5)
-        lo = max(int(center - sup + 0.5), 0)
-        hi = min(int(center + sup + 0.5), n_in)
-        j = np.arange(lo, hi)
-        k = kernel((j - center + 0.5) * inv)
-        w[i, lo:hi] = k / k.sum() if k.sum() != 0 else k
-    return w
-
-
-_RESAMPLERS: dict[str, Callable[[int, int], np.ndarray]] = {
-    "bicubic": _bicubic,
-    "bilinear": _bilinear,
-    "bicubic_aa": lambda n, m: _antialiased(n, m, lambda x: _cubic(x, -0.5), 2.0),
-    "bilinear_aa": lambda n, m: _antialiased(n, m, lambda x: np.maximum(1 - np.abs(x), 0), 1.0),
-}
-
-
-def resample_matrix(n_in: int, n_out: int, method: str) -> np.ndarray:
-    """float32[n_out, n_in]: 1-D weights equal to torch's ``interpolate`` for ``method``."""
-    return _RESAMPLERS[method](n_in, n_out).astype(np.float32)
-
-
-def resample_grid(grid: Array, size: tuple[int, int], method: str) -> Array:
-    """float[h, w, C] -> float32[H, W, C] resampled separably like torch ``interpolate``."""
-    h, w = grid.shape[:2]
-    if (h, w) == tuple(size):
-        return grid
-    rh, rw = resample_matrix(h, size[0], method), resample_matrix(w, size[1], method)
-    return jnp.einsum("Yy,yxc,Xx->YXc", rh, grid.astype(jnp.float32), rw,
-                      precision=jax.lax.Precision.HIGHEST)
-
-
 # --- modules ------------------------------------------------------------------------------------
-
-def _param(value: Array, names: tuple[str | None, ...]) -> nnx.Param:
-    """A parameter carrying logical axis names; ``cambrian.sharding`` maps them to the mesh."""
-    return nnx.Param(value, out_sharding=names, eager_sharding=False)
-
-
-class LayerNorm(nnx.Module):
-    """torch.nn.LayerNorm (two-pass variance, computed in float32)."""
-
-    def __init__(self, dim: int, eps: float):
-        self.eps = eps
-        self.scale = _param(jnp.ones((dim,)), ("embed",))
-        self.bias = _param(jnp.zeros((dim,)), ("embed",))
-
-    def __call__(self, x: Array) -> Array:
-        xf = x.astype(jnp.float32)
-        mean = xf.mean(-1, keepdims=True)
-        var = jnp.square(xf - mean).mean(-1, keepdims=True)
-        y = (xf - mean) * jax.lax.rsqrt(var + self.eps)
-        return (y * self.scale[...] + self.bias[...]).astype(x.dtype)
-
-
-class Dense(nnx.Module):
-    """y = x @ kernel + bias with multi-axis input/output (``kernel`` float[*in, *out])."""
-
-    def __init__(self, in_shape: tuple[int, ...], out_shape: tuple[int, ...],
-                 names: tuple[str | None, ...], *, bias: bool = True, rngs: nnx.Rngs):
-        fan_in = math.prod(in_shape)
-        init = jax.random.normal(rngs.params(), in_shape + out_shape) / math.sqrt(fan_in)
-        self.n_in = len(in_shape)
-        self.kernel = _param(init, names)
-        self.bias = _param(jnp.zeros(out_shape), names[self.n_in:]) if bias else None
-
-    def __call__(self, x: Array) -> Array:
-        y = jnp.tensordot(x, self.kernel[...].astype(x.dtype), self.n_in)
-        return y if self.bias is None else y + self.bias[...].astype(x.dtype)
-
-
-class Attention(nnx.Module):
-    def __init__(self, cfg: ViTConfig, rngs: nnx.Rngs):
-        c, h = cfg.width, cfg.heads
-        d = c // h
-        qkv_names = ("embed", "heads", "head_dim")
-        self.q = Dense((c,), (h, d), qkv_names, bias=cfg.qkv_bias, rngs=rngs)
-        self.k = Dense((c,), (h, d), qkv_names, bias=cfg.qkv_bias, rngs=rngs)
-        self.v = Dense((c,), (h, d), qkv_names, bias=cfg.qkv_bias, rngs=rngs)
-        self.out = Dense((h, d), (c,), ("heads", "head_dim", "embed"), rngs=rngs)
-
-    def __call__(self, x: Array) -> Array:
-        """float[B, N, C] -> float[B, N, C]."""
-        q, k, v = self.q(x), self.k(x), self.v(x)
-        q = q * (q.shape[-1] ** -0.5)
-        logits = jnp.einsum("bnhd,bmhd->bhnm", q, k).astype(jnp.float32)
-        probs = jax.nn.softmax(logits, axis=-1).astype(x.dtype)
-        return self.out(jnp.einsum("bhnm,bmhd->bnhd", probs, v))
-
 
 class Mlp(nnx.Module):
     def __init__(self, cfg: ViTConfig, rngs: nnx.Rngs):
@@ -260,12 +138,12 @@ class Mlp(nnx.Module):
 class Block(nnx.Module):
     def __init__(self, cfg: ViTConfig, rngs: nnx.Rngs):
         self.norm1 = LayerNorm(cfg.width, cfg.ln_eps)
-        self.attn = Attention(cfg, rngs)
+        self.attn = common.Attention(cfg.width, cfg.heads, qkv_bias=cfg.qkv_bias, rngs=rngs)
         self.norm2 = LayerNorm(cfg.width, cfg.ln_eps)
         self.mlp = Mlp(cfg, rngs)
         if cfg.layerscale:
-            self.ls1 = _param(jnp.ones((cfg.width,)), ("embed",))
-            self.ls2 = _param(jnp.ones((cfg.width,)), ("embed",))
+            self.ls1 = param(ONES, (cfg.width,), ("embed",))
+            self.ls2 = param(ONES, (cfg.width,), ("embed",))
         else:
             self.ls1 = self.ls2 = None
 
@@ -293,10 +171,9 @@ class VisionTransformer(nnx.Module):
         self.patch_embed = Dense((p, p, 3), (c,), (None, None, None, "embed"),
                                  bias=cfg.patch_bias, rngs=rngs)
         n_pos = cfg.pos_size ** 2 + (1 if cfg.cls_token and cfg.pos_cls else 0)
-        self.pos_embed = _param(0.02 * jax.random.normal(rngs.params(), (n_pos, c)),
-                                ("length", "embed"))
-        self.cls_token = _param(jnp.zeros((c,)), ("embed",)) if cfg.cls_token else None
-        self.registers = (_param(jnp.zeros((cfg.registers, c)), ("length", "embed"))
+        self.pos_embed = param(Init(std=0.02), (n_pos, c), ("length", "embed"), rngs)
+        self.cls_token = param(ZEROS, (c,), ("embed",)) if cfg.cls_token else None
+        self.registers = (param(ZEROS, (cfg.registers, c), ("length", "embed"))
                           if cfg.registers else None)
         self.pre_norm = LayerNorm(c, cfg.ln_eps) if cfg.pre_norm else None
         self.blocks = nnx.List([Block(cfg, rngs) for _ in range(cfg.depth)])
@@ -313,11 +190,8 @@ class VisionTransformer(nnx.Module):
         """float[B, H, W, 3] -> float[B, P + h*w, C] (before the blocks)."""
         cfg = self.config
         b, hh, ww, _ = pixels.shape
-        p = cfg.patch
-        gh, gw = hh // p, ww // p
-        patches = pixels[:, :gh * p, :gw * p].reshape(b, gh, p, gw, p, 3)
-        patches = patches.transpose(0, 1, 3, 2, 4, 5)
-        x = self.patch_embed(patches)  # [B, gh, gw, C]
+        gh, gw = hh // cfg.patch, ww // cfg.patch
+        x = self.patch_embed(common.patchify(pixels, cfg.patch))  # [B, gh, gw, C]
         cls_pos, grid_pos = self._positions(gh, gw)
         x = (x + grid_pos.astype(x.dtype)).reshape(b, gh * gw, -1)
         prefix = []
@@ -346,8 +220,9 @@ class VisionTransformer(nnx.Module):
                        "prefix_tokens": chosen[:, :cfg.num_prefix]}
 
 
-def with_dtype(module: VisionTransformer, dtype: str) -> VisionTransformer:
-    """``module`` computing in ``dtype`` (same parameters; e.g. bf16 for a frozen tower)."""
+def with_dtype(module: nnx.Module, dtype: str) -> nnx.Module:
+    """``module`` computing in ``dtype`` (same parameters; e.g. bf16 for a frozen tower); any
+    encoder whose ``config`` dataclass has a ``dtype`` field."""
     module.config = dataclasses.replace(module.config, dtype=dtype).check()
     return module
 
@@ -359,44 +234,7 @@ def with_dtype(module: VisionTransformer, dtype: str) -> VisionTransformer:
 
 def abstract(cfg: ViTConfig) -> VisionTransformer:
     """The module with shapes only: nothing allocated until ``fill`` puts checkpoint tensors in."""
-    return nnx.eval_shape(lambda: VisionTransformer(cfg, rngs=nnx.Rngs(0)))
-
-
-# Transforms from torch layouts to ours.
-def t_linear(x: np.ndarray) -> np.ndarray:  # torch Linear [out, in] -> [in, out]
-    return x.T
-
-
-def t_conv(x: np.ndarray) -> np.ndarray:  # torch Conv2d [C, 3, p, p] -> [p, p, 3, C]
-    return x.transpose(2, 3, 1, 0)
-
-
-def t_squeeze(x: np.ndarray) -> np.ndarray:  # [1, N, C] -> [N, C]
-    return x.reshape(x.shape[1:])
-
-
-def t_vec(x: np.ndarray) -> np.ndarray:  # [1, 1, C] -> [C]
-    return x.reshape(-1)
-
-
-def _heads_in(h: int, part: slice | None = None):
-    def f(x: np.ndarray) -> np.ndarray:  # [H*D(, of 3H*D), C] -> [C, H, D]
-        x = x if part is None else x[part]
-        return x.T.reshape(x.shape[1], h, -1)
-    return f
-
-
-def _heads_bias(h: int, part: slice | None = None):
-    def f(x: np.ndarray) -> np.ndarray:
-        x = x if part is None else x[part]
-        return x.reshape(h, -1)
-    return f
-
-
-def _heads_out(h: int):
-    def f(x: np.ndarray) -> np.ndarray:  # [C, H*D] -> [H, D, C]
-        return x.T.reshape(h, -1, x.shape[0])
-    return f
+    return common.abstract(VisionTransformer, cfg)
 
 
 def block_layout(cfg: ViTConfig, i: int, names: Mapping[str, str], fused_qkv: bool) -> dict:
@@ -404,30 +242,28 @@ def block_layout(cfg: ViTConfig, i: int, names: Mapping[str, str], fused_qkv: bo
     c, h, f = cfg.width, cfg.heads, cfg.mlp_dim
     f1 = 2 * f if cfg.mlp == "swiglu" else f
     me = f"blocks.{i}."
-    out = {
-        me + "norm1.scale": (names["norm1"] + ".weight", (c,), None),
-        me + "norm1.bias": (names["norm1"] + ".bias", (c,), None),
-        me + "norm2.scale": (names["norm2"] + ".weight", (c,), None),
-        me + "norm2.bias": (names["norm2"] + ".bias", (c,), None),
-        me + "attn.out.kernel": (names["out"] + ".weight", (c, c), _heads_out(h)),
+    out = convert.norm_layout(me + "norm1", names["norm1"], c)
+    out |= convert.norm_layout(me + "norm2", names["norm2"], c)
+    out |= {
+        me + "attn.out.kernel": (names["out"] + ".weight", (c, c), convert.heads_out(h)),
         me + "attn.out.bias": (names["out"] + ".bias", (c,), None),
-        me + "mlp.fc1.kernel": (names["fc1"] + ".weight", (f1, c), t_linear),
+        me + "mlp.fc1.kernel": (names["fc1"] + ".weight", (f1, c), convert.t_linear),
         me + "mlp.fc1.bias": (names["fc1"] + ".bias", (f1,), None),
-        me + "mlp.fc2.kernel": (names["fc2"] + ".weight", (c, f), t_linear),
+        me + "mlp.fc2.kernel": (names["fc2"] + ".weight", (c, f), convert.t_linear),
         me + "mlp.fc2.bias": (names["fc2"] + ".bias", (c,), None),
     }
     for j, qkv in enumerate("qkv"):
         if fused_qkv:
-            part = slice(j * c, (j + 1) * c)
+            part = convert.qkv_part(j, c)
             out[me + f"attn.{qkv}.kernel"] = (names["qkv"] + ".weight", (3 * c, c),
-                                             _heads_in(h, part))
+                                             convert.heads_in(h, part))
             if cfg.qkv_bias:
                 out[me + f"attn.{qkv}.bias"] = (names["qkv"] + ".bias", (3 * c,),
-                                               _heads_bias(h, part))
+                                               convert.heads_bias(h, part))
         else:
-            out[me + f"attn.{qkv}.kernel"] = (names[qkv] + ".weight", (c, c), _heads_in(h))
+            out[me + f"attn.{qkv}.kernel"] = (names[qkv] + ".weight", (c, c), convert.heads_in(h))
             if cfg.qkv_bias:
-                out[me + f"attn.{qkv}.bias"] = (names[qkv] + ".bias", (c,), _heads_bias(h))
+                out[me + f"attn.{qkv}.bias"] = (names[qkv] + ".bias", (c,), convert.heads_bias(h))
     if cfg.layerscale:
         out[me + "ls1"] = (names["ls1"], (c,), None)
         out[me + "ls2"] = (names["ls2"], (c,), None)
@@ -440,20 +276,19 @@ def embed_layout(cfg: ViTConfig, names: Mapping[str, str]) -> dict:
     n_pos = cfg.pos_size ** 2 + (1 if cfg.cls_token and cfg.pos_cls else 0)
     pos_shape = tuple(names.get("pos_shape", (1, n_pos, c)))
     out = {
-        "patch_embed.kernel": (names["patch"] + ".weight", (c, 3, p, p), t_conv),
-        "pos_embed": (names["pos"], pos_shape, t_squeeze if len(pos_shape) == 3 else None),
+        "patch_embed.kernel": (names["patch"] + ".weight", (c, 3, p, p), convert.t_conv),
+        "pos_embed": (names["pos"], pos_shape, convert.t_squeeze if len(pos_shape) == 3 else None),
     }
     if cfg.patch_bias:
         out["patch_embed.bias"] = (names["patch"] + ".bias", (c,), None)
     if cfg.cls_token:
         cls_shape = tuple(names.get("cls_shape", (1, 1, c)))
-        out["cls_token"] = (names["cls"], cls_shape, t_vec)
+        out["cls_token"] = (names["cls"], cls_shape, convert.t_vec)
     if cfg.registers:
-        out["registers"] = (names["registers"], (1, cfg.registers, c), t_squeeze)
+        out["registers"] = (names["registers"], (1, cfg.registers, c), convert.t_squeeze)
     for norm in ("pre_norm", "final_norm"):
         if getattr(cfg, norm):
-            out[norm + ".scale"] = (names[norm] + ".weight", (c,), None)
-            out[norm + ".bias"] = (names[norm] + ".bias", (c,), None)
+            out |= convert.norm_layout(norm, names[norm], c)
     return out
 
 
@@ -498,15 +333,37 @@ def load_layout(cfg: ViTConfig, reader: Mapping[str, np.ndarray],
 
 # --- helpers shared by the family modules -------------------------------------------------------
 
+# The tiny ViT of every family's "runlocal" variant (random weights only: CPU runs and tests).
+TINY = dict(width=64, depth=2, heads=2, mlp_dim=256, pos_size=4)
+
+# timm ``vit_*_224`` towers (MAE, supervised in21k and MoCo v3 share them).
+_TIMM = dict(act="gelu", ln_eps=1e-6, pos_interp="bicubic_aa")
+TIMM_VARIANTS = {
+    "B/16": _TIMM | dict(patch=16, width=768, depth=12, heads=12, mlp_dim=3072, image_size=224,
+                         pos_size=14),
+    "L/16": _TIMM | dict(patch=16, width=1024, depth=24, heads=16, mlp_dim=4096, image_size=224,
+                         pos_size=14),
+    "H/14": _TIMM | dict(patch=14, width=1280, depth=32, heads=16, mlp_dim=5120, image_size=224,
+                         pos_size=16),
+    "runlocal": _TIMM | TINY | dict(patch=16, image_size=64),
+}
+
+
 def config_for(family: str, variants: Mapping[str, Mapping], variant: str, *,
                image_size: int | None = None, layer: int | None = None,
                default_layer: int | None = None) -> ViTConfig:
     """``ViTConfig`` of ``variants[variant]`` at ``image_size``; ``layer=None`` -> the default."""
-    if variant not in variants:
-        raise ValueError(f"{family}: unknown variant {variant!r}; known variants: "
-                         f"{', '.join(variants)}")
-    return resolve(ViTConfig(**variants[variant]), image_size=image_size, layer=layer,
-                   default_layer=default_layer)
+    return common.variant_config(family, ViTConfig, variants, variant, image_size=image_size,
+                                 layer=default_layer if layer is None else layer)
+
+
+def create(family: str, variants: Mapping[str, Mapping], variant: str, *,
+           image_size: int | None, layer: int | None, default_layer: int | None,
+           rngs: nnx.Rngs) -> VisionTransformer:
+    """A randomly initialised ``variants[variant]`` (a family module's ``create``)."""
+    cfg = config_for(family, variants, variant, image_size=image_size, layer=layer,
+                     default_layer=default_layer)
+    return common.random_init(VisionTransformer, cfg, rngs=rngs)
 
 
 def hf_config(checkpoint: str) -> dict | None:

@@ -149,10 +149,11 @@ def generate_from_embeds(model: Llama, embeds: Array, segment_ids: Array,
     ``eos_id`` or completing one of ``stop_sequences`` (token-id sequences); the stop tokens are
     included in the output. ``layer_hook`` is applied during prefill only and sees hidden
     states in exactly the caller's [B, T] layout, so inputs are not re-bucketed when it is set
-    (pad them to ``bucket`` sizes first to avoid recompiles); decode steps do not call it. Returns ``(tokens int32[B, max_new_tokens],
-    lengths int32[B])``, positions past a row's length hold ``pad_id``. ``batch_invariant``
-    (default) makes a row's tokens independent of its batch and padding (see module doc);
-    False runs plain whole-batch kernels, faster but only equal up to rounding.
+    (pad them to ``bucket`` sizes first to avoid recompiles); decode steps do not call it.
+    Returns ``(tokens int32[B, max_new_tokens], lengths int32[B])``; positions past a row's
+    length hold ``pad_id``. ``batch_invariant`` (default) makes a row's tokens independent of
+    its batch and padding (see module doc); False runs plain whole-batch kernels, faster but
+    equal only up to rounding.
     """
     embeds = jnp.asarray(embeds)
     seg = np.asarray(segment_ids, np.int32)

@@ -255,12 +255,11 @@ def _rowwise(fn: Callable, xs: tuple[Array, ...], batch_invariant: bool):
     return blockwise(lambda i, *blocks: fn(*blocks), xs, ROW_BLOCK)
 
 
-def attend(q: Array, k: Array, v: Array, q_pos: Array, k_pos: Array, mask: Array,
-           inv_freq: np.ndarray, batch_invariant: bool = False) -> Array:
-    """Rotary softmax attention with grouped kv heads.
+def attend(q: Array, k: Array, v: Array, mask: Array, batch_invariant: bool = False) -> Array:
+    """Softmax attention with grouped kv heads.
 
-    q float[B, T, H, E], k/v float[B, S, K, E] before rotation, q_pos int32[B, T],
-    k_pos int32[B, S], mask bool[B, T, S] -> float[B, T, H, E]. A finite fill keeps fully
+    q float[B, T, H, E], k/v float[B, S, K, E] (rotated), mask bool[B, T, S] ->
+    float[B, T, H, E]. A finite fill keeps fully
     masked (padding) queries finite: they average all keys. With ``batch_invariant``, QUERY_BLOCK
     queries of ATTN_ROWS (row, query block) pairs attend to KEY_BLOCK keys at a time with an
     online softmax; keys past a row's end are masked and add exact zeros, so the cache length
@@ -274,32 +273,28 @@ def attend(q: Array, k: Array, v: Array, q_pos: Array, k_pos: Array, mask: Array
         return jnp.einsum("...tkge,...ske->...kgts", qr, kr).astype(jnp.float32) * scale
 
     if not batch_invariant:
-        qr = apply_rope(q, q_pos, inv_freq).reshape(b, t, nk, g, e)
-        s = jnp.where(mask[:, None, None], scores(qr, apply_rope(k, k_pos, inv_freq)), _MASKED)
+        s = jnp.where(mask[:, None, None], scores(q.reshape(b, t, nk, g, e), k), _MASKED)
         p = jax.nn.softmax(s, axis=-1).astype(v.dtype)
         return jnp.einsum("bkgts,bske->btkge", p, v).reshape(b, t, h, e)
 
     qb = min(t, QUERY_BLOCK)
     pad_t, pad_s = -t % qb, -k.shape[1] % KEY_BLOCK
     pad = lambda x, *w: jnp.pad(x, list(w) + [(0, 0)] * (x.ndim - len(w)))  # noqa: E731
-    q, q_pos, mask = pad(q, (0, 0), (0, pad_t)), pad(q_pos, (0, 0), (0, pad_t)), pad(
-        mask, (0, 0), (0, pad_t), (0, pad_s))
-    k, v, k_pos = pad(k, (0, 0), (0, pad_s)), pad(v, (0, 0), (0, pad_s)), pad(k_pos, (0, 0),
-                                                                              (0, pad_s))
+    q, mask = pad(q, (0, 0), (0, pad_t)), pad(mask, (0, 0), (0, pad_t), (0, pad_s))
+    k, v = pad(k, (0, 0), (0, pad_s)), pad(v, (0, 0), (0, pad_s))
     nq, n_keys = q.shape[1] // qb, k.shape[1] // KEY_BLOCK
 
-    def query_blocks(i, qi, pi, mi):  # ATTN_ROWS (row, query block) pairs: [P, qb, H, E], ...
+    def query_blocks(i, qi, mi):  # ATTN_ROWS (row, query block) pairs: [P, qb, H, E], ...
         rows = (i * ATTN_ROWS + jnp.arange(ATTN_ROWS)) // nq
-        kr, vr, kp = (jnp.take(a, rows, axis=0, mode="clip") for a in (k, v, k_pos))
-        qi = apply_rope(qi, pi, inv_freq).reshape(ATTN_ROWS, qb, nk, g, e)
+        kr, vr = (jnp.take(a, rows, axis=0, mode="clip") for a in (k, v))
+        qi = qi.reshape(ATTN_ROWS, qb, nk, g, e)
 
         def key_block(carry, j):
             m, l, acc = carry
-            kj, vj, pj = (jax.lax.dynamic_slice_in_dim(a, j * KEY_BLOCK, KEY_BLOCK, axis=1)
-                          for a in (kr, vr, kp))
+            kj, vj = (jax.lax.dynamic_slice_in_dim(a, j * KEY_BLOCK, KEY_BLOCK, axis=1)
+                      for a in (kr, vr))
             mj = jax.lax.dynamic_slice_in_dim(mi, j * KEY_BLOCK, KEY_BLOCK, axis=2)
-            s = scores(qi, apply_rope(kj, pj, inv_freq))
-            s = jnp.where(mj[:, None, None], s, _MASKED)
+            s = jnp.where(mj[:, None, None], scores(qi, kj), _MASKED)
             m_new = jnp.maximum(m, s.max(-1))
             p = jnp.exp(s - m_new[..., None])
             alpha = jnp.exp(m - m_new)
@@ -313,8 +308,8 @@ def attend(q: Array, k: Array, v: Array, q_pos: Array, k_pos: Array, mask: Array
         out = (acc / l[..., None]).astype(dt).transpose(0, 3, 1, 2, 4)  # [P, qb, K, G, E]
         return out.reshape(ATTN_ROWS, qb, h, e)
 
-    out = blockwise(query_blocks, (q.reshape(-1, qb, h, e), q_pos.reshape(-1, qb),
-                                   mask.reshape(-1, qb, mask.shape[-1])), ATTN_ROWS)
+    out = blockwise(query_blocks, (q.reshape(-1, qb, h, e), mask.reshape(-1, qb, mask.shape[-1])),
+                    ATTN_ROWS)
     return out.reshape(b, -1, h, e)[:, :t]
 
 
@@ -345,9 +340,9 @@ def rope_frequencies(cfg: LlamaConfig) -> np.ndarray:
 
 
 def apply_rope(x: Array, positions: Array, inv_freq: np.ndarray) -> Array:
-    """Rotates ``x`` float[B, T, N, E] by ``positions`` int32[B, T] (HF rotate-half layout)."""
-    ang = positions.astype(jnp.float32)[..., None] * jnp.asarray(inv_freq)  # [B, T, E/2]
-    ang = jnp.concatenate([ang, ang], axis=-1)[:, :, None, :]
+    """Rotates ``x`` float[..., N, E] by ``positions`` int32[...] (HF rotate-half layout)."""
+    ang = positions.astype(jnp.float32)[..., None] * jnp.asarray(inv_freq)  # [..., E/2]
+    ang = jnp.concatenate([ang, ang], axis=-1)[..., None, :]
     cos, sin = jnp.cos(ang).astype(x.dtype), jnp.sin(ang).astype(x.dtype)
     x1, x2 = jnp.split(x, 2, axis=-1)
     return x * cos + jnp.concatenate([-x2, x1], axis=-1) * sin
@@ -422,15 +417,16 @@ class Attention(nnx.Module):
         if cfg.attention_out_bias:
             self.o_bias = _param(rngs, (d,), ("embed",), pd, init="zeros")
 
-    def qkv(self, x: Array) -> tuple[Array, Array, Array]:
-        """float[N, D] -> q float[N, H, E], k and v float[N, K, E] (before rotation)."""
+    def qkv(self, x: Array, positions: Array) -> tuple[Array, Array, Array]:
+        """float[N, D], int32[N] -> rotated q float[N, H, E], rotated k and v float[N, K, E]."""
         w = lambda p: p[...].astype(x.dtype)  # noqa: E731
         q = jnp.einsum("nd,dhe->nhe", x, w(self.q))
         k = jnp.einsum("nd,dke->nke", x, w(self.k))
         v = jnp.einsum("nd,dke->nke", x, w(self.v))
         if self.cfg.attention_bias:
             q, k, v = q + w(self.q_bias), k + w(self.k_bias), v + w(self.v_bias)
-        return q, k, v
+        inv_freq = rope_frequencies(self.cfg)
+        return apply_rope(q, positions, inv_freq), apply_rope(k, positions, inv_freq), v
 
     def out(self, o: Array) -> Array:
         """float[N, H, E] -> float[N, D]."""
@@ -460,25 +456,25 @@ class DecoderLayer(nnx.Module):
         self.post_attn_norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, cfg.param_dtype)
         self.mlp = MLP(cfg, rngs=rngs)
 
-    def __call__(self, x: Array, positions: Array, key_positions: Array, mask: Array,
+    def __call__(self, x: Array, positions: Array, mask: Array,
                  cache_kv: tuple[Array, Array] | None = None, start: Array | None = None,
                  batch_invariant: bool = False):
-        """x float[B, T, D] -> (float[B, T, D], updated (k, v) cache or None).
-
-        The cache holds keys before rotation (``attend`` rotates them by ``key_positions``), so
-        cached values are plain copies of the projection output.
-        """
+        """x float[B, T, D], positions int32[B, T], mask bool[B, T, S] ->
+        (float[B, T, D], updated (k, v) cache or None)."""
         cfg, inv = self.cfg, batch_invariant
         b, t, d = x.shape
         rows = x.reshape(b * t, d)
-        q, k, v = _rowwise(lambda r: self.attn.qkv(self.input_norm(r)), (rows,), inv)
+        # Rotation happens inside the row-wise step so that, in batch-invariant mode, the cache
+        # receives plain copies of values computed by the fixed-shape block code.
+        q, k, v = _rowwise(lambda r, p: self.attn.qkv(self.input_norm(r), p),
+                           (rows, positions.reshape(b * t)), inv)
         q = constrain(q.reshape(b, t, cfg.num_heads, cfg.head_dim),
                       ("batch", "length", "heads", "head_dim"))
         k, v = (a.reshape(b, t, cfg.num_kv_heads, cfg.head_dim) for a in (k, v))
         if cache_kv is not None:
             k, v = _write_rows(cache_kv[0], k, start), _write_rows(cache_kv[1], v, start)
             cache_kv = (k, v)
-        o = attend(q, k, v, positions, key_positions, mask, rope_frequencies(cfg), inv)
+        o = attend(q, k, v, mask, inv)
 
         def finish(r, o):
             r = r + self.attn.out(o)
@@ -560,7 +556,7 @@ class Llama(nnx.Module):
         new_k, new_v = [], []
         for i, layer in enumerate(self.layers):
             kv = (cache.k[i], cache.v[i]) if cache is not None else None
-            x, kv = layer(x, positions, kpos, mask, kv, start, batch_invariant)
+            x, kv = layer(x, positions, mask, kv, start, batch_invariant)
             if kv is not None:
                 new_k.append(kv[0])
                 new_v.append(kv[1])

@@ -102,7 +102,7 @@ def test_layer_hook_sees_caller_layout(model):
     ps = [prompts(1, seed=4, lo=10, hi=11)[0], prompts(1, seed=5, lo=7, hi=8)[0]]
     t = max(map(len, ps))
     lead = [t - len(p) for p in ps]
-    # Hook for the left-padded batch: negate and scale tokens 2..4 of each row's prompt after layer 0.
+    # Hook for the left-padded batch: negate and scale prompt tokens 2..4 after layer 0.
     sel = np.zeros((2, t, 1), np.float32)
     for r in range(2):
         sel[r, lead[r] + 2:lead[r] + 5] = 1.0
@@ -210,3 +210,24 @@ def test_batch_invariant_forward_is_bitwise_equal():
     for a, b, c in zip(one, eight, all32):
         np.testing.assert_array_equal(a[0], b[0])
         np.testing.assert_array_equal(b, c[:8])
+
+
+def test_weights_carry_logical_axis_names(model):
+    specs = nnx.get_partition_spec(nnx.state(model, nnx.Param))
+    flat = dict(nnx.to_flat_state(specs))
+    names = {tuple(str(k) for k in path): tuple(v.get_value()) for path, v in flat.items()}
+    assert names[("embedding",)] == ("vocab", "embed")
+    assert names[("layers", "0", "attn", "k")] == ("embed", "kv_heads", "head_dim")
+    assert names[("layers", "1", "mlp", "down")] == ("mlp", "embed")
+    allowed = {"embed", "mlp", "heads", "kv_heads", "head_dim", "vocab"}
+    for path, spec in names.items():
+        assert spec and set(spec) <= allowed, path
+
+
+def test_forward_under_a_one_device_mesh_with_rules(model):
+    mesh = jax.make_mesh((1,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
+    tokens = jnp.asarray(prompts(1, seed=10, lo=8, hi=9), jnp.int32)
+    want = np.asarray(model(tokens))
+    with jax.set_mesh(mesh), nnx.logical_axis_rules([("batch", "data"), ("embed", None)]):
+        got = np.asarray(nnx.jit(lambda m, t: m(t))(model, tokens))
+    np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)

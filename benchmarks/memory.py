@@ -1,0 +1,113 @@
+"""Per-device memory of params + optimizer state under FSDP, and the Cambrian-8B dry run.
+
+    python benchmarks/memory.py [--skip-8b] [--topologies v4-128,v5p-128]
+
+Prints one JSON line:
+
+* ``fsdp``: for N = 1, 2, 4, 8 fake CPU devices, the bytes of params + AdamW state that the
+  fullest device really holds after the trainer's sharded init (the runlocal probe with a wider
+  LLM, stage 2), against the ideal total / N; ``fsdp8_over_ideal`` is the N = 8 ratio.
+* ``cambrian_8b``: ``launch/tpu.py --dry-run`` numbers (cambrian/aot.py) per topology for
+  Cambrian-8B: the four-tower SVA connector (connectors/sva.py, preset cambrian-8b) on a
+  Llama-3-8B-shaped LLM (vocab 128256), bf16 compute and frozen bf16 encoders, stage 2 (connector
+  + LLM trained), global batch 512 of 2048 tokens, full remat, mesh fsdp = all chips.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+LLAMA3_8B = dict(hidden_size=4096, intermediate_size=14336, num_layers=32, num_heads=32,
+                 num_kv_heads=8, head_dim=128, rope_theta=500000.0)
+VOCAB_8B = 128256
+
+
+def fsdp_scaling(cache_dir: str) -> dict:
+    import jax
+    from flax import nnx
+
+    from cambrian import config as C
+    from cambrian import optim, sharding, train
+    from cambrian.data import tokenizer
+
+    c = C.load("encoders/dinov2.py:runlocal")
+    c.model.llm.random.update(dict(hidden_size=512, intermediate_size=1536, num_layers=4,
+                                   num_heads=8, num_kv_heads=4, head_dim=64))
+    with c.unlocked():
+        c.cache_dir = cache_dir
+    tok = tokenizer.load("synthetic")
+    rows = {}
+    for n in (1, 2, 4, 8):
+        c.mesh.update(dict(data=1, fsdp=n, tensor=1))
+        mesh = sharding.make_mesh(c.mesh, jax.devices()[:n])
+        rules = sharding.Rules.from_config(c)
+        gd, params = train.init_params(c, tok, mesh, rules)
+        st = c.stages.stage2
+        _, trainable, frozen = nnx.split(nnx.merge(gd, params),
+                                         optim.trainable_filter(st.trainable), ...)
+        tx = optim.make(st, trainable)
+        opt_sh = sharding.state_shardings(jax.eval_shape(tx.init, trainable), mesh, rules)
+        opt = jax.jit(tx.init, out_shardings=opt_sh)(trainable)
+        per_dev = sharding.bytes_per_device((params, opt))
+        total = sum(x.nbytes for x in jax.tree.leaves((params, opt)))
+        rows[n] = {"max_device_bytes": max(per_dev.values()), "ideal_bytes": total // n,
+                   "over_ideal": round(max(per_dev.values()) / (total / n), 4)}
+    return rows
+
+
+def cambrian_8b(topology: str) -> dict:
+    from cambrian import aot
+    from cambrian import config as C
+
+    c = C.load("connectors/sva.py:preset=cambrian-8b")
+    c.model.llm.init = "random"  # structure only: dry runs never read weights
+    c.model.llm.random.update(LLAMA3_8B)
+    c.model.dtype = c.model.encoder_dtype = "bfloat16"
+    c.model.max_len = 2048
+    c.stages.stage2.batch_size = 512
+    c.remat = "full"
+    c.mesh.update(dict(data=1, fsdp=-1, tensor=1))
+    return aot.dry_run(c, topology=topology, stage="stage2", vocab_size=VOCAB_8B)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--skip-8b", action="store_true")
+    p.add_argument("--topologies", default="v4-128,v5p-128")
+    p.add_argument("--part", default="", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.part == "fsdp":
+        print(json.dumps(fsdp_scaling(os.environ.get("CAMBRIAN_CACHE", "/tmp/cambrian-bench"))))
+        return
+    if args.part.startswith("8b:"):
+        print(json.dumps(cambrian_8b(args.part[3:])))
+        return
+
+    def sub(part: str, devices: int, timeout: int = 3600) -> dict:
+        env = {**os.environ, "JAX_PLATFORMS": "cpu",
+               "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+        out = subprocess.run([sys.executable, __file__, "--part", part], env=env, cwd=ROOT,
+                             capture_output=True, text=True, timeout=timeout)
+        if out.returncode:
+            return {"error": out.stderr[-2000:]}
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    fsdp = {int(k): v for k, v in sub("fsdp", 8).items()}
+    res = {"fsdp": fsdp, "fsdp8_over_ideal": fsdp[8]["over_ideal"]}
+    if not args.skip_8b:
+        from cambrian.aot import parse_topology
+
+        res["cambrian_8b"] = {t: sub(f"8b:{t}", parse_topology(t)[0])
+                              for t in args.topologies.split(",")}
+    print(json.dumps(res))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,104 @@
+"""Exact resume: a run killed (SIGKILL) at a random step, relaunched, preempted (SIGTERM) and
+relaunched again ends with parameters bitwise equal to an uninterrupted run.
+
+The interrupted runs are the real entry point (``launch/tpu.py``) in subprocesses; they share a
+persistent compilation cache so each relaunch compiles nothing.
+"""
+
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+from flax import nnx
+
+from cambrian import checkpoint, train
+from cambrian import config as C
+from tests.conftest import SMALL
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+STEPS = {"stage1": 6, "stage2": 10}
+SAVE_EVERY = 3
+STEP_RE = re.compile(r"(stage[12]) step (\d+) loss")
+
+
+def overrides(cache_dir: str) -> list[str]:
+    o = {"cache_dir": cache_dir, "log_every": 1, "save.every": SAVE_EVERY, "eval.limit": 1,
+         "model.llm.random.hidden_size": 64, "model.llm.random.intermediate_size": 128,
+         "model.llm.random.head_dim": 16}
+    o.update({f"data.synthetic.{k}": v for k, v in SMALL.items()})
+    for name, steps in STEPS.items():
+        o.update({f"stages.{name}.steps": steps, f"stages.{name}.batch_size": 4})
+    return [f"--config.{k}={v}" for k, v in o.items()]
+
+
+def launch(workdir: str, cache_dir: str, env: dict) -> subprocess.Popen:
+    cmd = [sys.executable, "launch/tpu.py", "--config", "encoders/dinov2.py:runlocal",
+           "--workdir", workdir, "--skip-eval", *overrides(cache_dir)]
+    return subprocess.Popen(cmd, cwd=ROOT, env=env, stderr=subprocess.PIPE,
+                            stdout=subprocess.DEVNULL, text=True)
+
+
+def run_until(proc: subprocess.Popen, step: int, sig: int) -> tuple[int, str]:
+    """Reads the log until global ``step`` is done, sends ``sig``; returns (exit code, log)."""
+    log = []
+    for line in proc.stderr:
+        log.append(line)
+        for stage, s in STEP_RE.findall(line):
+            done = int(s) + (STEPS["stage1"] if stage == "stage2" else 0)
+            if done >= step and proc.poll() is None:
+                proc.send_signal(sig)
+    log.append(proc.stderr.read())
+    return proc.wait(timeout=300), "".join(log)
+
+
+@pytest.mark.slow  # three launches of the real entry point: ~1.5 min on 2 cores
+def test_killed_and_preempted_runs_resume_bitwise(cache_dir, tmp_path):
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "",
+           "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "jax_cache"),
+           "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+           "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
+    total = sum(STEPS.values())
+    rng = random.Random()
+    kill_at = rng.randint(2, total - 6)
+    wd = str(tmp_path / "run")
+
+    # 1. SIGKILL at a random step: no chance to write anything.
+    code, log = run_until(launch(wd, cache_dir, env), kill_at, signal.SIGKILL)
+    assert code == -signal.SIGKILL, (kill_at, log[-3000:])
+    # the last committed checkpoint, if any (one still being written when killed is not one)
+    saved = checkpoint.latest(checkpoint.manager(wd, 2, read_only=True))
+    assert saved is None or (saved % SAVE_EVERY == 0 and saved <= kill_at), (kill_at, saved)
+
+    # 2. Relaunch: resumes; SIGTERM two steps later writes a checkpoint at the current step.
+    term_at = kill_at + 2
+    code, log = run_until(launch(wd, cache_dir, env), term_at, signal.SIGTERM)
+    assert code == 143, (kill_at, log[-3000:])
+    written = int(re.search(r"checkpoint written at step (\d+)", log).group(1))
+    mngr = checkpoint.manager(wd, 2, read_only=True)
+    assert checkpoint.latest(mngr) == written and term_at <= written < total, (kill_at, written)
+    assert ("resuming from" in log) == (saved is not None), (kill_at, saved)
+
+    # 3. Relaunch: finishes.
+    code, log = run_until(launch(wd, cache_dir, env), total + 1, signal.SIGTERM)
+    assert code == 0 and "resuming from" in log, log[-3000:]
+
+    # The uninterrupted run, here, from the same config.
+    config = C.load("encoders/dinov2.py:runlocal", overrides(cache_dir))
+    ref = train.fit(config, str(tmp_path / "ref"))
+    assert ref.step == total
+    mngr = checkpoint.manager(wd, 2, read_only=True)
+    assert checkpoint.latest(mngr) == total
+    target = checkpoint.abstract({"params": nnx.to_pure_dict(ref.params)})
+    state, meta = checkpoint.restore(mngr, total, target)
+    assert meta["done_stages"] == {"stage1": STEPS["stage1"], "stage2": total}
+    got = jax.tree_util.tree_leaves_with_path(state["params"])
+    want = jax.tree.leaves(nnx.to_pure_dict(ref.params))
+    assert len(got) == len(want) > 30
+    for (path, a), b in zip(got, want):
+        assert np.array_equal(np.asarray(a), np.asarray(b)), (jax.tree_util.keystr(path), kill_at)
