@@ -1,7 +1,7 @@
 """Greedy generation throughput: cambrian's batched, jit-compiled, batch-invariant decoding
 against transformers ``generate`` (PyTorch) on the same random-weight Llama, same CPU.
 
-    python benchmarks/generate.py [--batch 32] [--new-tokens 32] [--repeats 3]
+    python benchmarks/generate.py [--batch 32] [--new-tokens 32] [--repeats 3] [--threads 1]
 
 transformers runs at batch 1 (how per-sample evaluation loops call it) and at the same batch
 size with left padding. Every run decodes exactly ``--new-tokens`` tokens per prompt (no EOS),
@@ -9,6 +9,10 @@ tokens/s counts generated tokens only, figures are medians over ``--repeats`` ro
 warm-up (our compile time is reported apart). Each round times every contender once, so a
 change in load on a shared machine hits all of them alike. The last line printed is one JSON
 object.
+
+Both frameworks get the same number of CPU threads (``--threads``, default 1; 0 keeps each
+library's default). On a shared machine multithreaded torch and XLA spin against other load and
+their timings become erratic (torch at batch 1 ran 6x slower with 2 threads than with 1 here).
 """
 
 from __future__ import annotations
@@ -39,16 +43,25 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--bs1-prompts", type=int, default=4,
                     help="prompts timed one at a time for the transformers batch-1 figure")
+    ap.add_argument("--threads", type=int, default=1, help="CPU threads for both; 0: defaults")
     ap.add_argument("--vocab", type=int, default=16000)
     ap.add_argument("--hidden", type=int, default=512)
     ap.add_argument("--layers", type=int, default=8)
     args = ap.parse_args()
+    if args.threads:
+        # Must precede the first jax import.
+        multi = str(args.threads > 1).lower()
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
+                                   + f" --xla_cpu_multi_thread_eigen={multi}"
+                                   + f" intra_op_parallelism_threads={args.threads}")
 
     import torch
     import transformers
 
     from cambrian.models import llm
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     hf_cfg = transformers.LlamaConfig(
         vocab_size=args.vocab, hidden_size=args.hidden, intermediate_size=args.hidden * 8 // 3,

@@ -20,6 +20,17 @@ CONFIGS = sorted(os.path.relpath(p, C.CONFIGS_DIR)
                  if not p.endswith("__init__.py") and "/eval/" not in p)
 
 
+def _runlocal_model(name):
+    return C.to_json(C.load(name + ":runlocal").model)
+
+
+# Under :runlocal, configs of one encoder family become the same tiny model (e.g. clip.py and
+# clip_224.py); one train step per distinct runlocal model covers every shipped config.
+DISTINCT = {}
+for _name in CONFIGS:
+    DISTINCT.setdefault(_runlocal_model(_name), _name)
+
+
 def one_step(config):
     """Builds the model and runs one stage-2 step; returns the loss and param trees."""
     tok = tokenizer.load(config.model.tokenizer)
@@ -43,7 +54,12 @@ def one_step(config):
     return float(m["loss"]), before, jax.tree.map(np.array, (new, frozen))
 
 
-@pytest.mark.parametrize("name", CONFIGS)
+def test_every_config_maps_to_a_tested_runlocal_model():
+    assert all(_runlocal_model(n) in DISTINCT for n in CONFIGS)
+    assert len(DISTINCT) >= 14 + 4  # every encoder family and every connector
+
+
+@pytest.mark.parametrize("name", sorted(DISTINCT.values()))
 def test_every_config_runs_one_train_step(name, cache_dir):
     config = small(C.load(name + ":runlocal"), cache_dir)
     loss, (tr0, fr0), (tr1, fr1) = one_step(config)

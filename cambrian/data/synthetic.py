@@ -24,7 +24,7 @@ import os
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-VERSION = "v3"
+VERSION = "v4"
 SIZE = 128
 COLORS = {"red": (220, 40, 40), "green": (40, 170, 60), "blue": (40, 80, 220),
           "yellow": (230, 200, 30)}
@@ -32,7 +32,8 @@ SHAPES = ("circle", "square", "triangle")
 SIDES = {"circle": "0", "square": "4", "triangle": "3"}
 WARM = {"red": "warm", "yellow": "warm", "green": "cool", "blue": "cool"}
 WORDS = ("CAT", "DOG", "SUN", "BOX", "CAR", "HAT", "PEN", "MAP")
-_CANONICAL = [*COLORS, *SHAPES, *WORDS, "0", "1", "2", "3", "4", "5", "left", "right"]
+_CANONICAL = [*COLORS, *SHAPES, *WORDS, "0", "1", "2", "3", "4", "5", "left", "right", "warm",
+              "cool"]
 LETTER_PROMPT = "Answer with the option's letter from the given choices directly."
 SHORT_PROMPT = "Answer the question using a single word or phrase."
 GROUPS = ("general", "knowledge", "ocr_chart", "vision_centric")
@@ -129,40 +130,46 @@ def _sa(question: str, answer: str, vocab: tuple[str, ...]) -> dict:
             "chance": 1.0 / len(vocab)}
 
 
+def _both(rng, question: str, options, answer: str) -> list[dict]:
+    """The question in both forms: multiple choice over ``options`` and short answer."""
+    return [_mc(rng, question, list(options), answer), _sa(question, answer, tuple(options))]
+
+
 def questions(scene: Scene, group: str, rng: np.random.Generator) -> list[dict]:
-    """All questions of ``group`` that the scene supports (possibly none)."""
+    """All questions of ``group`` that the scene supports (possibly none), each kind in both
+    the multiple-choice and the short-answer form."""
     f, out = scene.facts, []
     if f["kind"] == "shapes":
         objs = f["objects"]
         one = objs[0]
         if group == "general" and len(objs) == 1:
-            out.append(_mc(rng, "What colour is the shape?", list(COLORS), one["color"]))
-            out.append(_sa("What shape is shown?", one["shape"], SHAPES))
+            out += _both(rng, "What colour is the shape?", COLORS, one["color"])
+            out += _both(rng, "What shape is shown?", SHAPES, one["shape"])
         if group == "knowledge" and len(objs) == 1:
-            out.append(_mc(rng, "How many sides does the shape have?", ["0", "3", "4", "5"],
-                           SIDES[one["shape"]]))
-            out.append(_sa("Is the colour of the shape warm or cool?", WARM[one["color"]],
-                           ("warm", "cool")))
+            out += _both(rng, "How many sides does the shape have?", ["0", "3", "4", "5"],
+                         SIDES[one["shape"]])
+            out += _both(rng, "Is the colour of the shape warm or cool?", ["warm", "cool"],
+                         WARM[one["color"]])
         if group == "vision_centric":
-            out.append(_mc(rng, "How many shapes are there?", ["1", "2", "3", "4"], str(len(objs))))
+            out += _both(rng, "How many shapes are there?", ["1", "2", "3", "4"], str(len(objs)))
             if len(objs) >= 2:
                 a, b = objs[0], objs[1]
-                side = "left" if a["x"] < b["x"] else "right"
-                out.append(_mc(rng, f"Is the {a['color']} shape to the left or to the right of "
-                               f"the {b['color']} shape?", ["left", "right"], side))
+                out += _both(rng, f"Is the {a['color']} shape to the left or to the right of the "
+                             f"{b['color']} shape?", ["left", "right"],
+                             "left" if a["x"] < b["x"] else "right")
                 if a["size"] != b["size"]:
-                    big = a["color"] if a["size"] > b["size"] else b["color"]
-                    out.append(_sa(f"Which is bigger, the {a['color']} shape or the {b['color']} "
-                                   "shape?", big, (a["color"], b["color"])))
+                    out += _both(rng, f"Which is bigger, the {a['color']} shape or the "
+                                 f"{b['color']} shape?", [a["color"], b["color"]],
+                                 a["color"] if a["size"] > b["size"] else b["color"])
     elif f["kind"] == "word" and group == "ocr_chart":
-        out.append(_sa("What word is written in the image?", f["word"], WORDS))
         opts = [f["word"]] + [w for w in WORDS if w != f["word"]][:3]
-        out.append(_mc(rng, "Which word appears in the image?", opts, f["word"]))
+        out.append(_mc(rng, "Which word is written in the image?", opts, f["word"]))
+        out.append(_sa("Which word is written in the image?", f["word"], WORDS))
     elif f["kind"] == "bars" and group == "ocr_chart":
         top = f["colors"][int(np.argmax(f["heights"]))]
         low = f["colors"][int(np.argmin(f["heights"]))]
-        out.append(_mc(rng, "Which bar is the tallest?", list(f["colors"]), top))
-        out.append(_sa("What is the colour of the shortest bar?", low, tuple(f["colors"])))
+        out += _both(rng, "What is the colour of the tallest bar?", f["colors"], top)
+        out += _both(rng, "What is the colour of the shortest bar?", f["colors"], low)
     return out
 
 

@@ -192,7 +192,9 @@ def loss_fn(logits: jax.Array, batch: dict, seg: jax.Array) -> tuple[jax.Array, 
     import optax
 
     targets = batch["tokens"][:, 1:]
-    mask = batch["loss_mask"][:, 1:] & (seg[:, 1:] != 0) & (targets >= 0)
+    # packed rows: a token never predicts the first token of the next sample
+    same = batch["segment_ids"][:, 1:] == batch["segment_ids"][:, :-1]
+    mask = batch["loss_mask"][:, 1:] & (seg[:, 1:] != 0) & (targets >= 0) & same
     ce = optax.softmax_cross_entropy_with_integer_labels(
         logits[:, :-1].astype(jnp.float32), jnp.maximum(targets, 0))
     n = mask.sum()

@@ -150,10 +150,7 @@ class Aimv2VisionTransformer(nnx.Module):
         x = self.patch_embed(common.patchify(pixels.astype(cfg.dtype), cfg.patch))
         x = self.patch_norm(x.reshape(b, gh * gw, -1))
         x = x + self._positions(gh, gw).astype(x.dtype)
-        hidden = [x]
-        for blk in self.blocks:
-            x = blk(x)
-            hidden.append(x)
+        x, hidden = common.run_blocks(self.blocks, x)
         last = self.norm(x)
         chosen = last if cfg.layer is None else hidden[cfg.layer]
         feats = features.tokens_to_grid(chosen, 0, (gh, gw)).astype(jnp.float32)

@@ -54,13 +54,7 @@ def load(checkpoint: str, *, variant: str | None = None, image_size: int | None 
         "patch": e + "patch_embedding", "pos": e + "position_embedding.weight",
         "pos_shape": (cfg.pos_size ** 2 + 1, cfg.width), "cls": e + "class_embedding",
         "cls_shape": (cfg.width,), "pre_norm": pre + "pre_layrnorm"})
-    for i in range(cfg.depth):
-        b = f"{pre}encoder.layers.{i}."
-        layout |= vit.block_layout(cfg, i, {
-            "norm1": b + "layer_norm1", "norm2": b + "layer_norm2", "q": b + "self_attn.q_proj",
-            "k": b + "self_attn.k_proj", "v": b + "self_attn.v_proj",
-            "out": b + "self_attn.out_proj", "fc1": b + "mlp.fc1", "fc2": b + "mlp.fc2"},
-            fused_qkv=False)
+    layout |= vit.hf_clip_blocks_layout(cfg, pre)
     return vit.load_layout(cfg, reader, layout)
 
 

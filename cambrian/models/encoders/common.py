@@ -61,9 +61,18 @@ def param(init: Init, shape: tuple[int, ...], names: tuple[str | None, ...],
     return nnx.Param(value, out_sharding=names, eager_sharding=False, init=init)
 
 
+class _ShapeRngs(nnx.Rngs):
+    """``nnx.Rngs`` for shape-only tracing: ``params()`` hands out one fixed key. The values are
+    discarded anyway, and advancing a traced stream counter costs time linear in the trace so
+    far (jax builds an unused error message each time): quadratic over a large model."""
+
+    def params(self) -> Array:
+        return jax.random.key(0)
+
+
 def abstract(cls: Callable[..., M], *args, **kwargs) -> M:
     """``cls(*args, **kwargs, rngs=...)`` with shapes only: nothing is allocated or drawn."""
-    return nnx.eval_shape(lambda: cls(*args, **kwargs, rngs=nnx.Rngs(0)))
+    return nnx.eval_shape(lambda: cls(*args, **kwargs, rngs=_ShapeRngs(0)))
 
 
 def random_init(cls: Callable[..., M], *args, rngs: nnx.Rngs, **kwargs) -> M:
@@ -158,6 +167,16 @@ class Attention(nnx.Module):
     def __call__(self, x: Array) -> Array:
         """float[B, N, C] -> float[B, N, C]."""
         return self.out(attention(self.q(x), self.k(x), self.v(x)))
+
+
+def run_blocks(blocks, x: Array, *args) -> tuple[Array, list[Array]]:
+    """``x`` through each block in turn (extra ``args`` passed to every block); returns the output
+    and HF's ``hidden_states``: [input, after block 1, ..., after the last block]."""
+    hidden = [x]
+    for blk in blocks:
+        x = blk(x, *args)
+        hidden.append(x)
+    return x, hidden
 
 
 def patchify(x: Array, p: int) -> Array:

@@ -217,19 +217,13 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     enc = encoders.load(args.family, args.src, variant=args.variant, image_size=args.image_size)
     save(enc, args.dst, family=args.family, variant=args.variant)
-    n = sum(int(np.prod(s)) for s in _param_shapes(enc))
+    n = sum(int(np.prod(s)) for s in param_paths(enc).values())
     print(f"converted {args.family} {args.src} -> {args.dst} ({n / 1e6:.1f}M parameters)")
     if args.verify:
         err = verify(args.family, args.src, args.dst, args.verify, variant=args.variant,
                      image_size=args.image_size)
         print(f"verify {args.verify}: max abs feature error vs reference = {err:.3e}")
     return 0
-
-
-def _param_shapes(module: nnx.Module):
-    return [v.shape for _, v in nnx.to_flat_state(nnx.state(module, nnx.Param))]
-
-
 
 
 def verify(family: str, src: str, dst: str, image_path: str, *, variant: str | None = None,

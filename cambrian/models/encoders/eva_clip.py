@@ -169,10 +169,7 @@ class EvaVisionTransformer(nnx.Module):
         cls = jnp.broadcast_to((self.cls_token[...] + pos[0]).astype(x.dtype), (b, 1, x.shape[-1]))
         x = jnp.concatenate([cls, x], axis=1)
         sin, cos = rope_tables((gh, gw), cfg.width // cfg.heads, cfg.rope_ref, cfg.rope_theta)
-        hidden = [x]
-        for blk in self.blocks:
-            x = blk(x, sin, cos)
-            hidden.append(x)
+        x, hidden = common.run_blocks(self.blocks, x, sin, cos)
         last = self.norm(x)
         chosen = last if cfg.layer is None else hidden[cfg.layer]
         feats = features.tokens_to_grid(chosen, 1, (gh, gw)).astype(jnp.float32)

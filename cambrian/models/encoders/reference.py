@@ -211,7 +211,7 @@ def _sam(src: str, px, cfg) -> np.ndarray:
         norm_layer=functools.partial(torch.nn.LayerNorm, eps=cfg.ln_eps)).eval()
     # the original layout names the MLP lin1/lin2 (timm's checkpoint_filter_fn renames them)
     _load(model, _tensors(reader, pre, model.state_dict().__contains__,
-                          lambda k: k.replace("mlp.lin", "mlp.fc")), src)
+                          lambda k: k.replace("mlp.lin", "mlp.fc")), src, ("neck.", "head."))
     x = model.patch_embed(px)
     hidden = [x + resample_abs_pos_embed_nhwc(model.pos_embed, x.shape[1:3])]
     hidden += [t.permute(0, 2, 3, 1) for t in model.forward_intermediates(

@@ -188,11 +188,8 @@ class SamEncoder(nnx.Module):
         gh, gw = pixels.shape[1] // cfg.patch, pixels.shape[2] // cfg.patch
         x = self.patch_embed(common.patchify(pixels.astype(cfg.dtype), cfg.patch))
         x = x + common.resample_grid(self.pos_embed[...], (gh, gw), "bicubic_aa").astype(x.dtype)
-        hidden = [x]
-        for blk in self.blocks:
-            x = blk(x)
-            hidden.append(x)
-        feats = hidden[-1] if cfg.layer is None else hidden[cfg.layer]
+        x, hidden = common.run_blocks(self.blocks, x)
+        feats = x if cfg.layer is None else hidden[cfg.layer]
         return feats.astype(jnp.float32), {"hidden_states": tuple(hidden)}
 
 

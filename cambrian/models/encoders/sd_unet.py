@@ -1,9 +1,9 @@
 """The Stable Diffusion networks Cambrian's diffusion tower runs: the encoder half of diffusers'
 ``AutoencoderKL`` and the ``UNet2DConditionModel`` of SD 1.x/2.x, in NHWC.
 
-Parameter paths follow diffusers' module names (``down_blocks.0.resnets.1.conv1.kernel``), so the
-checkpoint names are derived from them (``sd_diffusion._torch_name``). Weights are random until
-``sd_diffusion.load`` fills them; every parameter records its ``common.Init``.
+Parameter paths follow diffusers' module names (``down_blocks.0.resnets.1.conv1.kernel``), from
+which ``sd_diffusion`` derives the checkpoint tensor names; every parameter records its
+``common.Init`` for ``common.random_init``.
 
 Attention uses ``jax.nn.dot_product_attention`` (no einsums here).
 """

@@ -56,13 +56,7 @@ def _hf_layout(cfg: vit.ViTConfig, pre: str, linear_patch: bool) -> dict:
     if linear_patch:  # SigLIP2 embeds (py, px, channel)-flattened patches with a Linear
         layout["patch_embed.kernel"] = (e + "patch_embedding.weight", (c, p * p * 3),
                                         lambda w: w.T.reshape(p, p, 3, c))
-    for i in range(cfg.depth):
-        b = f"{pre}encoder.layers.{i}."
-        layout |= vit.block_layout(cfg, i, {
-            "norm1": b + "layer_norm1", "norm2": b + "layer_norm2", "q": b + "self_attn.q_proj",
-            "k": b + "self_attn.k_proj", "v": b + "self_attn.v_proj",
-            "out": b + "self_attn.out_proj", "fc1": b + "mlp.fc1", "fc2": b + "mlp.fc2"},
-            fused_qkv=False)
+    layout |= vit.hf_clip_blocks_layout(cfg, pre)
     return layout
 
 

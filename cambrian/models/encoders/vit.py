@@ -208,11 +208,7 @@ class VisionTransformer(nnx.Module):
     def __call__(self, pixels: Array) -> tuple[Array, dict]:
         cfg = self.config
         grid = (pixels.shape[1] // cfg.patch, pixels.shape[2] // cfg.patch)
-        x = self.embed(pixels.astype(cfg.dtype))
-        hidden = [x]
-        for blk in self.blocks:
-            x = blk(x)
-            hidden.append(x)
+        x, hidden = common.run_blocks(self.blocks, self.embed(pixels.astype(cfg.dtype)))
         last = x if self.final_norm is None else self.final_norm(x)
         chosen = last if cfg.layer is None else hidden[cfg.layer]
         feats = features.tokens_to_grid(chosen, cfg.num_prefix, grid).astype(jnp.float32)
@@ -303,6 +299,19 @@ def timm_layout(cfg: ViTConfig, prefix: str = "") -> dict:
             "norm1": b + "norm1", "norm2": b + "norm2", "qkv": b + "attn.qkv",
             "out": b + "attn.proj", "fc1": b + "mlp.fc1", "fc2": b + "mlp.fc2",
             "ls1": b + "ls1.gamma", "ls2": b + "ls2.gamma"}, fused_qkv=True)
+    return out
+
+
+def hf_clip_blocks_layout(cfg: ViTConfig, prefix: str = "") -> dict:
+    """The blocks of HF ``CLIPVisionModel`` / ``SiglipVisionModel`` (``encoder.layers.i``)."""
+    out = {}
+    for i in range(cfg.depth):
+        b = f"{prefix}encoder.layers.{i}."
+        out |= block_layout(cfg, i, {
+            "norm1": b + "layer_norm1", "norm2": b + "layer_norm2", "q": b + "self_attn.q_proj",
+            "k": b + "self_attn.k_proj", "v": b + "self_attn.v_proj",
+            "out": b + "self_attn.out_proj", "fc1": b + "mlp.fc1", "fc2": b + "mlp.fc2"},
+            fused_qkv=False)
     return out
 
 

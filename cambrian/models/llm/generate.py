@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from cambrian.models.llm.llama import Array, LayerHook, Llama, init_cache
+from cambrian.models.llm.llama import KEY_BLOCK, Array, LayerHook, Llama, init_cache
 
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 LENGTH_BUCKETS = (16, 32, 64, 128, 256, 512, 768, 1024, 1536, 2048, 3072, 4096, 6144, 8192)
@@ -180,7 +180,8 @@ def generate_from_embeds(model: Llama, embeds: Array, segment_ids: Array,
         graphdef, state, embeds, jnp.asarray(seg), jnp.asarray(pos), rng,
         max_new_tokens=int(max_new_tokens), eos=_eos_tuple(eos_id),
         stops=_stop_table(stop_sequences), temperature=float(temperature),
-        layer_hook=layer_hook, cache_len=tb + int(max_new_tokens), pad_id=int(pad_id),
+        layer_hook=layer_hook, cache_len=-(-(tb + int(max_new_tokens)) // KEY_BLOCK) * KEY_BLOCK,
+        pad_id=int(pad_id),
         invariant=bool(batch_invariant))
     return tokens[:b], n[:b]
 

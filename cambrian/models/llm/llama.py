@@ -213,11 +213,12 @@ def constrain(x: Array, names: tuple[str | None, ...]) -> Array:
 # XLA picks matmul blocking, multithreaded loop splits and fusions (hence fused multiply-adds)
 # from whole-array shapes, and these round differently: on CPU the same row can come out a few
 # ulps apart at batch 1 and batch 32. In batch-invariant mode every computation runs inside a
-# loop over fixed-shape blocks (ROW_BLOCK token rows; QUERY_BLOCK queries of ATTN_ROWS sequences
-# against KEY_BLOCK keys at a time), so each row meets the same compiled code whatever surrounds
-# it.
+# loop over fixed-shape blocks (ROW_BLOCK token rows, DECODE_ROWS for one-token steps;
+# QUERY_BLOCK queries of ATTN_ROWS sequences against KEY_BLOCK keys at a time), so each row meets
+# the same compiled code whatever surrounds it. A token is always computed in the same phase
+# (prompt or one-token step), so the two phases may use different blocks.
 
-ROW_BLOCK, QUERY_BLOCK, KEY_BLOCK, ATTN_ROWS = 64, 16, 64, 8
+ROW_BLOCK, DECODE_ROWS, QUERY_BLOCK, KEY_BLOCK, ATTN_ROWS = 64, 32, 16, 64, 8
 _MASKED = float(np.finfo(np.float32).min)
 
 
@@ -232,13 +233,16 @@ def blockwise(fn: Callable, xs: tuple[Array, ...], block: int):
     in a loop; returns fn's outputs concatenated back to N rows."""
     n = xs[0].shape[0]
     nb = -(-n // block)
-    xs = tuple(jnp.pad(a, [(0, nb * block - n)] + [(0, 0)] * (a.ndim - 1)) for a in xs)
+    # One spare block: a slice or update covering a whole buffer would be simplified away,
+    # changing the fusions (and rounding) of a one-block call.
+    xs = tuple(jnp.pad(a, [(0, (nb + 1) * block - n)] + [(0, 0)] * (a.ndim - 1)) for a in xs)
 
     def take(i):
         return tuple(jax.lax.dynamic_slice_in_dim(a, i * block, block) for a in xs)
 
     shapes = jax.eval_shape(fn, jnp.int32(0), *take(0))
-    outs = jax.tree.map(lambda sd: jnp.zeros((nb * block,) + sd.shape[1:], sd.dtype), shapes)
+    outs = jax.tree.map(lambda sd: jnp.zeros(((nb + 1) * block,) + sd.shape[1:], sd.dtype),
+                        shapes)
 
     def body(i, outs):
         return jax.tree.map(lambda o, r: jax.lax.dynamic_update_slice_in_dim(o, r, i * block, 0),
@@ -248,22 +252,23 @@ def blockwise(fn: Callable, xs: tuple[Array, ...], block: int):
     return jax.tree.map(lambda o: o[:n], outs)
 
 
-def _rowwise(fn: Callable, xs: tuple[Array, ...], batch_invariant: bool):
-    """Token-wise ``fn`` over rows [N, ...]: one call, or ROW_BLOCK-row blocks."""
+def _rowwise(fn: Callable, xs: tuple[Array, ...], batch_invariant: bool, one_token: bool):
+    """Token-wise ``fn`` over rows [N, ...]: one call, or fixed-size row blocks."""
     if not batch_invariant:
         return fn(*xs)
-    return blockwise(lambda i, *blocks: fn(*blocks), xs, ROW_BLOCK)
+    block = DECODE_ROWS if one_token else ROW_BLOCK
+    return blockwise(lambda i, *blocks: fn(*blocks), xs, block)
 
 
 def attend(q: Array, k: Array, v: Array, mask: Array, batch_invariant: bool = False) -> Array:
     """Softmax attention with grouped kv heads.
 
     q float[B, T, H, E], k/v float[B, S, K, E] (rotated), mask bool[B, T, S] ->
-    float[B, T, H, E]. A finite fill keeps fully
-    masked (padding) queries finite: they average all keys. With ``batch_invariant``, QUERY_BLOCK
+    float[B, T, H, E]. A finite fill keeps fully masked (padding) queries finite: they average
+    all keys. With ``batch_invariant``, QUERY_BLOCK
     queries of ATTN_ROWS (row, query block) pairs attend to KEY_BLOCK keys at a time with an
     online softmax; keys past a row's end are masked and add exact zeros, so the cache length
-    does not matter either.
+    does not matter either (a multiple of KEY_BLOCK avoids a padded copy of the cache).
     """
     b, t, h, e = q.shape
     nk = k.shape[2]
@@ -278,33 +283,34 @@ def attend(q: Array, k: Array, v: Array, mask: Array, batch_invariant: bool = Fa
         return jnp.einsum("bkgts,bske->btkge", p, v).reshape(b, t, h, e)
 
     qb = min(t, QUERY_BLOCK)
-    pad_t, pad_s = -t % qb, -k.shape[1] % KEY_BLOCK
+    n_keys = -(-k.shape[1] // KEY_BLOCK)
+    # At least two key blocks, so a block slice never spans (and is simplified to) the whole.
+    pad_t, pad_s = -t % qb, max(n_keys, 2) * KEY_BLOCK - k.shape[1]
     pad = lambda x, *w: jnp.pad(x, list(w) + [(0, 0)] * (x.ndim - len(w)))  # noqa: E731
     q, mask = pad(q, (0, 0), (0, pad_t)), pad(mask, (0, 0), (0, pad_t), (0, pad_s))
     k, v = pad(k, (0, 0), (0, pad_s)), pad(v, (0, 0), (0, pad_s))
-    nq, n_keys = q.shape[1] // qb, k.shape[1] // KEY_BLOCK
+    nq = q.shape[1] // qb
 
     def query_blocks(i, qi, mi):  # ATTN_ROWS (row, query block) pairs: [P, qb, H, E], ...
         rows = (i * ATTN_ROWS + jnp.arange(ATTN_ROWS)) // nq
-        kr, vr = (jnp.take(a, rows, axis=0, mode="clip") for a in (k, v))
         qi = qi.reshape(ATTN_ROWS, qb, nk, g, e)
 
-        def key_block(carry, j):
+        def key_block(j, carry):
             m, l, acc = carry
-            kj, vj = (jax.lax.dynamic_slice_in_dim(a, j * KEY_BLOCK, KEY_BLOCK, axis=1)
-                      for a in (kr, vr))
+            kj, vj = (jnp.take(jax.lax.dynamic_slice_in_dim(a, j * KEY_BLOCK, KEY_BLOCK, axis=1),
+                               rows, axis=0, mode="clip") for a in (k, v))
             mj = jax.lax.dynamic_slice_in_dim(mi, j * KEY_BLOCK, KEY_BLOCK, axis=2)
             s = jnp.where(mj[:, None, None], scores(qi, kj), _MASKED)
             m_new = jnp.maximum(m, s.max(-1))
             p = jnp.exp(s - m_new[..., None])
             alpha = jnp.exp(m - m_new)
             pv = jnp.einsum("pkgts,pske->pkgte", p.astype(dt), vj).astype(jnp.float32)
-            return (m_new, l * alpha + p.sum(-1), acc * alpha[..., None] + pv), None
+            return m_new, l * alpha + p.sum(-1), acc * alpha[..., None] + pv
 
         shape = (ATTN_ROWS, nk, g, qb)
         init = (jnp.full(shape, _MASKED, jnp.float32), jnp.zeros(shape, jnp.float32),
                 jnp.zeros(shape + (e,), jnp.float32))
-        (_, l, acc), _ = jax.lax.scan(key_block, init, jnp.arange(n_keys))
+        _, l, acc = jax.lax.fori_loop(0, _opaque(n_keys, qi), key_block, init)
         out = (acc / l[..., None]).astype(dt).transpose(0, 3, 1, 2, 4)  # [P, qb, K, G, E]
         return out.reshape(ATTN_ROWS, qb, h, e)
 
@@ -467,7 +473,7 @@ class DecoderLayer(nnx.Module):
         # Rotation happens inside the row-wise step so that, in batch-invariant mode, the cache
         # receives plain copies of values computed by the fixed-shape block code.
         q, k, v = _rowwise(lambda r, p: self.attn.qkv(self.input_norm(r), p),
-                           (rows, positions.reshape(b * t)), inv)
+                           (rows, positions.reshape(b * t)), inv, t == 1)
         q = constrain(q.reshape(b, t, cfg.num_heads, cfg.head_dim),
                       ("batch", "length", "heads", "head_dim"))
         k, v = (a.reshape(b, t, cfg.num_kv_heads, cfg.head_dim) for a in (k, v))
@@ -480,7 +486,7 @@ class DecoderLayer(nnx.Module):
             r = r + self.attn.out(o)
             return r + self.mlp(self.post_attn_norm(r))
 
-        x = _rowwise(finish, (rows, o.reshape(b * t, cfg.num_heads, cfg.head_dim)), inv)
+        x = _rowwise(finish, (rows, o.reshape(b * t, cfg.num_heads, cfg.head_dim)), inv, t == 1)
         return constrain(x.reshape(b, t, d), ("batch", "length", "embed")), cache_kv
 
 
@@ -508,7 +514,8 @@ class Llama(nnx.Module):
         else:
             w = self.lm_head[...].astype(hidden.dtype)
         rows = hidden.reshape(-1, hidden.shape[-1])
-        logits = _rowwise(lambda r: r @ w, (rows,), batch_invariant)
+        one_token = hidden.ndim == 2 or hidden.shape[1] == 1
+        logits = _rowwise(lambda r: r @ w, (rows,), batch_invariant, one_token)
         return logits.reshape(hidden.shape[:-1] + (-1,)).astype(jnp.float32)
 
     def forward(self, tokens: Array | None = None, *, embeds: Array | None = None,
@@ -562,7 +569,8 @@ class Llama(nnx.Module):
                 new_v.append(kv[1])
             if layer_hook is not None:
                 x = layer_hook(i, x)
-        hidden = _rowwise(self.norm, (x.reshape(b * t, -1),), batch_invariant).reshape(x.shape)
+        hidden = _rowwise(self.norm, (x.reshape(b * t, -1),), batch_invariant, t == 1)
+        hidden = hidden.reshape(x.shape)
         new_cache = None
         if cache is not None:
             new_cache = KVCache(tuple(new_k), tuple(new_v), kseg, kpos, start + t)

@@ -11,7 +11,9 @@ import pytest
 from flax import nnx
 
 from cambrian.models import encoders, weights
-from cambrian.models.encoders import aimv2, vit
+from cambrian.models.encoders import aimv2
+
+from .utils import check_jit_and_bf16, forward, randomize, torch_pixels
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -20,27 +22,13 @@ timm = pytest.importorskip("timm")
 pytestmark = pytest.mark.parity
 
 TOL = 1e-4
-# compiled: the tiny models run faster jitted than op by op
-_forward = nnx.jit(lambda enc, x: enc(x))
 # == aimv2.VARIANTS["runlocal"]: width 32, 2 blocks, 2 heads, SwiGLU 48, patch 8, 48 px
 HF_TINY = dict(hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=2,
                image_size=48, patch_size=8, use_head=False)
 
 
-def _randomize(model, seed: int):
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(0.3 * torch.randn(p.shape, generator=g))
-    return model.eval()
-
-
-def _pixels(size: int, seed: int):
-    return torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(seed))
-
-
 def _feats(enc, x):
-    return np.asarray(_forward(enc, jnp.asarray(x.permute(0, 2, 3, 1).numpy()))[0])
+    return np.asarray(forward(enc, jnp.asarray(x.permute(0, 2, 3, 1).numpy()))[0])
 
 
 def _timm_tiny(**kw):
@@ -62,7 +50,7 @@ def hf_ckpts(tmp_path_factory):
 
     out = {}
     for seed, (variant, native) in enumerate((("runlocal", False), ("runlocal-native", True))):
-        model = _randomize(Aimv2VisionModel(Aimv2VisionConfig(**HF_TINY, is_native=native)), seed)
+        model = randomize(Aimv2VisionModel(Aimv2VisionConfig(**HF_TINY, is_native=native)), seed)
         path = tmp_path_factory.mktemp("aimv2_hf")
         model.save_pretrained(path)
         out[variant] = (model, str(path))
@@ -71,7 +59,7 @@ def hf_ckpts(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def timm_ckpt(tmp_path_factory):
-    model = _randomize(_timm_tiny(), 2)
+    model = randomize(_timm_tiny(), 2)
     path = tmp_path_factory.mktemp("aimv2_timm") / "aimv2.pth"
     torch.save(model.state_dict(), path)
     return model.state_dict(), str(path)
@@ -81,7 +69,7 @@ def timm_ckpt(tmp_path_factory):
 @pytest.mark.parametrize("layer", [None, 1, 0])
 def test_hf_parity(hf_ckpts, variant, layer):
     model, path = hf_ckpts[variant]
-    x = _pixels(48, 3)
+    x = torch_pixels(48, 3)
     with torch.no_grad():
         o = model(x, output_hidden_states=True)
     ref = (o.last_hidden_state if layer is None else o.hidden_states[layer]).numpy()
@@ -97,7 +85,7 @@ def test_hf_native_any_size(hf_ckpts, image_size):
     checkpoint size only; other sizes are covered against timm below)."""
     variant = "runlocal-native"
     model, path = hf_ckpts[variant]
-    x = _pixels(image_size, 4)
+    x = torch_pixels(image_size, 4)
     with torch.no_grad():
         ref = model(x).last_hidden_state.numpy()
     feats = _feats(aimv2.load(path, variant=variant, image_size=image_size), x)
@@ -110,7 +98,7 @@ def test_timm_parity_any_size(timm_ckpt, image_size, layer):
     sd, path = timm_ckpt
     ref_model = _timm_tiny(dynamic_img_size=True).eval()
     ref_model.load_state_dict(sd)
-    x = _pixels(image_size, 5)
+    x = torch_pixels(image_size, 5)
     with torch.no_grad():
         if layer is None:
             ref = ref_model.forward_features(x)
@@ -142,7 +130,7 @@ def test_apple_layout(timm_ckpt, tmp_path):
     torch.save(apple, tmp_path / "aimv2_apple.pth")
     ref_model = _timm_tiny().eval()
     ref_model.load_state_dict(sd)
-    x = _pixels(48, 6)
+    x = torch_pixels(48, 6)
     with torch.no_grad():
         ref = ref_model.forward_features(x).numpy()
     feats = _feats(aimv2.load(str(tmp_path / "aimv2_apple.pth"), variant="runlocal"), x)
@@ -151,14 +139,8 @@ def test_apple_layout(timm_ckpt, tmp_path):
 
 def test_create_jit_and_bf16():
     enc = encoders.create("aimv2", "runlocal", image_size=56, rngs=nnx.Rngs(0))
-    graphdef, state = nnx.split(enc)
     x = jax.random.normal(jax.random.key(0), (1, 56, 56, 3))
-    feats = jax.jit(lambda s, x: nnx.merge(graphdef, s)(x)[0])(state, x)
-    assert feats.shape == (1, *enc.grid, enc.out_channels) == (1, 7, 7, 32)
-    # a frozen tower runs in bf16; features stay float32 and close to the fp32 ones
-    low = _forward(vit.with_dtype(enc, "bfloat16"), x)[0]
-    assert low.dtype == jnp.float32
-    assert float(jnp.abs(low - feats).max()) <= 0.05 * float(jnp.abs(feats).max())
+    check_jit_and_bf16(enc, x, (1, 7, 7, 32))
 
 
 def test_missing_and_misshaped_tensors_are_named(timm_ckpt, tmp_path):

@@ -9,32 +9,12 @@ import subprocess
 import sys
 import textwrap
 
-import numpy as np
 import pytest
 
 from cambrian.models import encoders
-from cambrian.models.encoders import vit
 from cambrian.models.weights import CheckpointError
 
-
-def write_hf_dinov2(path, variant="runlocal", drop=(), reshape=None, seed=0):
-    """A DINOv2 checkpoint in HF tensor names (random numpy values), tensor by tensor."""
-    from safetensors.numpy import save_file
-
-    cfg = vit.config_for("dinov2", __import__("cambrian.models.encoders.dinov2",
-                                              fromlist=["VARIANTS"]).VARIANTS, variant)
-    rng = np.random.default_rng(seed)
-    tensors = {}
-    for name, shape, _ in vit.hf_vit_layout(cfg, norm_names=("norm1", "norm2"),
-                                            mlp_names=("mlp.fc1", "mlp.fc2")).values():
-        if name in drop:
-            continue
-        if reshape and name in reshape:
-            shape = reshape[name]
-        tensors[name] = (rng.standard_normal(shape) * 0.02).astype(np.float32)
-    os.makedirs(path, exist_ok=True)
-    save_file(tensors, os.path.join(path, "model.safetensors"))
-    return path
+from .utils import write_hf_dinov2
 
 
 def test_missing_tensor_is_named(tmp_path):

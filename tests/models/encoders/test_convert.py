@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from functools import partial
 
 import jax
 import numpy as np
@@ -14,12 +15,12 @@ from cambrian.models import encoders
 from cambrian.models.encoders import convert
 from cambrian.models.weights import CheckpointError
 
-from .test_checkpoint_errors import write_hf_dinov2
+from .utils import forward, randomize, write_hf_dinov2
 
 
 def _feats(enc, size, seed=0):
     x = jax.random.normal(jax.random.key(seed), (2, size, size, 3))
-    return np.asarray(enc(x)[0])
+    return np.asarray(forward(enc, x)[0])
 
 
 def test_converted_dir_loads_with_identical_features(tmp_path, capsys):
@@ -106,3 +107,69 @@ def test_verify_open_clip_checkpoint(tmp_path, capsys):
                   str(tmp_path / "src"), "--dst", str(tmp_path / "dst"), "--image-size", "84",
                   "--verify", _image(tmp_path))
     assert err <= 1e-4
+
+
+# --- --verify for the families with their own module (not ViTConfig) --------------------------
+# Each case writes a tiny randomised reference model in a native layout and names the variant of
+# the same architecture; parameters are O(1) so that every tensor moves the features.
+
+def _torch_save(state_dict, path, prefix=""):
+    import torch
+
+    torch.save({prefix + k: v for k, v in state_dict.items()}, path)
+    return path
+
+
+def _case_convnext(tmp):
+    from timm.models.convnext import ConvNeXt
+
+    m = randomize(ConvNeXt(depths=(1, 1, 2, 1), dims=(8, 16, 24, 32), num_classes=0), 0)
+    src = _torch_save(m.state_dict(), tmp / "open_clip_pytorch_model.bin", "visual.trunk.")
+    return dict(src=src, variant="runlocal-multi-stage", size=96)  # every stage resized to 6x6
+
+
+def _case_sam(tmp):
+    import torch
+    from timm.models.vision_transformer_sam import VisionTransformerSAM
+
+    m = randomize(VisionTransformerSAM(
+        img_size=64, patch_size=8, embed_dim=32, depth=3, num_heads=2, global_attn_indexes=[1],
+        window_size=3, use_rel_pos=True, neck_chans=16, num_classes=0,
+        norm_layer=partial(torch.nn.LayerNorm, eps=1e-6)), 1)
+    sd = {k.replace("mlp.fc", "mlp.lin"): v for k, v in m.state_dict().items()}
+    src = _torch_save(sd, tmp / "sam_vit_t.pth", "image_encoder.")  # the original SAM layout
+    return dict(src=src, variant="runlocal", size=80)
+
+
+def _case_eva_clip(tmp):
+    from timm.models.eva import Eva
+
+    m = randomize(Eva(img_size=48, patch_size=8, embed_dim=32, depth=2, num_heads=2,
+                      mlp_ratio=4 * 2 / 3, qkv_fused=False, swiglu_mlp=True, scale_mlp=True,
+                      scale_attn_inner=True, use_rot_pos_emb=True, ref_feat_shape=(4, 4),
+                      global_pool="token", num_classes=0), 2)
+    return dict(src=_torch_save(m.state_dict(), tmp / "eva.pth"), variant="runlocal", size=64)
+
+
+def _case_aimv2(tmp):
+    from transformers import Aimv2VisionConfig, Aimv2VisionModel
+
+    cfg = Aimv2VisionConfig(hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+                            num_attention_heads=2, image_size=48, patch_size=8, use_head=False)
+    randomize(Aimv2VisionModel(cfg), 3).save_pretrained(tmp / "src")
+    return dict(src=tmp / "src", variant="runlocal", size=None)  # HF runs at its own size only
+
+
+VERIFY_CASES = {name[len("_case_"):]: fn for name, fn in dict(globals()).items()
+                if name.startswith("_case_")}
+
+
+@pytest.mark.parity
+@pytest.mark.parametrize("family", sorted(VERIFY_CASES))
+def test_verify_other_families(family, tmp_path, capsys):
+    c = VERIFY_CASES[family](tmp_path)
+    args = ["--family", family, "--variant", c["variant"], "--src", str(c["src"]), "--dst",
+            str(tmp_path / "dst"), "--verify", _image(tmp_path)]
+    if c["size"]:
+        args += ["--image-size", str(c["size"])]
+    assert _verify(capsys, *args) <= 1e-4

@@ -11,7 +11,9 @@ import pytest
 from flax import nnx
 
 from cambrian.models import encoders, weights
-from cambrian.models.encoders import convnext, vit
+from cambrian.models.encoders import convnext
+
+from .utils import check_jit_and_bf16, forward, nhwc, randomize
 
 torch = pytest.importorskip("torch")
 timm = pytest.importorskip("timm")
@@ -22,17 +24,6 @@ pytestmark = pytest.mark.parity
 
 TINY = dict(depths=(1, 1, 2, 1), dims=(8, 16, 24, 32))  # == convnext.VARIANTS["runlocal"]
 TOL = 1e-4
-# compiled: the tiny models run faster jitted than op by op
-_forward = nnx.jit(lambda enc, x: enc(x))
-
-
-def _randomize(model, seed: int):
-    # timm inits layer scale at 1e-6, which would hide the blocks from the comparison
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(0.3 * torch.randn(p.shape, generator=g))
-    return model.eval()
 
 
 def _stage_maps(trunk, x):
@@ -46,12 +37,8 @@ def _stage_maps(trunk, x):
     return maps
 
 
-def _nhwc(t):
-    return t.permute(0, 2, 3, 1).numpy()
-
-
 def _run(enc, x):
-    feats, out = _forward(enc, jnp.asarray(_nhwc(x)))
+    feats, out = forward(enc, jnp.asarray(nhwc(x)))
     return np.asarray(feats), out
 
 
@@ -59,7 +46,7 @@ def _run(enc, x):
 def timm_ckpt(tmp_path_factory):
     from timm.models.convnext import ConvNeXt
 
-    model = _randomize(ConvNeXt(**TINY, num_classes=0), 0)
+    model = randomize(ConvNeXt(**TINY, num_classes=0), 0)
     path = tmp_path_factory.mktemp("convnext_timm") / "convnext.pth"
     torch.save(model.state_dict(), path)
     return model, str(path)
@@ -84,7 +71,7 @@ def open_clip_ckpt(tmp_path_factory):
                         "layers": 1}}
     (cfg_dir / "cambrian-test-convnext.json").write_text(json.dumps(cfg))
     open_clip.add_model_config(str(cfg_dir))
-    model = _randomize(open_clip.create_model("cambrian-test-convnext"), 1)
+    model = randomize(open_clip.create_model("cambrian-test-convnext"), 1)
     out = tmp_path_factory.mktemp("convnext_open_clip")
     torch.save(model.state_dict(), out / "open_clip_pytorch_model.bin")
     return model.visual.trunk, str(out)
@@ -97,12 +84,12 @@ def test_timm_single_stage(timm_ckpt, image_size, layer):
     maps = _stage_maps(model, x)
     enc = encoders.load("convnext", path, variant="runlocal", image_size=image_size, layer=layer)
     feats, out = _run(enc, x)
-    ref = _nhwc(maps[-1 if layer is None else layer])
+    ref = nhwc(maps[-1 if layer is None else layer])
     assert feats.shape == ref.shape and enc.grid == ref.shape[1:3]
     assert enc.out_channels == ref.shape[-1]
     np.testing.assert_allclose(feats, ref, atol=TOL, rtol=0)
     for ours, theirs in zip(out["stages"], maps):
-        np.testing.assert_allclose(np.asarray(ours), _nhwc(theirs), atol=TOL, rtol=0)
+        np.testing.assert_allclose(np.asarray(ours), nhwc(theirs), atol=TOL, rtol=0)
 
 
 @pytest.mark.parametrize("image_size,num_tokens", [(64, None), (96, None), (96, 25)])
@@ -117,7 +104,7 @@ def test_open_clip_multi_stage(open_clip_ckpt, image_size, num_tokens):
                         num_tokens=num_tokens)
     feats, _ = _run(enc, x)
     assert enc.out_channels == sum(TINY["dims"]) and enc.grid == (side, side)
-    np.testing.assert_allclose(feats, _nhwc(ref), atol=TOL, rtol=0)
+    np.testing.assert_allclose(feats, nhwc(ref), atol=TOL, rtol=0)
 
 
 def test_open_clip_single_stage_interpolated(open_clip_ckpt):
@@ -128,19 +115,13 @@ def test_open_clip_single_stage_interpolated(open_clip_ckpt):
                         align_corners=False)
     enc = convnext.load(path, variant="runlocal", image_size=128, num_tokens=9)
     feats, _ = _run(enc, x)
-    np.testing.assert_allclose(feats, _nhwc(ref), atol=TOL, rtol=0)
+    np.testing.assert_allclose(feats, nhwc(ref), atol=TOL, rtol=0)
 
 
 def test_create_jit_and_bf16():
     enc = encoders.create("convnext", "runlocal-multi-stage", rngs=nnx.Rngs(0))
-    graphdef, state = nnx.split(enc)
     x = jax.random.normal(jax.random.key(0), (1, 64, 64, 3))
-    feats = jax.jit(lambda s, x: nnx.merge(graphdef, s)(x)[0])(state, x)
-    assert feats.shape == (1, *enc.grid, enc.out_channels) == (1, 6, 6, 80)
-    # a frozen tower runs in bf16; features stay float32 and close to the fp32 ones
-    low = _forward(vit.with_dtype(enc, "bfloat16"), x)[0]
-    assert low.dtype == jnp.float32
-    assert float(jnp.abs(low - feats).max()) <= 0.05 * float(jnp.abs(feats).max())
+    check_jit_and_bf16(enc, x, (1, 6, 6, 80))
 
 
 def _save_safetensors(path, model, edit):
@@ -187,6 +168,6 @@ def test_converted_dir_round_trip(tmp_path):
     convert.save(enc, str(tmp_path), family="convnext", variant="runlocal-multi-stage")
     back = encoders.load("convnext", str(tmp_path), layer=2)
     x = jax.random.normal(jax.random.key(0), (1, 64, 64, 3))
-    np.testing.assert_array_equal(np.asarray(_forward(back, x)[1]["stages"][3]),
-                                  np.asarray(_forward(enc, x)[1]["stages"][3]))
+    np.testing.assert_array_equal(np.asarray(forward(back, x)[1]["stages"][3]),
+                                  np.asarray(forward(enc, x)[1]["stages"][3]))
     assert back.config.used_stages == (2,) and back.grid == (6, 6) and back.out_channels == 24

@@ -11,7 +11,9 @@ import pytest
 from flax import nnx
 
 from cambrian.models import encoders, weights
-from cambrian.models.encoders import eva_clip, vit
+from cambrian.models.encoders import eva_clip
+
+from .utils import check_jit_and_bf16, forward, randomize
 
 torch = pytest.importorskip("torch")
 timm = pytest.importorskip("timm")
@@ -25,16 +27,6 @@ TINY = dict(patch_size=8, embed_dim=32, depth=2, num_heads=2, mlp_ratio=4 * 2 / 
             qkv_fused=False, swiglu_mlp=True, scale_mlp=True, scale_attn_inner=True,
             use_rot_pos_emb=True, ref_feat_shape=(4, 4))
 TOL = 1e-4
-# compiled: the tiny models run faster jitted than op by op
-_forward = nnx.jit(lambda enc, x: enc(x))
-
-
-def _randomize(model, seed: int):
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(0.3 * torch.randn(p.shape, generator=g))
-    return model.eval()
 
 
 def _reference(state_dict, image_size: int):
@@ -58,7 +50,7 @@ def _compare(path, state_dict, image_size, layer, seed):
             ref = ref_model.forward_intermediates(x, indices=[layer - 1], output_fmt="NLC",
                                                  intermediates_only=True)[0]
     enc = encoders.load("eva_clip", path, variant="runlocal", image_size=image_size, layer=layer)
-    feats, _ = _forward(enc, jnp.asarray(x.permute(0, 2, 3, 1).numpy()))
+    feats, _ = forward(enc, jnp.asarray(x.permute(0, 2, 3, 1).numpy()))
     g = image_size // TINY["patch_size"]
     assert feats.shape == (2, g, g, 32) and enc.grid == (g, g)
     np.testing.assert_allclose(np.asarray(feats).reshape(ref.shape), ref.numpy(), atol=TOL, rtol=0)
@@ -68,7 +60,7 @@ def _compare(path, state_dict, image_size, layer, seed):
 def timm_ckpt(tmp_path_factory):
     from timm.models.eva import Eva
 
-    model = _randomize(Eva(img_size=48, global_pool="token", num_classes=0, **TINY), 0)
+    model = randomize(Eva(img_size=48, global_pool="token", num_classes=0, **TINY), 0)
     path = tmp_path_factory.mktemp("eva_timm") / "eva.pth"
     torch.save(model.state_dict(), path)
     return model.state_dict(), str(path)
@@ -95,7 +87,7 @@ def open_clip_ckpt(tmp_path_factory):
                         "layers": 1}}
     (cfg_dir / "cambrian-test-eva02.json").write_text(json.dumps(cfg))
     open_clip.add_model_config(str(cfg_dir))
-    model = _randomize(open_clip.create_model("cambrian-test-eva02"), 1)
+    model = randomize(open_clip.create_model("cambrian-test-eva02"), 1)
     out = tmp_path_factory.mktemp("eva_open_clip")
     from safetensors.torch import save_file
 
@@ -120,14 +112,8 @@ def test_open_clip_parity(open_clip_ckpt, image_size, layer):
 
 def test_create_jit_and_bf16():
     enc = encoders.create("eva_clip", "runlocal", rngs=nnx.Rngs(0))
-    graphdef, state = nnx.split(enc)
     x = jax.random.normal(jax.random.key(0), (1, 48, 48, 3))
-    feats = jax.jit(lambda s, x: nnx.merge(graphdef, s)(x)[0])(state, x)
-    assert feats.shape == (1, *enc.grid, enc.out_channels) == (1, 6, 6, 32)
-    # a frozen tower runs in bf16; features stay float32 and close to the fp32 ones
-    low = _forward(vit.with_dtype(enc, "bfloat16"), x)[0]
-    assert low.dtype == jnp.float32
-    assert float(jnp.abs(low - feats).max()) <= 0.05 * float(jnp.abs(feats).max())
+    check_jit_and_bf16(enc, x, (1, 6, 6, 32))
 
 
 def test_missing_and_misshaped_tensors_are_named(timm_ckpt, tmp_path):

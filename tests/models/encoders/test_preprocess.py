@@ -14,30 +14,15 @@ from PIL import Image
 from cambrian.models import encoders
 from cambrian.models.encoders import preprocess
 
+from .utils import expand2square, photos
+
 OPENAI = ((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711))
 INCEPTION = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
 IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
 
 def _photos():
-    skd = pytest.importorskip("skimage.data")
-    return {"astronaut": skd.astronaut(), "chelsea": skd.chelsea(), "coffee": skd.coffee()}
-
-
-def expand2square(img: np.ndarray, mean) -> np.ndarray:
-    """LLaVA / Cambrian ``expand2square`` with ``background_color = int(x * 255) of the mean``."""
-    pil = Image.fromarray(img)
-    w, h = pil.size
-    bg = tuple(int(x * 255) for x in mean)
-    if w == h:
-        return img
-    if w > h:
-        out = Image.new(pil.mode, (w, w), bg)
-        out.paste(pil, (0, (w - h) // 2))
-    else:
-        out = Image.new(pil.mode, (h, h), bg)
-        out.paste(pil, ((h - w) // 2, 0))
-    return np.asarray(out)
+    return photos("astronaut", "chelsea", "coffee")
 
 
 def _hf(cls_name, **kw):

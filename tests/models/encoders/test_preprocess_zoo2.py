@@ -16,6 +16,8 @@ from PIL import Image
 from cambrian.models import encoders
 from cambrian.models.encoders import preprocess
 
+from .utils import expand2square, photos
+
 torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.parity
 
@@ -26,21 +28,7 @@ SAM_STD = (58.395, 57.12, 57.375)
 
 
 def _photos():
-    skd = pytest.importorskip("skimage.data")
-    return {"astronaut": skd.astronaut(), "coffee": skd.coffee()}
-
-
-def expand2square(img: np.ndarray, image_mean) -> np.ndarray:
-    """Cambrian's ``expand2square(image, tuple(int(x * 255) for x in processor.image_mean))``."""
-    pil = Image.fromarray(img)
-    w, h = pil.size
-    bg = tuple(int(x * 255) for x in image_mean)
-    if w == h:
-        return img
-    side = max(w, h)
-    out = Image.new(pil.mode, (side, side), bg)
-    out.paste(pil, (0, (w - h) // 2) if w > h else ((h - w) // 2, 0))
-    return np.asarray(out)
+    return photos("astronaut", "coffee")
 
 
 def _open_clip(size: int):

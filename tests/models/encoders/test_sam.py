@@ -11,7 +11,9 @@ import pytest
 from flax import nnx
 
 from cambrian.models import encoders, weights
-from cambrian.models.encoders import sam, vit
+from cambrian.models.encoders import sam
+
+from .utils import check_jit_and_bf16, forward, randomize, torch_pixels
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -22,24 +24,10 @@ pytestmark = pytest.mark.parity
 # == sam.VARIANTS["runlocal"]: grid 8 in windows of 3 (padded to 9), block 1 global
 TINY = dict(width=32, depth=3, heads=2, global_layers=[1], window=3, patch=8, image_size=64)
 TOL = 1e-4
-# compiled: the tiny models run faster jitted than op by op
-_forward = nnx.jit(lambda enc, x: enc(x))
-
-
-def _randomize(model, seed: int):
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(0.3 * torch.randn(p.shape, generator=g))
-    return model.eval()
-
-
-def _pixels(size: int, seed: int):
-    return torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(seed))
 
 
 def _run(enc, x):
-    feats, out = _forward(enc, jnp.asarray(x.permute(0, 2, 3, 1).numpy()))
+    feats, out = forward(enc, jnp.asarray(x.permute(0, 2, 3, 1).numpy()))
     return np.asarray(feats), out
 
 
@@ -58,7 +46,7 @@ def hf_ckpt(tmp_path_factory):
                                    patch_size=8, mask_input_channels=4),
         mask_decoder_config=dict(hidden_size=16, mlp_dim=32, num_hidden_layers=1,
                                  num_attention_heads=2, iou_head_hidden_dim=16))
-    model = _randomize(SamModel(cfg), 0)
+    model = randomize(SamModel(cfg), 0)
     path = tmp_path_factory.mktemp("sam_hf")
     model.save_pretrained(path)
     return model, str(path)
@@ -74,7 +62,7 @@ def original_ckpt(tmp_path_factory):
               global_attn_indexes=TINY["global_layers"], window_size=TINY["window"],
               use_rel_pos=True, neck_chans=16, num_classes=0,
               norm_layer=partial(torch.nn.LayerNorm, eps=1e-6))
-    model = _randomize(VisionTransformerSAM(**kw), 1)
+    model = randomize(VisionTransformerSAM(**kw), 1)
     sd = {"image_encoder." + k.replace("mlp.fc", "mlp.lin"): v
           for k, v in model.state_dict().items()}
     # the renamed dict is what timm accepts as an original SAM checkpoint
@@ -87,7 +75,7 @@ def original_ckpt(tmp_path_factory):
 @pytest.mark.parametrize("layer", [None, 1, 0])
 def test_hf_parity(hf_ckpt, layer):
     model, path = hf_ckpt
-    x = _pixels(64, 2)
+    x = torch_pixels(64, 2)
     with torch.no_grad():
         hidden = model.vision_encoder(x, output_hidden_states=True).hidden_states
     enc = encoders.load("sam", path, variant="runlocal", layer=layer)
@@ -102,7 +90,7 @@ def test_hf_parity(hf_ckpt, layer):
 def test_original_layout_any_size(original_ckpt, image_size, layer):
     """Other sizes: bicubic-antialiased position grid, linearly resized global rel-pos tables."""
     model, path = original_ckpt
-    x = _pixels(image_size, 3)
+    x = torch_pixels(image_size, 3)
     with torch.no_grad():
         inter = model.forward_intermediates(x, indices=list(range(TINY["depth"])),
                                             intermediates_only=True)
@@ -115,14 +103,8 @@ def test_original_layout_any_size(original_ckpt, image_size, layer):
 
 def test_create_jit_and_bf16():
     enc = encoders.create("sam", "runlocal", image_size=48, rngs=nnx.Rngs(0))
-    graphdef, state = nnx.split(enc)
     x = jax.random.normal(jax.random.key(0), (1, 48, 48, 3))
-    feats = jax.jit(lambda s, x: nnx.merge(graphdef, s)(x)[0])(state, x)
-    assert feats.shape == (1, *enc.grid, enc.out_channels) == (1, 6, 6, 32)
-    # a frozen tower runs in bf16; features stay float32 and close to the fp32 ones
-    low = _forward(vit.with_dtype(enc, "bfloat16"), x)[0]
-    assert low.dtype == jnp.float32
-    assert float(jnp.abs(low - feats).max()) <= 0.05 * float(jnp.abs(feats).max())
+    check_jit_and_bf16(enc, x, (1, 6, 6, 32))
 
 
 def test_missing_tensor_is_named(original_ckpt, tmp_path):
@@ -160,6 +142,6 @@ def test_converted_dir_round_trip(tmp_path):
     back = encoders.load("sam", str(tmp_path), image_size=80)
     assert back.config.global_layers == (1,) and back.grid == (10, 10)
     x = jax.random.normal(jax.random.key(0), (1, 80, 80, 3))
-    np.testing.assert_array_equal(np.asarray(_forward(back, x)[0]),
-                                  np.asarray(_forward(encoders.create(
+    np.testing.assert_array_equal(np.asarray(forward(back, x)[0]),
+                                  np.asarray(forward(encoders.create(
                                       "sam", "runlocal", image_size=80, rngs=nnx.Rngs(1)), x)[0]))

@@ -21,6 +21,8 @@ from cambrian.models.encoders import preprocess  # noqa: E402
 from cambrian.models.encoders import sd_diffusion as sd  # noqa: E402
 from cambrian.models.weights import CheckpointError  # noqa: E402
 
+from .utils import nhwc  # noqa: E402
+
 pytestmark = pytest.mark.parity
 
 T = 250
@@ -101,10 +103,6 @@ def _nchw(x):
     return torch.from_numpy(np.array(x)).permute(0, 3, 1, 2).contiguous()
 
 
-def _nhwc(t):
-    return t.permute(0, 2, 3, 1).numpy()
-
-
 def _pixels(b, size, seed=0):
     return np.random.default_rng(seed).uniform(-1, 1, (b, size, size, 3)).astype(np.float32)
 
@@ -122,7 +120,7 @@ def test_vae_latents(ref):
     with torch.no_grad():
         want = ref["vae"].encode(_nchw(x)).latent_dist.mode()
     assert ours.shape == (2, 16, 16, 4)
-    np.testing.assert_allclose(np.asarray(ours), _nhwc(want), atol=1e-4, rtol=0)
+    np.testing.assert_allclose(np.asarray(ours), nhwc(want), atol=1e-4, rtol=0)
 
 
 def test_alphas_cumprod_matches_ddim():
@@ -139,7 +137,7 @@ def test_unet_output_at_t250(ref):
                                                      jnp.asarray(ctx))
     with torch.no_grad():
         want = ref["unet"](_nchw(x), T, encoder_hidden_states=torch.from_numpy(ctx)).sample
-    np.testing.assert_allclose(np.asarray(eps), _nhwc(want), atol=1e-4, rtol=0)
+    np.testing.assert_allclose(np.asarray(eps), nhwc(want), atol=1e-4, rtol=0)
     assert [out[f"up_{i}"].shape[-1] for i in range(3)] == [32, 32, 16]
 
 
@@ -162,7 +160,7 @@ def _cambrian_reference(ref, pixels, noise):
     h, w = images.shape[2] // PATCH, images.shape[3] // PATCH
     maps = [torch.nn.functional.interpolate(ups[i], size=(h, w), mode="bilinear",
                                             align_corners=False) for i in range(3)]
-    return _nhwc(torch.cat(maps, dim=1)), _nhwc(latents), _nhwc(noisy)
+    return nhwc(torch.cat(maps, dim=1)), nhwc(latents), nhwc(noisy)
 
 
 def test_features_match_cambrian_recipe(ref):
@@ -234,7 +232,7 @@ def test_legacy_vae_attention_names(ref, tmp_path):
     x = _pixels(1, 16)
     with torch.no_grad():
         want = ref["vae"].encode(_nchw(x)).latent_dist.mode()
-    np.testing.assert_allclose(np.asarray(enc.vae(jnp.asarray(x))), _nhwc(want), atol=1e-4, rtol=0)
+    np.testing.assert_allclose(np.asarray(enc.vae(jnp.asarray(x))), nhwc(want), atol=1e-4, rtol=0)
 
 
 @pytest.mark.slow
@@ -254,7 +252,7 @@ def test_unet_conv_projection(ref, tmp_path):
     eps, _ = nnx.jit(lambda m, x, c: m(x, T, c))(enc.unet, jnp.asarray(x), jnp.asarray(ctx))
     with torch.no_grad():
         want = unet(_nchw(x), T, encoder_hidden_states=torch.from_numpy(ctx)).sample
-    np.testing.assert_allclose(np.asarray(eps), _nhwc(want), atol=1e-4, rtol=0)
+    np.testing.assert_allclose(np.asarray(eps), nhwc(want), atol=1e-4, rtol=0)
 
 
 def test_missing_tensor_is_named(ref, tmp_path):

@@ -204,10 +204,13 @@ def test_batch_invariant_forward_is_bitwise_equal():
     model = llm.Llama(cfg, rngs=nnx.Rngs(4))
     rng = np.random.default_rng(9)
     ps = [rng.integers(1, 2048, rng.integers(3, 60)).tolist() for _ in range(32)]
+    ps[0] = ps[0][:10]
+    short = _prefill_and_step(model, ps[:1], 16, True)  # a single key block
     one = _prefill_and_step(model, ps[:1], 64, True)
     eight = _prefill_and_step(model, ps[:8], 64, True)
     all32 = _prefill_and_step(model, ps, 128, True)
-    for a, b, c in zip(one, eight, all32):
+    for z, a, b, c in zip(short, one, eight, all32):
+        np.testing.assert_array_equal(z[0], a[0])
         np.testing.assert_array_equal(a[0], b[0])
         np.testing.assert_array_equal(b, c[:8])
 

@@ -1,0 +1,95 @@
+"""Pieces the encoder tests share: torch-side inputs and randomisation, the jitted forward, the
+jit / bf16 check, Cambrian's pad-to-square and a tiny HF-named DINOv2 checkpoint.
+
+torch is imported inside the functions that need it, so tests without the reference libraries can
+import this module.
+"""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+from PIL import Image
+
+from cambrian.models.encoders import dinov2, vit
+
+# compiled: the tiny models run faster jitted than op by op, and the compilations are shared
+forward = nnx.jit(lambda enc, x: enc(x))
+
+
+def randomize(model, seed: int):
+    """Every parameter of a torch ``model`` ~ 0.3 N(0, 1), so that norms, positions and layer
+    scales (timm inits them at 1e-6, which would hide the blocks) all move the output."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(0.3 * torch.randn(p.shape, generator=g))
+    return model.eval()
+
+
+def torch_pixels(size: int, seed: int, batch: int = 2):
+    """float32[batch, 3, size, size] standard normal (torch, NCHW)."""
+    import torch
+
+    return torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(seed))
+
+
+def nhwc(t) -> np.ndarray:
+    """torch NCHW -> numpy NHWC."""
+    return t.permute(0, 2, 3, 1).numpy()
+
+
+def check_jit_and_bf16(enc, x, shape: tuple[int, ...]) -> None:
+    """``enc`` runs under ``jax.jit`` with features of ``shape``; a frozen tower runs in bf16, and
+    its features stay float32 and close to the fp32 ones."""
+    graphdef, state = nnx.split(enc)
+    feats = jax.jit(lambda s, x: nnx.merge(graphdef, s)(x)[0])(state, x)
+    assert feats.shape == (x.shape[0], *enc.grid, enc.out_channels) == shape
+    low = forward(vit.with_dtype(enc, "bfloat16"), x)[0]
+    assert low.dtype == jnp.float32
+    assert float(jnp.abs(low - feats).max()) <= 0.05 * float(jnp.abs(feats).max())
+
+
+def photos(*names: str) -> dict[str, np.ndarray]:
+    """scikit-image's sample photographs (uint8[H, W, 3]) by name."""
+    skd = pytest.importorskip("skimage.data")
+    return {name: getattr(skd, name)() for name in names}
+
+
+def expand2square(img: np.ndarray, mean) -> np.ndarray:
+    """LLaVA / Cambrian ``expand2square`` with ``background_color = int(x * 255) of the mean``."""
+    pil = Image.fromarray(img)
+    w, h = pil.size
+    bg = tuple(int(x * 255) for x in mean)
+    if w == h:
+        return img
+    side = max(w, h)
+    out = Image.new(pil.mode, (side, side), bg)
+    out.paste(pil, (0, (w - h) // 2) if w > h else ((h - w) // 2, 0))
+    return np.asarray(out)
+
+
+def write_hf_dinov2(path, variant="runlocal", drop=(), reshape=None, seed=0):
+    """A DINOv2 checkpoint in HF tensor names (random numpy values), tensor by tensor."""
+    from safetensors.numpy import save_file
+
+    cfg = vit.config_for("dinov2", dinov2.VARIANTS, variant)
+    rng = np.random.default_rng(seed)
+    tensors = {}
+    for name, shape, _ in vit.hf_vit_layout(cfg, norm_names=("norm1", "norm2"),
+                                            mlp_names=("mlp.fc1", "mlp.fc2")).values():
+        if name in drop:
+            continue
+        if reshape and name in reshape:
+            shape = reshape[name]
+        tensors[name] = (rng.standard_normal(shape) * 0.02).astype(np.float32)
+    os.makedirs(path, exist_ok=True)
+    save_file(tensors, os.path.join(path, "model.safetensors"))
+    return path
