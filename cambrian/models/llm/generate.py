@@ -10,6 +10,15 @@ padding, so the attention reductions over keys add up the same numbers in the sa
 masked slots contribute exact zeros. Together with the model's batch-invariant mode (every
 computation in fixed-shape blocks, ``Llama.forward(batch_invariant=True)``) this makes greedy
 fp32 outputs bitwise identical for a sample whether it is decoded alone or in a batch of 32.
+
+bf16 (``LlamaConfig(dtype="bfloat16")``). The mechanism does not depend on the dtype: on CPU a
+row's bf16 logits, hence its greedy tokens, are also bitwise independent of its batch (tested).
+What does not hold in bf16 is agreement with other computations: bf16 tokens can differ from
+fp32 tokens, from transformers' bf16 ``generate`` (different kernels, different rounding) and
+from ``batch_invariant=False`` runs, whose logits move by about one bf16 ulp (~1e-2) with the
+batch shape, enough to flip near-tied greedy choices far more often than in fp32. Sampling
+(``temperature > 0``) draws its noise for the whole batch at once and is reproducible for a
+fixed batch and key, not across batch compositions.
 """
 
 from __future__ import annotations
@@ -36,19 +45,22 @@ def bucket(n: int, buckets: Sequence[int]) -> int:
     return n
 
 
-def _stop_table(stop_sequences: Sequence[Sequence[int]]) -> tuple[tuple[int, ...], ...]:
-    seqs = tuple(tuple(int(t) for t in s) for s in stop_sequences)
+def _stop_table(stop_sequences: Sequence[Sequence[int]]) -> np.ndarray:
+    """int32[n, L] stop sequences right-aligned; -1 on the left matches anything."""
+    seqs = [[int(t) for t in s] for s in stop_sequences]
     if any(len(s) == 0 for s in seqs):
         raise ValueError("generate: stop_sequences must not contain an empty sequence")
-    return seqs
+    width = max(map(len, seqs), default=1)
+    table = np.full((len(seqs), width), -1, np.int32)
+    for r, seq in enumerate(seqs):
+        table[r, width - len(seq):] = seq
+    return table
 
 
-def _eos_tuple(eos_id) -> tuple[int, ...]:
+def _eos_array(eos_id) -> np.ndarray:
     if eos_id is None:
-        return ()
-    if isinstance(eos_id, int | np.integer):
-        return (int(eos_id),)
-    return tuple(int(e) for e in eos_id)
+        return np.zeros((0,), np.int32)
+    return np.atleast_1d(np.asarray(eos_id, np.int32))
 
 
 def _compact(x: Array, shift: Array) -> Array:
@@ -58,8 +70,8 @@ def _compact(x: Array, shift: Array) -> Array:
     return jnp.take_along_axis(x, idx.reshape(idx.shape + (1,) * (x.ndim - 2)), axis=1)
 
 
-def _core(graphdef, state, embeds, segment_ids, positions, rng, *, max_new_tokens, eos,
-          stops, temperature, layer_hook, cache_len, pad_id, invariant):
+def _core(graphdef, state, embeds, segment_ids, positions, rng, eos, stops, temperature, pad_id,
+          *, max_new_tokens, layer_hook, cache_len, invariant):
     model = nnx.merge(graphdef, state)
     b, t = segment_ids.shape
     valid = segment_ids != 0
@@ -84,27 +96,25 @@ def _core(graphdef, state, embeds, segment_ids, positions, rng, *, max_new_token
     next_pos = pos[rows, last] + 1
 
     def pick(logits, i):
-        if temperature > 0:
-            key = jax.random.fold_in(rng, i)
-            return jax.random.categorical(key, logits / temperature, axis=-1).astype(jnp.int32)
-        return jnp.argmax(logits, axis=-1).astype(jnp.int32)
+        greedy = jnp.argmax(logits, axis=-1).astype(jnp.int32)
+        key = jax.random.fold_in(rng, i)
+        t = jnp.maximum(temperature, 1e-30)
+        sampled = jax.random.categorical(key, logits / t, axis=-1).astype(jnp.int32)
+        return jnp.where(temperature > 0, sampled, greedy)
 
-    lmax = max([len(s) for s in stops], default=1)
+    lmax = stops.shape[1]
     hist = jnp.full((b, lmax + max_new_tokens), -1, jnp.int32)
 
-    def record(hist, done, tok, i):
+    def record(hist, tok, i):
         hist = jax.lax.dynamic_update_slice_in_dim(hist, tok[:, None], lmax + i, axis=1)
-        stop = jnp.zeros((b,), bool)
-        for eid in eos:
-            stop |= tok == eid
-        for s in stops:
-            win = jax.lax.dynamic_slice_in_dim(hist, lmax + i - len(s) + 1, len(s), axis=1)
-            stop |= (win == jnp.asarray(s, jnp.int32)[None]).all(1)
-        return hist, stop
+        stop = (tok[:, None] == eos[None]).any(1)
+        win = jax.lax.dynamic_slice_in_dim(hist, i + 1, lmax, axis=1)  # last lmax tokens
+        match = (win[:, None] == stops[None]) | (stops[None] < 0)  # [B, n_stops, L]
+        return hist, stop | match.all(2).any(1)
 
     tok = pick(model.project(h_last, invariant), 0)
     tokens = jnp.full((b, max_new_tokens), pad_id, jnp.int32).at[:, 0].set(tok)
-    hist, done = record(hist, jnp.zeros((b,), bool), tok, 0)
+    hist, done = record(hist, tok, 0)
     n = jnp.ones((b,), jnp.int32)
 
     def cond(c):
@@ -119,7 +129,7 @@ def _core(graphdef, state, embeds, segment_ids, positions, rng, *, max_new_token
         tok = pick(logits[:, 0], i)
         tokens = jax.lax.dynamic_update_slice_in_dim(
             tokens, jnp.where(done, pad_id, tok)[:, None], i, axis=1)
-        hist, stop = record(hist, done, tok, i)
+        hist, stop = record(hist, tok, i)
         n = n + (~done).astype(jnp.int32)
         return i + 1, tok, tokens, hist, cache, done | stop, n, p + 1
 
@@ -129,8 +139,7 @@ def _core(graphdef, state, embeds, segment_ids, positions, rng, *, max_new_token
 
 
 _core_jit = jax.jit(_core, static_argnums=(0,), static_argnames=(
-    "max_new_tokens", "eos", "stops", "temperature", "layer_hook", "cache_len", "pad_id",
-    "invariant"))
+    "max_new_tokens", "layer_hook", "cache_len", "invariant"))
 
 
 def generate_from_embeds(model: Llama, embeds: Array, segment_ids: Array,
@@ -176,13 +185,12 @@ def generate_from_embeds(model: Llama, embeds: Array, segment_ids: Array,
     seg = np.pad(seg, ((0, bb - b), (tb - t, 0)))
     pos = np.pad(pos, ((0, bb - b), (tb - t, 0)))
     graphdef, state = nnx.split(model)
+    cache_len = -(-(tb + int(max_new_tokens)) // KEY_BLOCK) * KEY_BLOCK
     tokens, n = _core_jit(
         graphdef, state, embeds, jnp.asarray(seg), jnp.asarray(pos), rng,
-        max_new_tokens=int(max_new_tokens), eos=_eos_tuple(eos_id),
-        stops=_stop_table(stop_sequences), temperature=float(temperature),
-        layer_hook=layer_hook, cache_len=-(-(tb + int(max_new_tokens)) // KEY_BLOCK) * KEY_BLOCK,
-        pad_id=int(pad_id),
-        invariant=bool(batch_invariant))
+        jnp.asarray(_eos_array(eos_id)), jnp.asarray(_stop_table(stop_sequences)),
+        jnp.float32(temperature), jnp.int32(pad_id), max_new_tokens=int(max_new_tokens),
+        layer_hook=layer_hook, cache_len=cache_len, invariant=bool(batch_invariant))
     return tokens[:b], n[:b]
 
 

@@ -361,8 +361,8 @@ def apply_rope(x: Array, positions: Array, inv_freq: np.ndarray) -> Array:
 class KVCache(NamedTuple):
     """Per-layer keys/values plus the per-slot mask data; each row appends at its own length.
 
-    k, v: per layer float[B, S, K, E]; segment_ids, positions: int32[B, S] of the filled slots
-    (segment 0 = empty); lengths: int32[B] number of slots used by each row.
+    k, v: per layer float[B, S, K, E] (keys rotated); segment_ids, positions: int32[B, S] of the
+    filled slots (segment 0 = empty); lengths: int32[B] number of slots used by each row.
     """
 
     k: tuple[Array, ...]
@@ -378,10 +378,9 @@ def init_cache(model_or_cfg: Llama | LlamaConfig, batch: int, max_len: int,
     cfg = model_or_cfg.cfg if isinstance(model_or_cfg, Llama) else model_or_cfg
     dtype = jnp.dtype(dtype or cfg.dtype)
     shape = (batch, max_len, cfg.num_kv_heads, cfg.head_dim)
-    zeros = tuple(jnp.zeros(shape, dtype) for _ in range(cfg.num_layers))
-    zi = jnp.zeros((batch, max_len), jnp.int32)
-    return KVCache(zeros, tuple(jnp.zeros(shape, dtype) for _ in range(cfg.num_layers)), zi, zi,
-                   jnp.zeros((batch,), jnp.int32))
+    layers = lambda: tuple(jnp.zeros(shape, dtype) for _ in range(cfg.num_layers))  # noqa: E731
+    slots = jnp.zeros((batch, max_len), jnp.int32)
+    return KVCache(layers(), layers(), slots, slots, jnp.zeros((batch,), jnp.int32))
 
 
 def _write_rows(buf: Array, new: Array, start: Array) -> Array:

@@ -21,7 +21,7 @@ from cambrian.models.encoders import preprocess  # noqa: E402
 from cambrian.models.encoders import sd_diffusion as sd  # noqa: E402
 from cambrian.models.weights import CheckpointError  # noqa: E402
 
-from .utils import nhwc  # noqa: E402
+from .utils import forward, nhwc  # noqa: E402
 
 pytestmark = pytest.mark.parity
 
@@ -116,7 +116,7 @@ def test_empty_prompt_embedding_matches_pipeline(ref):
 
 def test_vae_latents(ref):
     x = _pixels(2, 32)
-    ours = nnx.jit(lambda m, x: m(x))(ref["enc"].vae, jnp.asarray(x))
+    ours = forward(ref["enc"].vae, jnp.asarray(x))
     with torch.no_grad():
         want = ref["vae"].encode(_nchw(x)).latent_dist.mode()
     assert ours.shape == (2, 16, 16, 4)
@@ -133,8 +133,7 @@ def test_unet_output_at_t250(ref):
     g = np.random.default_rng(1)
     x = g.standard_normal((2, 16, 16, 4)).astype(np.float32)
     ctx = g.standard_normal((2, 8, 24)).astype(np.float32)
-    eps, out = nnx.jit(lambda m, x, c: m(x, T, c))(ref["enc"].unet, jnp.asarray(x),
-                                                     jnp.asarray(ctx))
+    eps, out = forward(ref["enc"].unet, jnp.asarray(x), T, jnp.asarray(ctx))
     with torch.no_grad():
         want = ref["unet"](_nchw(x), T, encoder_hidden_states=torch.from_numpy(ctx)).sample
     np.testing.assert_allclose(np.asarray(eps), nhwc(want), atol=1e-4, rtol=0)
@@ -167,8 +166,7 @@ def test_features_match_cambrian_recipe(ref):
     enc = ref["enc"]
     # 36px: latents 18x18 do not halve evenly twice, so the UNet takes the upsample-size path.
     x = _pixels(2, 36, seed=3)
-    run = nnx.jit(lambda m, x: m(x))
-    feats, out = run(enc, jnp.asarray(x))
+    feats, out = forward(enc, jnp.asarray(x))
     noise = enc.noise(18, 18)
     want, latents, noisy = _cambrian_reference(ref, x, _nchw(noise))
     assert feats.shape == (2, 9, 9, enc.out_channels) == want.shape
@@ -178,7 +176,7 @@ def test_features_match_cambrian_recipe(ref):
     np.testing.assert_allclose(np.asarray(feats), want, atol=1e-4, rtol=0)
 
     # One noise map shared by the batch: features do not depend on an image's batch position.
-    swapped, _ = run(enc, jnp.asarray(x[::-1]))
+    swapped, _ = forward(enc, jnp.asarray(x[::-1]))
     np.testing.assert_allclose(np.asarray(swapped[::-1]), np.asarray(feats), atol=1e-5, rtol=0)
 
 
@@ -249,7 +247,7 @@ def test_unet_conv_projection(ref, tmp_path):
     g = np.random.default_rng(5)
     x = g.standard_normal((1, 8, 8, 4)).astype(np.float32)
     ctx = g.standard_normal((1, 8, 24)).astype(np.float32)
-    eps, _ = nnx.jit(lambda m, x, c: m(x, T, c))(enc.unet, jnp.asarray(x), jnp.asarray(ctx))
+    eps, _ = forward(enc.unet, jnp.asarray(x), T, jnp.asarray(ctx))
     with torch.no_grad():
         want = unet(_nchw(x), T, encoder_hidden_states=torch.from_numpy(ctx)).sample
     np.testing.assert_allclose(np.asarray(eps), nhwc(want), atol=1e-4, rtol=0)

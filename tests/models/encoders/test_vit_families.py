@@ -24,8 +24,7 @@ def test_runlocal_encoder_shapes_and_jit(family):
     assert enc.grid == (64 // p, 64 // p)
     assert feats.shape == (2, *enc.grid, enc.out_channels) and feats.dtype == jnp.float32
     assert len(out["hidden_states"]) == enc.config.depth + 1
-    graphdef, state = nnx.split(enc)
-    jitted = jax.jit(lambda s, x: nnx.merge(graphdef, s)(x)[0])(state, pixels)
+    jitted = forward(enc, pixels)[0]
     np.testing.assert_allclose(jitted, feats, atol=1e-5)
 
 
@@ -335,7 +334,7 @@ def test_parity_with_reference(case, tmp_path):
         for layer in c["layers"]:
             enc = encoders.load(c["family"], str(c["path"]), image_size=size, layer=layer,
                                 **c.get("kw", {}))
-            feats, _ = forward(enc, jnp.asarray(x))
+            feats, _ = enc(jnp.asarray(x))
             with torch.no_grad():
                 want = c["ref"](px, layer)
             assert feats.shape == want.shape, (size, layer)

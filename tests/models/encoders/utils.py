@@ -7,6 +7,7 @@ import this module.
 
 from __future__ import annotations
 
+import functools
 import os
 
 import jax
@@ -18,8 +19,19 @@ from PIL import Image
 
 from cambrian.models.encoders import dinov2, vit
 
-# compiled: the tiny models run faster jitted than op by op, and the compilations are shared
-forward = nnx.jit(lambda enc, x: enc(x))
+
+@functools.partial(jax.jit, static_argnums=0,
+                   compiler_options={"xla_backend_optimization_level": 0})
+def _apply(graphdef, state, *args):
+    return nnx.merge(graphdef, state)(*args)
+
+
+def forward(module: nnx.Module, *args):
+    """``module(*args)``, compiled: the tiny models run faster jitted than op by op. Compilations
+    are cached per module structure and input shapes across tests; LLVM's optimiser would
+    double their cost on CPU for programs this small."""
+    graphdef, state = nnx.split(module)
+    return _apply(graphdef, state, *args)
 
 
 def randomize(model, seed: int):
@@ -47,10 +59,9 @@ def nhwc(t) -> np.ndarray:
 
 
 def check_jit_and_bf16(enc, x, shape: tuple[int, ...]) -> None:
-    """``enc`` runs under ``jax.jit`` with features of ``shape``; a frozen tower runs in bf16, and
-    its features stay float32 and close to the fp32 ones."""
-    graphdef, state = nnx.split(enc)
-    feats = jax.jit(lambda s, x: nnx.merge(graphdef, s)(x)[0])(state, x)
+    """``enc`` runs under ``jax.jit`` (split into graph and state) with features of ``shape``; a
+    frozen tower runs in bf16, and its features stay float32 and close to the fp32 ones."""
+    feats = forward(enc, x)[0]
     assert feats.shape == (x.shape[0], *enc.grid, enc.out_channels) == shape
     low = forward(vit.with_dtype(enc, "bfloat16"), x)[0]
     assert low.dtype == jnp.float32

@@ -10,6 +10,9 @@ from cambrian.models import llm
 
 CFG = llm.LlamaConfig(vocab_size=512, hidden_size=64, intermediate_size=128, num_layers=2,
                       num_heads=4, num_kv_heads=2, head_dim=16)
+# One batch and length bucket for the tests below, so they share compiled programs.
+N = 12
+BUCKETS = dict(batch_buckets=(4,), length_buckets=(16,))
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +25,7 @@ def model():
     return m
 
 
-def prompts(n, seed=0, lo=1, hi=20):
+def prompts(n, seed=0, lo=1, hi=16):
     rng = np.random.default_rng(seed)
     return [rng.integers(1, CFG.vocab_size, rng.integers(lo, hi)).tolist() for _ in range(n)]
 
@@ -30,6 +33,11 @@ def prompts(n, seed=0, lo=1, hi=20):
 @nnx.jit(static_argnums=2)
 def _full_forward(model, tokens, hook):
     return model(tokens, layer_hook=hook)
+
+
+@nnx.jit
+def forward(model, tokens, positions=None, segment_ids=None):
+    return model(tokens, positions=positions, segment_ids=segment_ids)
 
 
 def greedy_without_cache(model, prompt, n, hook=None):
@@ -49,9 +57,9 @@ def greedy_without_cache(model, prompt, n, hook=None):
 
 def test_greedy_with_cache_equals_full_recompute(model):
     ps = prompts(4)
-    out = llm.generate(model, ps, max_new_tokens=12)
+    out = llm.generate(model, ps, max_new_tokens=N, **BUCKETS)
     for p, o in zip(ps, out):
-        assert o == greedy_without_cache(model, p, 12)
+        assert o == greedy_without_cache(model, p, N)
 
 
 def test_generate_from_embeds_matches_tokens(model):
@@ -62,10 +70,10 @@ def test_generate_from_embeds_matches_tokens(model):
     for r, p in enumerate(ps):
         toks[r, t - len(p):], seg[r, t - len(p):] = p, 1
     out, n = llm.generate_from_embeds(model, model.embed(jnp.asarray(toks)), seg,
-                                      max_new_tokens=8, eos_id=None)
-    assert out.shape == (3, 8) and out.dtype == jnp.int32
-    assert np.asarray(n).tolist() == [8, 8, 8]
-    assert np.asarray(out).tolist() == llm.generate(model, ps, max_new_tokens=8)
+                                      max_new_tokens=N, eos_id=None, **BUCKETS)
+    assert out.shape == (3, N) and out.dtype == jnp.int32
+    assert np.asarray(n).tolist() == [N] * 3
+    assert np.asarray(out).tolist() == llm.generate(model, ps, max_new_tokens=N, **BUCKETS)
 
 
 def test_packed_segments_equal_separate_sequences(model):
@@ -73,16 +81,16 @@ def test_packed_segments_equal_separate_sequences(model):
     packed = jnp.asarray([a + b], jnp.int32)
     seg = jnp.asarray([[1] * len(a) + [2] * len(b)], jnp.int32)
     pos = jnp.asarray([list(range(len(a))) + list(range(len(b)))], jnp.int32)
-    got = np.asarray(model(packed, positions=pos, segment_ids=seg))[0]
-    want_a = np.asarray(model(jnp.asarray([a], jnp.int32)))[0]
-    want_b = np.asarray(model(jnp.asarray([b], jnp.int32)))[0]
+    got = np.asarray(forward(model, packed, pos, seg))[0]
+    want_a = np.asarray(forward(model, jnp.asarray([a], jnp.int32)))[0]
+    want_b = np.asarray(forward(model, jnp.asarray([b], jnp.int32)))[0]
     np.testing.assert_allclose(got[:len(a)], want_a, atol=1e-5, rtol=0)
     np.testing.assert_allclose(got[len(a):], want_b, atol=1e-5, rtol=0)
 
 
 def test_padding_rows_are_finite(model):
     seg = jnp.asarray([[0, 0, 0, 0], [0, 0, 1, 1]], jnp.int32)
-    logits = model(jnp.ones((2, 4), jnp.int32), segment_ids=seg)
+    logits = forward(model, jnp.ones((2, 4), jnp.int32), segment_ids=seg)
     assert np.isfinite(np.asarray(logits)).all()
 
 
@@ -90,9 +98,9 @@ def test_left_padding_matches_unpadded(model):
     p = prompts(1, seed=3, lo=6, hi=7)[0]
     seg = jnp.asarray([[0] * 5 + [1] * len(p)], jnp.int32)
     pos = jnp.asarray([[0] * 5 + list(range(len(p)))], jnp.int32)
-    padded = model(jnp.asarray([[0] * 5 + p], jnp.int32), positions=pos, segment_ids=seg)
+    padded = forward(model, jnp.asarray([[0] * 5 + p], jnp.int32), pos, seg)
     np.testing.assert_allclose(np.asarray(padded)[0, 5:],
-                               np.asarray(model(jnp.asarray([p], jnp.int32)))[0],
+                               np.asarray(forward(model, jnp.asarray([p], jnp.int32)))[0],
                                atol=1e-5, rtol=0)
 
 
@@ -117,60 +125,63 @@ def test_layer_hook_sees_caller_layout(model):
         toks[r, lead[r]:], seg[r, lead[r]:] = p, 1
     out, _ = llm.generate_from_embeds(model, model.embed(jnp.asarray(toks)), seg,
                                       max_new_tokens=6, eos_id=None, layer_hook=hook)
+
     def ref_hook(i, h):
         m = jnp.zeros((1, h.shape[1], 1)).at[:, 2:5].set(1.0)
         return h * (1 - 4 * m) if i == 0 else h
 
     for r, p in enumerate(ps):
         assert np.asarray(out)[r].tolist() == greedy_without_cache(model, p, 6, hook=ref_hook)
-    plain, _ = llm.generate_from_embeds(model, model.embed(jnp.asarray(toks)), seg,
-                                        max_new_tokens=6, eos_id=None)
-    assert np.asarray(plain).tolist() != np.asarray(out).tolist()
+    assert any(np.asarray(out)[r].tolist() != greedy_without_cache(model, p, 6)
+               for r, p in enumerate(ps)), "the hook should change the generated tokens"
 
 
 def test_eos_and_stop_sequences(model):
     p = prompts(1, seed=6, lo=8, hi=9)[0]
-    free = llm.generate(model, [p], max_new_tokens=10)[0]
-    k = next(i for i in range(3, 10) if free[i] not in free[:i])
-    assert llm.generate(model, [p], max_new_tokens=10, eos_id=free[k])[0] == free[:k + 1]
+    never = 10**6
+    # Same eos / stop table shapes in every call: one compiled program.
+    kw = dict(max_new_tokens=N, **BUCKETS)
+    free = llm.generate(model, [p], eos_id=[never] * 2, stop_sequences=[[never] * 2] * 2, **kw)[0]
+    assert len(free) == N
+    k = next(i for i in range(3, N) if free[i] not in free[:i])
+    embeds = model.embed(jnp.asarray([p], jnp.int32))
+    out, n = llm.generate_from_embeds(model, embeds, np.ones((1, len(p)), np.int32),
+                                      eos_id=[free[k], never], stop_sequences=[[never] * 2] * 2,
+                                      pad_id=-1, **kw)
+    assert int(n[0]) == k + 1
+    assert np.asarray(out)[0].tolist() == free[:k + 1] + [-1] * (N - 1 - k)
     stop = free[k - 1:k + 1]
-    got = llm.generate(model, [p], max_new_tokens=10, stop_sequences=[stop])[0]
-    first = next(i for i in range(1, 10) if free[i - 1:i + 1] == stop)
+    got = llm.generate(model, [p], eos_id=[never] * 2, stop_sequences=[stop, [never] * 2],
+                       **kw)[0]
+    first = next(i for i in range(1, N) if free[i - 1:i + 1] == stop)
     assert got == free[:first + 1]
-    out, n = llm.generate_from_embeds(model, model.embed(jnp.asarray([p], jnp.int32)),
-                                      np.ones((1, len(p)), np.int32), max_new_tokens=10,
-                                      eos_id=free[k], pad_id=-1)
-    assert int(n[0]) == k + 1 and np.asarray(out)[0, k + 1:].tolist() == [-1] * (9 - k)
 
 
 def test_sampling(model):
     ps = prompts(4, seed=7)
     key = jax.random.key(1)
-    a = llm.generate(model, ps, max_new_tokens=8, temperature=1.0, rng=key)
-    b = llm.generate(model, ps, max_new_tokens=8, temperature=1.0, rng=key)
-    c = llm.generate(model, ps, max_new_tokens=8, temperature=1.0, rng=jax.random.key(2))
+    kw = dict(max_new_tokens=N, **BUCKETS)
+    a = llm.generate(model, ps, temperature=1.0, rng=key, **kw)
+    b = llm.generate(model, ps, temperature=1.0, rng=key, **kw)
+    c = llm.generate(model, ps, temperature=1.0, rng=jax.random.key(2), **kw)
     assert a == b and a != c
+    assert all(0 <= t < CFG.vocab_size for row in a for t in row)
     # A vanishing temperature is greedy decoding.
-    assert llm.generate(model, ps, max_new_tokens=8, temperature=1e-6, rng=key) == \
-        llm.generate(model, ps, max_new_tokens=8)
+    assert llm.generate(model, ps, temperature=1e-6, rng=key, **kw) == llm.generate(
+        model, ps, **kw)
 
 
-def test_batch_invariance_fp32():
+def test_batch_invariance_fp32(model):
     """Greedy tokens of a sample do not depend on its batch (1, 8 or 32), its position in the
-    batch or its left padding. The default N(0, 0.02) init leaves many near-ties among the
-    logits, so rounding differences between batch shapes would show up as different tokens."""
-    cfg = llm.LlamaConfig(vocab_size=1024, hidden_size=256, intermediate_size=512, num_layers=2,
-                          num_heads=4, num_kv_heads=2)
-    model = llm.Llama(cfg, rngs=nnx.Rngs(3))
-    rng = np.random.default_rng(8)
-    ps = [rng.integers(1, 1024, rng.integers(1, 40)).tolist() for _ in range(32)]
-    kw = dict(max_new_tokens=12, eos_id=None)
+    batch or its left padding (the bitwise test below shows why this is not luck)."""
+    ps = prompts(32, seed=8)
+    kw = dict(max_new_tokens=N, eos_id=None, length_buckets=(16,))
     bs32 = llm.generate(model, ps, **kw)
     bs8 = []
     for lo in range(0, 32, 8):
         bs8 += llm.generate(model, ps[lo:lo + 8][::-1], **kw)[::-1]
     assert bs8 == bs32
-    for i in (0, 5, 17, 30):
+    for i in (0, 5, 17):
         assert llm.generate(model, [ps[i]], **kw)[0] == bs32[i]
 
 
@@ -196,23 +207,24 @@ def _prefill_and_step(model, ps, t, invariant):
     return [np.asarray(x) for x in run(model, jnp.asarray(toks), jnp.asarray(seg), invariant)]
 
 
-def test_batch_invariant_forward_is_bitwise_equal():
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_batch_invariant_forward_is_bitwise_equal(dtype):
     """The model's batch-invariant mode gives bitwise equal logits for a row alone and inside
     batches of 8 and 32 with longer query and cache lengths (plain kernels differ by ulps)."""
-    cfg = llm.LlamaConfig(vocab_size=2048, hidden_size=512, intermediate_size=1024, num_layers=2,
-                          num_heads=8, num_kv_heads=4)
+    cfg = llm.LlamaConfig(vocab_size=1024, hidden_size=256, intermediate_size=512, num_layers=1,
+                          num_heads=4, num_kv_heads=2, dtype=dtype)
     model = llm.Llama(cfg, rngs=nnx.Rngs(4))
     rng = np.random.default_rng(9)
-    ps = [rng.integers(1, 2048, rng.integers(3, 60)).tolist() for _ in range(32)]
+    ps = [rng.integers(1, 1024, rng.integers(3, 60)).tolist() for _ in range(32)]
     ps[0] = ps[0][:10]
     short = _prefill_and_step(model, ps[:1], 16, True)  # a single key block
-    one = _prefill_and_step(model, ps[:1], 64, True)
-    eight = _prefill_and_step(model, ps[:8], 64, True)
     all32 = _prefill_and_step(model, ps, 128, True)
-    for z, a, b, c in zip(short, one, eight, all32):
-        np.testing.assert_array_equal(z[0], a[0])
-        np.testing.assert_array_equal(a[0], b[0])
-        np.testing.assert_array_equal(b, c[:8])
+    for a, c in zip(short, all32):
+        np.testing.assert_array_equal(a[0], c[0])
+    if dtype == "float32":
+        eight = _prefill_and_step(model, ps[:8], 64, True)
+        for b, c in zip(eight, all32):
+            np.testing.assert_array_equal(b, c[:8])
 
 
 def test_weights_carry_logical_axis_names(model):
@@ -230,7 +242,7 @@ def test_weights_carry_logical_axis_names(model):
 def test_forward_under_a_one_device_mesh_with_rules(model):
     mesh = jax.make_mesh((1,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
     tokens = jnp.asarray(prompts(1, seed=10, lo=8, hi=9), jnp.int32)
-    want = np.asarray(model(tokens))
+    want = np.asarray(forward(model, tokens))
     with jax.set_mesh(mesh), nnx.logical_axis_rules([("batch", "data"), ("embed", None)]):
         got = np.asarray(nnx.jit(lambda m, t: m(t))(model, tokens))
     np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
