@@ -215,14 +215,16 @@ def generate_fn(graphdef, *, max_new_tokens: int, eos_ids: tuple[int, ...], visi
     import importlib
 
     gen = importlib.import_module("cambrian.models.llm.generate")  # the module, not the function
+    eos = jnp.asarray(gen._eos_array(eos_ids))
+    stops = jnp.asarray(gen._stop_table(()))
 
     def run(state, batch):
         model = nnx.merge(graphdef, state)
         embeds, seg, pos, hook = model.prepare(batch, vision)
         lg, ls = nnx.split(model.llm)
-        return gen._core(lg, ls, embeds, seg, pos, jax.random.key(0),
-                         max_new_tokens=max_new_tokens, eos=eos_ids, stops=(), temperature=0.0,
-                         layer_hook=hook, cache_len=seg.shape[1] + max_new_tokens, pad_id=0,
+        return gen._core(lg, ls, embeds, seg, pos, jax.random.key(0), eos, stops,
+                         jnp.float32(0.0), jnp.int32(0), max_new_tokens=max_new_tokens,
+                         layer_hook=hook, cache_len=seg.shape[1] + max_new_tokens,
                          invariant=True)
 
     return jax.jit(run)

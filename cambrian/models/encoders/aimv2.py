@@ -152,8 +152,7 @@ class Aimv2VisionTransformer(nnx.Module):
         x = x + self._positions(gh, gw).astype(x.dtype)
         x, hidden = common.run_blocks(self.blocks, x)
         last = self.norm(x)
-        chosen = last if cfg.layer is None else hidden[cfg.layer]
-        feats = features.tokens_to_grid(chosen, 0, (gh, gw)).astype(jnp.float32)
+        feats, _ = features.layer_features(hidden, last, cfg.layer, 0, (gh, gw))
         return feats, {"hidden_states": tuple(hidden), "last_hidden_state": last}
 
 

@@ -171,8 +171,7 @@ class EvaVisionTransformer(nnx.Module):
         sin, cos = rope_tables((gh, gw), cfg.width // cfg.heads, cfg.rope_ref, cfg.rope_theta)
         x, hidden = common.run_blocks(self.blocks, x, sin, cos)
         last = self.norm(x)
-        chosen = last if cfg.layer is None else hidden[cfg.layer]
-        feats = features.tokens_to_grid(chosen, 1, (gh, gw)).astype(jnp.float32)
+        feats, _ = features.layer_features(hidden, last, cfg.layer, 1, (gh, gw))
         return feats, {"hidden_states": tuple(hidden), "last_hidden_state": last}
 
 

@@ -25,6 +25,14 @@ def tokens_to_grid(tokens: jax.Array, num_prefix: int, grid: tuple[int, int] | N
     return x.reshape(x.shape[0], grid[0], grid[1], x.shape[-1])
 
 
+def layer_features(hidden, last: jax.Array, layer: int | None, num_prefix: int,
+                   grid: tuple[int, int]) -> tuple[jax.Array, jax.Array]:
+    """(float32[B, h, w, C] features, float[B, P + h*w, C] tokens) of ``hidden[layer]`` (HF
+    ``hidden_states`` indexing), or of ``last`` for ``layer=None``; prefix tokens dropped."""
+    chosen = last if layer is None else hidden[layer]
+    return tokens_to_grid(chosen, num_prefix, grid).astype(jnp.float32), chosen
+
+
 def resize_grid(feats: jax.Array, size: tuple[int, int]) -> jax.Array:
     """float[B, h, w, C] -> float32[B, H, W, C], bilinear, align_corners=False, no antialias."""
     if tuple(feats.shape[1:3]) == tuple(size):

@@ -210,8 +210,7 @@ class VisionTransformer(nnx.Module):
         grid = (pixels.shape[1] // cfg.patch, pixels.shape[2] // cfg.patch)
         x, hidden = common.run_blocks(self.blocks, self.embed(pixels.astype(cfg.dtype)))
         last = x if self.final_norm is None else self.final_norm(x)
-        chosen = last if cfg.layer is None else hidden[cfg.layer]
-        feats = features.tokens_to_grid(chosen, cfg.num_prefix, grid).astype(jnp.float32)
+        feats, chosen = features.layer_features(hidden, last, cfg.layer, cfg.num_prefix, grid)
         return feats, {"hidden_states": tuple(hidden), "last_hidden_state": last,
                        "prefix_tokens": chosen[:, :cfg.num_prefix]}
 

@@ -96,11 +96,16 @@ def _core(graphdef, state, embeds, segment_ids, positions, rng, eos, stops, temp
     next_pos = pos[rows, last] + 1
 
     def pick(logits, i):
-        greedy = jnp.argmax(logits, axis=-1).astype(jnp.int32)
-        key = jax.random.fold_in(rng, i)
-        t = jnp.maximum(temperature, 1e-30)
-        sampled = jax.random.categorical(key, logits / t, axis=-1).astype(jnp.int32)
-        return jnp.where(temperature > 0, sampled, greedy)
+        def sample(lg):
+            key = jax.random.fold_in(rng, i)
+            return jax.random.categorical(key, lg / temperature, axis=-1).astype(jnp.int32)
+
+        def greedy(lg):
+            return jnp.argmax(lg, axis=-1).astype(jnp.int32)
+
+        # A traced temperature keeps greedy and sampled decoding in one compiled program; the
+        # cond runs only the branch taken.
+        return jax.lax.cond(temperature > 0, sample, greedy, logits)
 
     lmax = stops.shape[1]
     hist = jnp.full((b, lmax + max_new_tokens), -1, jnp.int32)

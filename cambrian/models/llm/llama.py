@@ -228,9 +228,10 @@ def _opaque(n: int, probe: Array) -> Array:
     return jnp.int32(n) + (p != p).astype(jnp.int32)  # p != p only for NaN: one harmless rerun
 
 
-def blockwise(fn: Callable, xs: tuple[Array, ...], block: int):
+def blockwise(fn: Callable, xs: tuple[Array, ...], block: int, n_valid: Array | None = None):
     """Maps ``fn(i, *blocks)`` over consecutive ``block``-row slices of ``xs`` (arrays [N, ...])
-    in a loop; returns fn's outputs concatenated back to N rows."""
+    in a loop; returns fn's outputs concatenated back to N rows. With ``n_valid`` (traced) only
+    the blocks holding the first n_valid rows are computed; later rows come back as zeros."""
     n = xs[0].shape[0]
     nb = -(-n // block)
     # One spare block: a slice or update covering a whole buffer would be simplified away,
@@ -248,16 +249,41 @@ def blockwise(fn: Callable, xs: tuple[Array, ...], block: int):
         return jax.tree.map(lambda o, r: jax.lax.dynamic_update_slice_in_dim(o, r, i * block, 0),
                             outs, fn(i, *take(i)))
 
-    outs = jax.lax.fori_loop(0, _opaque(nb, xs[0]), body, outs)
+    trips = _opaque(nb, xs[0]) if n_valid is None else (n_valid + block - 1) // block
+    outs = jax.lax.fori_loop(0, trips, body, outs)
     return jax.tree.map(lambda o: o[:n], outs)
 
 
-def _rowwise(fn: Callable, xs: tuple[Array, ...], batch_invariant: bool, one_token: bool):
-    """Token-wise ``fn`` over rows [N, ...]: one call, or fixed-size row blocks."""
+class RowOrder(NamedTuple):
+    """Token rows reordered real-first, so blocks of padding rows can be skipped."""
+
+    order: Array  # int32[N]: real rows first, each group in its original order
+    inverse: Array  # int32[N]
+    n_real: Array  # int32[]
+
+    @classmethod
+    def of(cls, segment_ids: Array) -> RowOrder:
+        pad = (segment_ids.reshape(-1) == 0).astype(jnp.int32)
+        order = jnp.argsort(pad, stable=True)
+        return cls(order, jnp.argsort(order), (1 - pad).sum())
+
+
+def _rowwise(fn: Callable, xs: tuple[Array, ...], batch_invariant: bool, one_token: bool,
+             rows: RowOrder | None = None):
+    """Token-wise ``fn`` over rows [N, ...]: one call, or fixed-size row blocks.
+
+    In blocks, a row's result does not depend on the rows next to it, so the rows may be
+    reordered (``rows``) to compute only the blocks that hold real tokens; padding rows then
+    come back as zeros.
+    """
     if not batch_invariant:
         return fn(*xs)
     block = DECODE_ROWS if one_token else ROW_BLOCK
-    return blockwise(lambda i, *blocks: fn(*blocks), xs, block)
+    if rows is None:
+        return blockwise(lambda i, *blocks: fn(*blocks), xs, block)
+    xs = tuple(jnp.take(x, rows.order, axis=0) for x in xs)
+    out = blockwise(lambda i, *blocks: fn(*blocks), xs, block, rows.n_real)
+    return jax.tree.map(lambda o: jnp.take(o, rows.inverse, axis=0), out)
 
 
 def attend(q: Array, k: Array, v: Array, mask: Array, batch_invariant: bool = False) -> Array:
@@ -265,10 +291,10 @@ def attend(q: Array, k: Array, v: Array, mask: Array, batch_invariant: bool = Fa
 
     q float[B, T, H, E], k/v float[B, S, K, E] (rotated), mask bool[B, T, S] ->
     float[B, T, H, E]. A finite fill keeps fully masked (padding) queries finite: they average
-    all keys. With ``batch_invariant``, QUERY_BLOCK
-    queries of ATTN_ROWS (row, query block) pairs attend to KEY_BLOCK keys at a time with an
-    online softmax; keys past a row's end are masked and add exact zeros, so the cache length
-    does not matter either (a multiple of KEY_BLOCK avoids a padded copy of the cache).
+    all keys. With ``batch_invariant``, the QUERY_BLOCK-query blocks of ATTN_ROWS sequences
+    (DECODE_ROWS in one-token steps) attend to KEY_BLOCK keys at a time with an online softmax;
+    keys past a row's end are masked and add exact zeros, so the cache length does not matter
+    either (a multiple of KEY_BLOCK avoids a padded copy of the cache).
     """
     b, t, h, e = q.shape
     nk = k.shape[2]
@@ -291,9 +317,11 @@ def attend(q: Array, k: Array, v: Array, mask: Array, batch_invariant: bool = Fa
     k, v = pad(k, (0, 0), (0, pad_s)), pad(v, (0, 0), (0, pad_s))
     nq = q.shape[1] // qb
 
-    def query_blocks(i, qi, mi):  # ATTN_ROWS (row, query block) pairs: [P, qb, H, E], ...
-        rows = (i * ATTN_ROWS + jnp.arange(ATTN_ROWS)) // nq
-        qi = qi.reshape(ATTN_ROWS, qb, nk, g, e)
+    n_pairs = DECODE_ROWS if t == 1 else ATTN_ROWS
+
+    def query_blocks(i, qi, mi):  # n_pairs (row, query block) pairs: [P, qb, H, E], ...
+        rows = (i * n_pairs + jnp.arange(n_pairs)) // nq
+        qi = qi.reshape(n_pairs, qb, nk, g, e)
 
         def key_block(j, carry):
             m, l, acc = carry
@@ -307,15 +335,15 @@ def attend(q: Array, k: Array, v: Array, mask: Array, batch_invariant: bool = Fa
             pv = jnp.einsum("pkgts,pske->pkgte", p.astype(dt), vj).astype(jnp.float32)
             return m_new, l * alpha + p.sum(-1), acc * alpha[..., None] + pv
 
-        shape = (ATTN_ROWS, nk, g, qb)
+        shape = (n_pairs, nk, g, qb)
         init = (jnp.full(shape, _MASKED, jnp.float32), jnp.zeros(shape, jnp.float32),
                 jnp.zeros(shape + (e,), jnp.float32))
         _, l, acc = jax.lax.fori_loop(0, _opaque(n_keys, qi), key_block, init)
         out = (acc / l[..., None]).astype(dt).transpose(0, 3, 1, 2, 4)  # [P, qb, K, G, E]
-        return out.reshape(ATTN_ROWS, qb, h, e)
+        return out.reshape(n_pairs, qb, h, e)
 
     out = blockwise(query_blocks, (q.reshape(-1, qb, h, e), mask.reshape(-1, qb, mask.shape[-1])),
-                    ATTN_ROWS)
+                    n_pairs)
     return out.reshape(b, -1, h, e)[:, :t]
 
 
@@ -463,7 +491,7 @@ class DecoderLayer(nnx.Module):
 
     def __call__(self, x: Array, positions: Array, mask: Array,
                  cache_kv: tuple[Array, Array] | None = None, start: Array | None = None,
-                 batch_invariant: bool = False):
+                 batch_invariant: bool = False, row_order: RowOrder | None = None):
         """x float[B, T, D], positions int32[B, T], mask bool[B, T, S] ->
         (float[B, T, D], updated (k, v) cache or None)."""
         cfg, inv = self.cfg, batch_invariant
@@ -472,7 +500,7 @@ class DecoderLayer(nnx.Module):
         # Rotation happens inside the row-wise step so that, in batch-invariant mode, the cache
         # receives plain copies of values computed by the fixed-shape block code.
         q, k, v = _rowwise(lambda r, p: self.attn.qkv(self.input_norm(r), p),
-                           (rows, positions.reshape(b * t)), inv, t == 1)
+                           (rows, positions.reshape(b * t)), inv, t == 1, row_order)
         q = constrain(q.reshape(b, t, cfg.num_heads, cfg.head_dim),
                       ("batch", "length", "heads", "head_dim"))
         k, v = (a.reshape(b, t, cfg.num_kv_heads, cfg.head_dim) for a in (k, v))
@@ -485,7 +513,8 @@ class DecoderLayer(nnx.Module):
             r = r + self.attn.out(o)
             return r + self.mlp(self.post_attn_norm(r))
 
-        x = _rowwise(finish, (rows, o.reshape(b * t, cfg.num_heads, cfg.head_dim)), inv, t == 1)
+        x = _rowwise(finish, (rows, o.reshape(b * t, cfg.num_heads, cfg.head_dim)), inv, t == 1,
+                     row_order)
         return constrain(x.reshape(b, t, d), ("batch", "length", "embed")), cache_kv
 
 
@@ -559,16 +588,18 @@ class Llama(nnx.Module):
         if self.cfg.sliding_window is not None:
             mask &= positions[:, :, None] - kpos[:, None, :] < self.cfg.sliding_window
 
+        # Prompts: skip padding rows (one-token steps have too few rows to gain from it).
+        row_order = RowOrder.of(segment_ids) if batch_invariant and t > 1 else None
         new_k, new_v = [], []
         for i, layer in enumerate(self.layers):
             kv = (cache.k[i], cache.v[i]) if cache is not None else None
-            x, kv = layer(x, positions, mask, kv, start, batch_invariant)
+            x, kv = layer(x, positions, mask, kv, start, batch_invariant, row_order)
             if kv is not None:
                 new_k.append(kv[0])
                 new_v.append(kv[1])
             if layer_hook is not None:
                 x = layer_hook(i, x)
-        hidden = _rowwise(self.norm, (x.reshape(b * t, -1),), batch_invariant, t == 1)
+        hidden = _rowwise(self.norm, (x.reshape(b * t, -1),), batch_invariant, t == 1, row_order)
         hidden = hidden.reshape(x.shape)
         new_cache = None
         if cache is not None:
