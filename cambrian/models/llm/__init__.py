@@ -16,10 +16,11 @@ from cambrian.models.llm.llama import (
     constrain,
     init_cache,
     load,
+    read_hf_config,
     save_hf,
 )
 
 __all__ = [
     "KVCache", "Llama", "LlamaConfig", "bucket", "constrain", "generate", "generate_from_embeds",
-    "init_cache", "load", "save_hf",
+    "init_cache", "load", "read_hf_config", "save_hf",
 ]

@@ -23,7 +23,6 @@ fixed batch and key, not across batch compositions.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 
 import jax
@@ -73,6 +72,7 @@ def _compact(x: Array, shift: Array) -> Array:
 def _core(graphdef, state, embeds, segment_ids, positions, rng, eos, stops, temperature, pad_id,
           *, max_new_tokens, layer_hook, cache_len, invariant):
     model = nnx.merge(graphdef, state)
+    cache_len = -(-cache_len // KEY_BLOCK) * KEY_BLOCK  # whole key blocks: no padded copies
     b, t = segment_ids.shape
     valid = segment_ids != 0
     lead = jnp.where(valid.any(1), jnp.argmax(valid, axis=1), 0).astype(jnp.int32)
@@ -178,6 +178,8 @@ def generate_from_embeds(model: Llama, embeds: Array, segment_ids: Array,
     if positions is None:
         positions = np.maximum(np.cumsum(seg != 0, axis=1) - 1, 0)
     pos = np.asarray(positions, np.int32)
+    if max_new_tokens < 1:
+        raise ValueError(f"generate_from_embeds: max_new_tokens={max_new_tokens}; need >= 1")
     if temperature > 0 and rng is None:
         raise ValueError("generate_from_embeds: temperature > 0 needs rng (a jax PRNG key)")
     rng = rng if rng is not None else jax.random.key(0)
@@ -190,7 +192,7 @@ def generate_from_embeds(model: Llama, embeds: Array, segment_ids: Array,
     seg = np.pad(seg, ((0, bb - b), (tb - t, 0)))
     pos = np.pad(pos, ((0, bb - b), (tb - t, 0)))
     graphdef, state = nnx.split(model)
-    cache_len = -(-(tb + int(max_new_tokens)) // KEY_BLOCK) * KEY_BLOCK
+    cache_len = tb + int(max_new_tokens)
     tokens, n = _core_jit(
         graphdef, state, embeds, jnp.asarray(seg), jnp.asarray(pos), rng,
         jnp.asarray(_eos_array(eos_id)), jnp.asarray(_stop_table(stop_sequences)),
@@ -231,6 +233,6 @@ def generate(model: Llama, prompts: Sequence[Sequence[int]], *, max_new_tokens: 
     return results
 
 
-@functools.partial(nnx.jit)
+@nnx.jit
 def _embed(model: Llama, tokens: Array) -> Array:
     return model.embed(tokens)

@@ -15,15 +15,21 @@ H query heads, K kv heads, G query heads per kv head, E head dim, V vocab.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+import os
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import ml_dtypes
 import numpy as np
 from flax import nnx
 from flax.core import FrozenDict, spmd
+from safetensors.numpy import save_file
+
+from cambrian.models.weights import CheckpointError, open_checkpoint, take
 
 Array = jax.Array
 LayerHook = Callable[[int, Array], Array]
@@ -560,8 +566,8 @@ class Llama(nnx.Module):
         are appended at each row's ``cache.lengths``; queries see the whole cache.
         layer_hook(i, hidden float[B, T, D]) -> float[B, T, D] is applied after layer i.
         batch_invariant: run every computation over fixed-shape blocks, so a row's result does
-        not depend on the batch size, its neighbours or the query/cache length (slower; used by
-        generation).
+        not depend on the batch size, its neighbours or the query/cache length (used by
+        generation; padding rows of a prompt are skipped and come back as zeros).
         logits float32[B, T, V] (None if ``with_logits=False``); out["hidden"] is the final
         normed hidden state float[B, T, D].
         """
@@ -670,6 +676,16 @@ def _to_hf(x: np.ndarray, kind: str, hf_shape: tuple[int, ...]) -> np.ndarray:
     return x.reshape(hf_shape)
 
 
+def read_hf_config(checkpoint_dir: str) -> dict:
+    """The ``config.json`` dict of an HF checkpoint directory (for ``LlamaConfig.from_hf``)."""
+    path = os.path.join(os.fspath(checkpoint_dir), "config.json")
+    if not os.path.exists(path):
+        raise CheckpointError(f"{path} not found: an HF LLM checkpoint directory needs its "
+                              "config.json next to the safetensors files")
+    with open(path) as fh:
+        return json.load(fh)
+
+
 def load(checkpoint_dir: str, *, dtype: str = "float32", param_dtype: str = "float32",
          **overrides) -> Llama:
     """A Llama-family model from an HF checkpoint directory (config.json + safetensors).
@@ -678,18 +694,8 @@ def load(checkpoint_dir: str, *, dtype: str = "float32", param_dtype: str = "flo
     stream one at a time into the parameter tree. ``dtype`` is the compute dtype,
     ``param_dtype`` the weight dtype; ``overrides`` replace ``LlamaConfig`` fields.
     """
-    import json
-    import os
-
-    from cambrian.models.weights import CheckpointError, open_checkpoint, take
-
-    cfg_path = os.path.join(os.fspath(checkpoint_dir), "config.json")
-    if not os.path.exists(cfg_path):
-        raise CheckpointError(f"{cfg_path} not found: an HF LLM checkpoint directory needs its "
-                              "config.json next to the safetensors files")
-    with open(cfg_path) as fh:
-        cfg = LlamaConfig.from_hf(json.load(fh), dtype=dtype, param_dtype=param_dtype,
-                                  **overrides)
+    cfg = LlamaConfig.from_hf(read_hf_config(checkpoint_dir), dtype=dtype,
+                              param_dtype=param_dtype, **overrides)
     reader = open_checkpoint(checkpoint_dir)
     # Abstract first: the only real arrays ever allocated are the converted checkpoint tensors.
     model = nnx.eval_shape(lambda: Llama(cfg, rngs=nnx.Rngs(0)))
@@ -707,12 +713,6 @@ def save_hf(model: Llama, out_dir: str, *, dtype: str | None = None,
     Tensors are stored in ``dtype`` (default: the model's param dtype); checkpoints larger than
     ``max_shard_size`` bytes are split into shards with a ``model.safetensors.index.json``.
     """
-    import json
-    import os
-
-    import ml_dtypes
-    from safetensors.numpy import save_file
-
     cfg = model.cfg
     np_dtype = {"float32": np.float32, "float16": np.float16,
                 "bfloat16": ml_dtypes.bfloat16}[jnp.dtype(dtype or cfg.param_dtype).name]
