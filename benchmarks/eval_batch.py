@@ -28,7 +28,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
 
-    from cambrian import config as C, train
+    from cambrian import config as C
+    from cambrian import train
     from cambrian.data import tokenizer
     from cambrian.eval import runner
 

@@ -37,7 +37,8 @@ def main() -> None:
     import numpy as np
     from flax import nnx
 
-    from cambrian import config as C, optim, sharding, train
+    from cambrian import config as C
+    from cambrian import optim, sharding, train
     from cambrian.data import chat_templates, loader, packing, tokenizer
 
     cfg = C.load("encoders/dinov2.py:runlocal")
