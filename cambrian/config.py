@@ -85,6 +85,9 @@ def base_config() -> mlc.ConfigDict:
         "vocab_size": 0, "hidden_size": 128, "intermediate_size": 256, "num_layers": 2,
         "num_heads": 4, "num_kv_heads": 2, "head_dim": 32, "rope_theta": 10000.0,
     })
+    # attention of the training forward: "einsum" (the kernel generation always uses), or
+    # jax.nn.dot_product_attention's "xla" / "cudnn" (flash attention: GPU, bf16)
+    c.model.llm.attention = "einsum"
     c.model.tokenizer = ""  # HF tokenizer dir; "synthetic" = the embedded runlocal tokenizer
     c.model.template = "vicuna_v1"  # chat template (cambrian/data/chat_templates.py)
     c.model.system_prompt = None  # None = the template's own system prompt
@@ -94,8 +97,15 @@ def base_config() -> mlc.ConfigDict:
 
     c.data = mlc.ConfigDict()
     c.data.image_size = 0  # host-side square size; 0 = largest encoder resolution
-    c.data.num_workers = 0
+    c.data.num_workers = 0  # grain worker processes decoding + tokenising; 0 = in-process
     c.data.skip_bad = False
+    # Sequence packing: several conversations per model.max_len row (segment ids keep attention
+    # and positions per conversation); stages.*.batch_size then counts rows, not conversations.
+    c.data.pack = False
+    c.data.max_images_per_row = 3  # image slots per packed row (encoders run on all of them)
+    # first batches of each stage measured for the run log's packing figures (drawn ahead, then
+    # trained on as usual)
+    c.data.efficiency_batches = 4
     # sizes of the embedded synthetic splits ("synthetic:<split>" data and the synthetic suite)
     c.data.synthetic = mlc.ConfigDict({"align": 3000, "train": 6000, "eval": 120})
 
@@ -243,7 +253,9 @@ def runlocal_common(c: mlc.ConfigDict) -> None:
         enc.image_size = 0  # the runlocal variant's own resolution
     c.model.llm.init = "random"
     c.model.llm.checkpoint = ""
-    c.model.llm.random.update(dict(hidden_size=128, intermediate_size=384, num_layers=2,
+    # 4 layers: at the answer position one layer gathers what is asked, the next reads it off the
+    # image, the rest map it to the answer or option letter (2 layers learn little but priors)
+    c.model.llm.random.update(dict(hidden_size=128, intermediate_size=384, num_layers=4,
                                    num_heads=4, num_kv_heads=2, head_dim=32))
     c.model.tokenizer = "synthetic"
     c.model.template = "vicuna_v1"
@@ -252,7 +264,7 @@ def runlocal_common(c: mlc.ConfigDict) -> None:
     c.data.image_size = 0
     c.stages.stage1.update(dict(steps=50, batch_size=16, lr=2e-3, data="synthetic:align",
                                 image_root=""))
-    c.stages.stage2.update(dict(steps=2000, batch_size=16, lr=2e-3, data="synthetic:mix",
+    c.stages.stage2.update(dict(steps=2200, batch_size=16, lr=2e-3, data="synthetic:mix",
                                 image_root="", trainable=r"connector|llm"))
     c.mesh.update(dict(data=-1, fsdp=1, tensor=1))
     c.eval.suite = "synthetic"
@@ -366,8 +378,12 @@ def adopt_model(config: mlc.ConfigDict) -> None:
         raise ConfigError(f"config.checkpoint: {path} not found; point it at a run's "
                           "workdir") from e
     with config.unlocked():
-        config.model = mlc.ConfigDict(saved["model"], type_safe=False)
-        config.data = mlc.ConfigDict(saved["data"])
+        # today's defaults under the saved values: runs saved before a key existed still load
+        model = mlc.ConfigDict(config.model.to_dict(), type_safe=False)
+        model.update(saved["model"])
+        data = mlc.ConfigDict(config.data.to_dict(), type_safe=False)
+        data.update(saved["data"])
+        config.model, config.data = model, data
         config.cache_dir = saved.get("cache_dir", config.cache_dir)
 
 

@@ -353,10 +353,28 @@ class _StageCtx:
             image_size=model.host_image_size(config.data.image_size), image_root=image_root,
             pad_color=model.pad_color, skip_bad=config.data.skip_bad,
             system=config.model.system_prompt)
+        data = config.data
         ds = loader.dataset(loader.load_records(path), enc, batch_size=stage.batch_size,
                             num_batches=stage.steps,
-                            seed=config.seed * 1000 + list(config.stages).index(self.name))
-        return iter(ds)
+                            seed=config.seed * 1000 + list(config.stages).index(self.name),
+                            num_workers=data.num_workers, pack=data.pack,
+                            max_images_per_row=data.max_images_per_row)
+        it = loader.Peek(iter(ds), min(data.efficiency_batches, stage.steps))
+        self._log_efficiency(loader.efficiency(it.head()))
+        return it
+
+    def _log_efficiency(self, eff: dict) -> None:
+        """Logs how full the stage's first batches are; writes ``<stage>_data.json``."""
+        eff = {"pack": self.config.data.pack, **eff}
+        if eff["batches"]:
+            log.info("%s data (first %d batches, %s): %.1f%% of token slots real, %.1f%% "
+                     "supervised, %.2f examples/row, %.1f%% of image slots used", self.name,
+                     eff["batches"], "packed" if eff["pack"] else "one example per row",
+                     100 * eff["token_efficiency"], 100 * eff["supervised_efficiency"],
+                     eff["examples_per_row"], 100 * eff["image_slot_use"])
+        if jax.process_index() == 0:
+            fileio.write_text(fileio.join(self.workdir, f"{self.name}_data.json"),
+                              json.dumps(eff, indent=2))
 
     def train(self, params, global_step: int, done_stages: dict, resume):
         name, stage, config, mesh = self.name, self.stage, self.config, self.mesh

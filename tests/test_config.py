@@ -1,4 +1,5 @@
 import glob
+import json
 import os
 
 import pytest
@@ -90,3 +91,14 @@ def test_eval_config_adopts_the_model_of_the_run_it_scores(tmp_path):
     assert c.stages.stage2.steps == 0 and c.eval.suite == "synthetic"
     with pytest.raises(C.ConfigError, match="set --config.checkpoint=RUN_DIR"):
         C.adopt_model(C.load("eval/cambrian.py"))
+
+
+def test_adopting_a_run_saved_before_a_model_key_existed_takes_the_default(tmp_path):
+    run = json.loads(C.to_json(C.load("encoders/clip.py:runlocal",
+                                      ["--config.model.llm.random.num_layers=3"])))
+    del run["model"]["llm"]["attention"]  # as written by an older version
+    (tmp_path / "config.json").write_text(json.dumps(run))
+    c = C.load("eval/cambrian.py:runlocal", [f"--config.checkpoint={tmp_path}"])
+    C.adopt_model(c)
+    assert c.model.llm.attention == C.base_config().model.llm.attention
+    assert c.model.llm.random.num_layers == 3  # the saved values win

@@ -10,10 +10,16 @@ with each checkpoint). Batches::
     tokens     int32[B, T]         IMAGE_TOKEN marks the visual-token slots
     loss_mask  bool[B, T]          True on assistant tokens
     segment_ids int32[B, T]        1 on real tokens, 0 on padding
+
+or, packed (``PackedBatches``), B rows of several examples each with K image slots per row.
+``data.num_workers`` grain worker processes decode and tokenise (0 = in the main process); the
+example order is the same for every worker count.
 """
 
 from __future__ import annotations
 
+import collections
+import copy
 import io
 import logging
 import os
@@ -24,7 +30,7 @@ import jax
 import numpy as np
 from PIL import Image
 
-from cambrian.data import conversation, readers, synthetic
+from cambrian.data import conversation, packing, readers, synthetic
 from cambrian.data.chat_templates import Template
 from cambrian.data.readers import DataError
 from cambrian.models.encoders.preprocess import pad_to_square
@@ -139,17 +145,249 @@ def pad_example(enc: dict, max_len: int) -> dict:
     return {"tokens": tokens, "loss_mask": mask, "segment_ids": seg}
 
 
-def dataset(records: list, encoder: Encoder, *, batch_size: int, num_batches: int, seed: int,
-            process_index: int | None = None, process_count: int | None = None):
-    """A grain IterDataset of global batches (this process's share), at least ``num_batches``."""
+def examples(records, encoder: Encoder, *, seed: int, num_examples: int | None = None,
+             process_index: int | None = None, process_count: int | None = None,
+             num_workers: int = 0):
+    """A grain IterDataset of this process's encoded examples.
+
+    With ``num_examples`` (per process): at least that many, one seeded shuffle over enough
+    repeats of ``records``. Without: endless, each pass over ``records`` its own seeded
+    permutation, so the order does not depend on how many are drawn (packed batches draw a
+    varying number). Process ``p`` of ``n`` takes examples p, p + n, ... With ``num_workers`` > 0,
+    grain worker processes decode and tokenise, each every ``num_workers``-th example, and the main
+    process interleaves them back in order; skipped bad records stay in the stream until after
+    that, so the order does not depend on the worker count.
+    """
     pi = jax.process_index() if process_index is None else process_index
+    pc = jax.process_count() if process_count is None else process_count
+    if not records:
+        raise DataError("the training data holds no records")
+    ds = grain.MapDataset.source(records)
+    if num_examples is None:
+        ds = ds.seed(seed).shuffle().repeat()
+    else:
+        epochs = -(-num_examples * pc // len(records)) + 1  # +1: room for skipped bad records
+        ds = ds.repeat(epochs).seed(seed).shuffle()
+    ds = ds.slice(slice(pi, None, pc)).map(_Boxed(encoder)).to_iter_dataset()
+    if num_workers > 0:
+        _absl_flags_parsed()
+        ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers))
+    return ds.filter(_kept).map(_unbox)
+
+
+class _Boxed:
+    """``(example or None,)``: grain drops a bare None inside the worker that made it, which
+    would shift the round-robin interleave of the workers' outputs."""
+
+    def __init__(self, encoder: Encoder):
+        self.encoder = encoder
+
+    def __call__(self, item):
+        return (self.encoder(item),)
+
+
+def _kept(boxed) -> bool:
+    return boxed[0] is not None
+
+
+def _unbox(boxed):
+    return boxed[0]
+
+
+def _absl_flags_parsed() -> None:
+    # grain 0.2.18's mp_prefetch reads an absl flag, which raises unless flags were parsed
+    # (google/grain#1355); programs not started by absl.app never parse them.
+    from absl import flags
+
+    if not flags.FLAGS.is_parsed():
+        flags.FLAGS.mark_as_parsed()
+
+
+def dataset(records: list, encoder: Encoder, *, batch_size: int, num_batches: int, seed: int,
+            process_index: int | None = None, process_count: int | None = None,
+            num_workers: int = 0, pack: bool = False, max_images_per_row: int = 1):
+    """A grain IterDataset of global batches (this process's share), at least ``num_batches``.
+
+    ``pack``: each batch holds ``batch_size`` rows of ``encoder.max_len`` tokens, each packed
+    with as many examples as fit (see ``PackedBatches``; the stream is endless); otherwise one
+    example per row.
+    """
     pc = jax.process_count() if process_count is None else process_count
     if batch_size % pc:
         raise ValueError(f"batch size {batch_size} is not divisible by {pc} processes")
-    if not records:
-        raise DataError("the training data holds no records")
-    need = num_batches * batch_size
-    epochs = -(-need // len(records)) + 1  # +1: room for skipped bad records
-    ds = grain.MapDataset.source(records).repeat(epochs).seed(seed).shuffle()
-    ds = ds.slice(slice(pi, None, pc)).map(encoder).to_iter_dataset()
-    return ds.filter(lambda x: x is not None).batch(batch_size // pc, drop_remainder=True)
+    rows = batch_size // pc
+    ds = examples(records, encoder, seed=seed, num_examples=None if pack else num_batches * rows,
+                  process_index=process_index, process_count=pc, num_workers=num_workers)
+    if pack:
+        return PackedBatches(ds, rows=rows, seq_len=encoder.max_len,
+                             num_image_tokens=encoder.num_image_tokens,
+                             max_images=max_images_per_row)
+    return ds.batch(rows, drop_remainder=True)
+
+
+# ---------------------------------------------------------------------------------- packing
+
+
+class PackedBatches(grain.IterDataset):
+    """Encoded examples -> batches of ``rows`` packed rows of ``seq_len`` tokens.
+
+    Examples are placed first-fit (``packing.FirstFit``) in stream order until one fits in no
+    row; that one opens the next batch. Batches::
+
+        tokens, loss_mask, segment_ids  [rows, seq_len]  segments 1, 2, ... per row; 0 = padding
+        image      uint8[rows, K, S, S, 3]   the row's images in segment order; zeros after them
+        image_box  float32[rows, K, 4]       zeros on unused slots
+        has_image  bool[rows, K]
+
+    K = ``max_images``; an example takes one slot when it has visual-token slots. The iterator
+    state is the parent's state before the example that opens the next batch, so a restore
+    re-reads that example and continues exactly.
+    """
+
+    def __init__(self, parent: grain.IterDataset, *, rows: int, seq_len: int,
+                 num_image_tokens: int, max_images: int):
+        super().__init__(parent)
+        if max_images < 1:
+            raise ValueError(f"data.max_images_per_row={max_images}; expected >= 1")
+        if max_images * num_image_tokens > seq_len:
+            log.warning("data.max_images_per_row=%d images of %d tokens exceed model.max_len=%d;"
+                        " at most %d fit in a row", max_images, num_image_tokens, seq_len,
+                        seq_len // num_image_tokens)
+        self.rows, self.seq_len = rows, seq_len
+        self.num_image_tokens, self.max_images = num_image_tokens, max_images
+
+    def __iter__(self):
+        return _PackedBatchIterator(self._parent.__iter__(), self)
+
+    def __str__(self) -> str:
+        return f"PackedBatches(rows={self.rows}, seq_len={self.seq_len}, K={self.max_images})"
+
+
+class _PackedBatchIterator(grain.DatasetIterator):
+    def __init__(self, parent: grain.DatasetIterator, spec: PackedBatches):
+        super().__init__(parent)
+        self._spec = spec
+        self._carry = None  # (parent state before it, example) of the next batch's first example
+
+    def _pull(self):
+        state = copy.deepcopy(self._parent.get_state())
+        return state, _unpadded(next(self._parent), self._spec.num_image_tokens)
+
+    def __next__(self) -> dict:
+        spec = self._spec
+        fit = packing.FirstFit(spec.rows, spec.seq_len, max_images=spec.max_images)
+        chosen = []
+        while True:
+            if self._carry is not None:
+                item, self._carry = self._carry, None
+            else:
+                try:
+                    item = self._pull()
+                except StopIteration:
+                    if chosen:
+                        break
+                    raise
+            ex = item[1]
+            if fit.place(len(ex["tokens"]), len(ex["images"])) < 0:
+                self._carry = item
+                break
+            chosen.append(ex)
+        return self._assemble(chosen, fit.rows)
+
+    def _assemble(self, chosen: list[dict], rows: list[list[int]]) -> dict:
+        spec = self._spec
+        out = packing.layout(chosen, rows, spec.seq_len, num_rows=spec.rows)
+        size = chosen[0]["image"].shape
+        image = np.zeros((spec.rows, spec.max_images, *size), np.uint8)
+        box = np.zeros((spec.rows, spec.max_images, 4), np.float32)
+        has = np.zeros((spec.rows, spec.max_images), bool)
+        for r, members in enumerate(rows):
+            slots = [chosen[i] for i in members if chosen[i]["images"]]  # segment order
+            for k, ex in enumerate(slots):
+                image[r, k], box[r, k], has[r, k] = ex["image"], ex["image_box"], ex["has_image"]
+        return {"tokens": out["tokens"], "loss_mask": out["loss_mask"],
+                "segment_ids": out["segment_ids"], "image": image, "image_box": box,
+                "has_image": has}
+
+    def get_state(self) -> dict:
+        if self._carry is not None:
+            return copy.deepcopy(self._carry[0])
+        return self._parent.get_state()
+
+    def set_state(self, state: dict) -> None:
+        self._carry = None
+        self._parent.set_state(state)
+
+
+def _unpadded(ex: dict, num_image_tokens: int) -> dict:
+    """An ``Encoder`` output with its padding cut off; ``images`` (one entry when it has
+    visual-token slots: one image per example, as in unpacked rows) counts its image slots."""
+    n = int(ex["segment_ids"].sum())
+    tokens = ex["tokens"][:n]
+    slots = int((tokens == conversation.IMAGE_TOKEN).sum())
+    if slots not in (0, num_image_tokens):
+        raise DataError(f"an example has {slots} visual-token slots; packed rows take one image "
+                        f"({num_image_tokens} slots) per example. Give each record at most one "
+                        "<image> tag or set data.pack=False")
+    return {**ex, "tokens": tokens, "loss_mask": ex["loss_mask"][:n],
+            "images": [ex["image"]] if slots else []}
+
+
+# ----------------------------------------------------------------------- efficiency figures
+
+
+class Peek(grain.DatasetIterator):
+    """``parent`` with its first ``n`` elements drawn ahead (``head()``), served first.
+
+    ``get_state`` is the parent's state before the next element to be served, so checkpoints
+    taken while the head is being served resume exactly.
+    """
+
+    def __init__(self, parent: grain.DatasetIterator, n: int):
+        super().__init__(parent)
+        self._buf: collections.deque = collections.deque()
+        self._states: collections.deque = collections.deque()
+        for _ in range(n):
+            state = copy.deepcopy(parent.get_state())
+            try:
+                self._buf.append(next(parent))
+            except StopIteration:
+                break
+            self._states.append(state)
+
+    def head(self) -> list:
+        """The drawn elements not yet served."""
+        return list(self._buf)
+
+    def __next__(self):
+        if self._buf:
+            self._states.popleft()
+            return self._buf.popleft()
+        return next(self._parent)
+
+    def get_state(self) -> dict:
+        return copy.deepcopy(self._states[0]) if self._states else self._parent.get_state()
+
+    def set_state(self, state: dict) -> None:
+        self._buf.clear()
+        self._states.clear()
+        self._parent.set_state(state)
+
+
+def efficiency(batches: list[dict]) -> dict:
+    """How full host batches are: ``token_efficiency`` (real tokens / row slots),
+    ``supervised_efficiency`` (loss-masked tokens / row slots), ``examples_per_row`` and
+    ``image_slot_use`` (images / image slots)."""
+    if not batches:
+        return {"batches": 0}
+    seg = np.concatenate([b["segment_ids"] for b in batches])
+    mask = np.concatenate([b["loss_mask"] for b in batches]) & (seg > 0)
+    has = np.concatenate([np.asarray(b["has_image"]).reshape(len(b["tokens"]), -1)
+                          for b in batches])
+    rows, row_len = seg.shape
+    n_examples = int(seg.max(axis=1).sum())  # segments are numbered 1..m in each row
+    return {"batches": len(batches), "rows": rows, "row_len": row_len,
+            "examples": n_examples, "examples_per_row": n_examples / rows,
+            "token_efficiency": float((seg > 0).mean()),
+            "supervised_efficiency": float(mask.mean()),
+            "image_slot_use": float(has.mean())}

@@ -13,7 +13,10 @@ row when none has. Every token is kept exactly once; nothing is truncated. Per r
     examples     list[list[int]]  input indices per row; segment s is examples[row][s - 1]
     images       list[list]       per row, the examples' "images" entries in segment order
 
-``packing_efficiency`` is the fraction of the R * T slots holding a real token.
+``FirstFit`` is the same placement online, into a fixed number of rows (a training batch fed from
+a stream: the first example that fits nowhere starts the next batch); ``layout`` builds the arrays
+above for a placement. ``packing_efficiency`` is the fraction of the R * T slots holding a real
+token.
 """
 
 from __future__ import annotations
@@ -54,6 +57,53 @@ class _FirstFit:
             self.t[i] = max(self.t[2 * i], self.t[2 * i + 1])
 
 
+class FirstFit:
+    """Online first-fit placement into at most ``max_rows`` rows of ``seq_len`` slots.
+
+    ``place(n, k)`` puts an example of ``n`` tokens and ``k`` images into the first open row with
+    room (opening a new row when none has and fewer than ``max_rows`` are open) and returns the
+    row, or -1 when it fits nowhere; ``rows`` lists the placed example numbers per row.
+    Placement never moves an earlier example, so the rows of a prefix of a stream do not depend
+    on what comes after it.
+    """
+
+    def __init__(self, max_rows: int, seq_len: int, *, max_segments: int | None = None,
+                 max_images: int | None = None):
+        self.seq_len, self.max_segments, self.max_images = seq_len, max_segments, max_images
+        self._fit = _FirstFit(max_rows, seq_len)
+        self.rows: list[list[int]] = []
+        self._used: list[int] = []
+        self._imgs: list[int] = []
+        self._placed = 0
+
+    def place(self, n: int, k: int = 0) -> int:
+        if n == 0 or n > self.seq_len:
+            raise ValueError(f"example {self._placed} has {n} tokens; packing needs "
+                             f"1..seq_len={self.seq_len}. Truncate when tokenising or raise "
+                             "seq_len")
+        cap = self.max_images
+        if cap is not None and k > cap:
+            raise ValueError(f"example {self._placed} has {k} images, more than "
+                             f"max_images={cap}")
+        fit = self._fit
+        r = fit.find(n)
+        while k and cap is not None and 0 <= r < len(self.rows) and self._imgs[r] + k > cap:
+            r = fit.find(n, r + 1)
+        if r < 0:
+            return -1
+        if r == len(self.rows):
+            self.rows.append([])
+            self._used.append(0)
+            self._imgs.append(0)
+        self.rows[r].append(self._placed)
+        self._placed += 1
+        self._used[r] += n
+        self._imgs[r] += k
+        full = self.max_segments is not None and len(self.rows[r]) >= self.max_segments
+        fit.set(r, -1 if full else self.seq_len - self._used[r])
+        return r
+
+
 def pack(examples: Sequence[Mapping], seq_len: int, *, pad_id: int = 0,
          max_segments: int | None = None, max_images: int | None = None) -> dict:
     """Greedy first-fit packing of ``examples`` into rows of ``seq_len`` (see module docstring).
@@ -62,51 +112,34 @@ def pack(examples: Sequence[Mapping], seq_len: int, *, pad_id: int = 0,
     (optional), "images": list (optional)}``. ``max_segments`` / ``max_images`` cap the examples /
     images per row (static shapes for attention bookkeeping and the image batch).
     """
-    lengths, n_images = [], []
     for i, ex in enumerate(examples):
         n = len(ex["tokens"])
         if len(ex["loss_mask"]) != n or ("positions" in ex and len(ex["positions"]) != n):
             raise ValueError(f"example {i}: tokens, loss_mask and positions differ in length")
-        if n == 0 or n > seq_len:
-            raise ValueError(f"example {i} has {n} tokens; packing needs 1..seq_len={seq_len}. "
-                             "Truncate when tokenising or raise seq_len")
-        k = len(ex.get("images", ()))
-        if max_images is not None and k > max_images:
-            raise ValueError(f"example {i} has {k} images, more than max_images={max_images}")
-        lengths.append(n)
-        n_images.append(k)
+    fit = FirstFit(len(examples), seq_len, max_segments=max_segments, max_images=max_images)
+    for ex in examples:
+        fit.place(len(ex["tokens"]), len(ex.get("images", ())))
+    return layout(examples, fit.rows, seq_len, pad_id=pad_id)
 
-    fit = _FirstFit(len(examples), seq_len)
-    rows: list[list[int]] = []
-    used: list[int] = []
-    imgs: list[int] = []
-    for i, (n, k) in enumerate(zip(lengths, n_images)):
-        r = fit.find(n)
-        while k and max_images is not None and 0 <= r < len(rows) and imgs[r] + k > max_images:
-            r = fit.find(n, r + 1)
-        if r == len(rows):
-            rows.append([])
-            used.append(0)
-            imgs.append(0)
-        rows[r].append(i)
-        used[r] += n
-        imgs[r] += k
-        full = max_segments is not None and len(rows[r]) >= max_segments
-        fit.set(r, -1 if full else seq_len - used[r])
 
-    shape = (len(rows), seq_len)
+def layout(examples: Sequence[Mapping], rows: Sequence[Sequence[int]], seq_len: int, *,
+           pad_id: int = 0, num_rows: int | None = None) -> dict:
+    """The arrays of ``pack`` for a given placement (``rows``: example numbers per row, in
+    segment order); ``num_rows`` pads with empty rows up to a fixed count."""
+    shape = (max(len(rows), num_rows or 0), seq_len)
     out = {"tokens": np.full(shape, pad_id, np.int32), "loss_mask": np.zeros(shape, bool),
            "segment_ids": np.zeros(shape, np.int32), "positions": np.zeros(shape, np.int32)}
     for r, members in enumerate(rows):
         at = 0
         for s, i in enumerate(members, 1):
-            ex, n = examples[i], lengths[i]
+            ex = examples[i]
+            n = len(ex["tokens"])
             out["tokens"][r, at:at + n] = ex["tokens"]
             out["loss_mask"][r, at:at + n] = ex["loss_mask"]
             out["segment_ids"][r, at:at + n] = s
             out["positions"][r, at:at + n] = ex["positions"] if "positions" in ex else np.arange(n)
             at += n
-    out["examples"] = rows
+    out["examples"] = [list(m) for m in rows]
     out["images"] = [[im for i in members for im in examples[i].get("images", ())]
                      for members in rows]
     return out

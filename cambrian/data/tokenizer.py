@@ -45,14 +45,22 @@ def synthetic_tokenizer() -> PreTrainedTokenizerFast:
 
 
 def rebuild(cache_dir: str) -> None:
+    """Retrains the shipped BPE on the synthetic conversations as the model sees them: rendered
+    with the ``:runlocal`` template (vicuna_v1, no system prompt), so the role markers
+    (`` ASSISTANT``, ``USER``) become single tokens; every other template's example text is
+    added too so each stays reasonably short."""
+    from cambrian.data.chat_templates import TEMPLATES
+    from cambrian.data.conversation import record_turns
+
     root = synthetic.ensure(cache_dir)
     texts = []
     for split in ("align", "train"):
-        with open(os.path.join(root, f"{split}.json")) as fh:
-            texts += [t["value"] for r in json.load(fh) for t in r["conversations"]]
-    from cambrian.data.chat_templates import TEMPLATES
-
-    texts += [t.example_text() for t in TEMPLATES.values()]
+        path = os.path.join(root, f"{split}.json")
+        with open(path) as fh:
+            records = json.load(fh)
+        texts += [TEMPLATES["vicuna_v1"].text(record_turns(r, path)[0], system="")
+                  for r in records]
+    texts += [t.example_text() for t in TEMPLATES.values()] * (len(texts) // 20)
     out = os.path.join(cache_dir, "tokenizer-rebuild")
     train_synthetic(texts, out)
     os.replace(os.path.join(out, "tokenizer.json"), ASSET)

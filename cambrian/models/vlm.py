@@ -2,8 +2,10 @@
 
 Batches follow ``cambrian/data/loader.py``: ``tokens`` hold ``IMAGE_TOKEN`` at the (contiguous)
 visual-token slots of each row; the model replaces their embeddings with the connector's tokens in
-order. Visual tokens over letter-box padding are masked out of attention and consume no position
-ids (Cambrian's compacted positions). In-LLM SVA layers, if the connector has them, re-read the
+order. A row holds one image (``image`` uint8[B, S, S, 3]) or, packed, K (uint8[B, K, S, S, 3],
+``image_box`` float32[B, K, 4]) whose tokens fill the row's slots one image after another.
+Visual tokens over letter-box padding are masked out of attention and consume no position ids
+(Cambrian's compacted positions). In-LLM SVA layers, if the connector has them, re-read the
 encoder windows after the configured decoder layers, at the image positions only.
 """
 
@@ -82,14 +84,15 @@ class Cambrian(nnx.Module):
                 vocab_size=vocab_size, hidden_size=r.hidden_size,
                 intermediate_size=r.intermediate_size, num_layers=r.num_layers,
                 num_heads=r.num_heads, num_kv_heads=r.num_kv_heads, head_dim=r.head_dim,
-                rope_theta=r.rope_theta)
+                rope_theta=r.rope_theta, attention=c.attention)
             return llm.Llama(cfg, rngs=rngs)
         if not c.checkpoint:
             raise FileNotFoundError("model.llm.checkpoint is empty: set it to the LLM's Hugging "
                                     "Face checkpoint directory (config.json + *.safetensors)")
         if not load_pretrained:
-            return llm.Llama(llm.LlamaConfig.from_hf(llm.read_hf_config(c.checkpoint)), rngs=rngs)
-        return llm.load(c.checkpoint)
+            return llm.Llama(llm.LlamaConfig.from_hf(llm.read_hf_config(c.checkpoint),
+                                                     attention=c.attention), rngs=rngs)
+        return llm.load(c.checkpoint, attention=c.attention)
 
     # ----------------------------------------------------------------------------- vision
 
@@ -122,33 +125,41 @@ class Cambrian(nnx.Module):
         seg = batch["segment_ids"]
         hook = None
         if vision and "image" in batch:
-            vis, cout = self.encode_images(batch["image"], batch["image_box"])
-            idx = jnp.clip(jnp.cumsum(is_img, axis=1) - 1, 0, vis.shape[1] - 1)
+            images, box = batch["image"], batch["image_box"]
+            k = images.shape[1] if images.ndim == 5 else 1
+            vis, cout = self.encode_images(images.reshape(-1, *images.shape[-3:]),
+                                           box.reshape(-1, 4))
+            b, n = tokens.shape[0], vis.shape[1]
+            # A row's K images fill its visual-token slots one after another (packed rows).
+            vis = vis.reshape(b, k * n, vis.shape[-1])
+            idx = jnp.clip(jnp.cumsum(is_img, axis=1) - 1, 0, k * n - 1)
             embeds = jnp.where(is_img[..., None],
                                jnp.take_along_axis(vis, idx[..., None], axis=1).astype(
                                    embeds.dtype), embeds)
-            tok_valid = jnp.take_along_axis(cout["token_valid"], idx, axis=1)
+            tok_valid = jnp.take_along_axis(cout["token_valid"].reshape(b, k * n), idx, axis=1)
             seg = jnp.where(is_img & ~tok_valid, 0, seg)
-            hook = self._in_llm_hook(cout, is_img, idx, vis.shape[1])
+            hook = self._in_llm_hook(cout, is_img, idx, n, k)
         else:
             # No vision: image slots are removed from attention entirely.
             seg = jnp.where(is_img, 0, seg)
         positions = compact_positions(batch["segment_ids"], seg != 0)
         return embeds, seg, positions, hook
 
-    def _in_llm_hook(self, cout, is_img, idx, n):
+    def _in_llm_hook(self, cout, is_img, idx, n, k):
         if not self.in_llm_layers:
             return None
-        which = {layer: k for k, layer in enumerate(self.in_llm_layers)}
-        start = jnp.argmax(is_img, axis=1)
-        t = is_img.shape[1]
+        which = {layer: j for j, layer in enumerate(self.in_llm_layers)}
+        b, t = is_img.shape
+        # row positions of visual slots 0 .. k*n-1: a stable sort puts the image slots first
+        slots = jnp.argsort(~is_img, axis=1, stable=True)
+        gather = jnp.take(slots, jnp.minimum(jnp.arange(k * n), t - 1), axis=1)
 
         def hook(i, h):
             if i not in which or h.shape[1] != t:  # decode steps see one token: nothing to do
                 return h
-            gather = jnp.clip(start[:, None] + jnp.arange(n)[None], 0, t - 1)
             img = jnp.take_along_axis(h, gather[..., None], axis=1)
-            new = self.connector.apply_in_llm(which[i], img, cout)
+            new = self.connector.apply_in_llm(which[i], img.reshape(b * k, n, -1), cout)
+            new = new.reshape(b, k * n, -1)
             back = jnp.take_along_axis(new, idx[..., None], axis=1).astype(h.dtype)
             return jnp.where(is_img[..., None], back, h)
 

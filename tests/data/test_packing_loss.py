@@ -1,17 +1,26 @@
-"""Packed batches (several samples per row, segment ids, positions restarting) give every sample
-the same loss as when it has a row to itself."""
+"""Packed batches (several samples per row, segment ids, positions restarting, up to K images per
+row) give every sample the same loss as when it has a row to itself."""
 
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
+from flax import nnx
 
+from cambrian import config as config_lib
 from cambrian.data import chat_templates, conversation, packing, tokenizer
 from cambrian.data.loader import pad_example
 from cambrian.train import build_model
+from tests.conftest import small
+
+
+@nnx.jit
+def _logits(model, batch):
+    return model(batch)[0]
 
 
 def _per_sample_ce(model, batch):
-    logits, out = model({k: jnp.asarray(v) for k, v in batch.items()})
+    logits = _logits(model, {k: jnp.asarray(v) for k, v in batch.items()})
     tok, seg = batch["tokens"], batch["segment_ids"]
     ce = optax.softmax_cross_entropy_with_integer_labels(logits[:, :-1],
                                                          jnp.maximum(tok[:, 1:], 0))
@@ -19,44 +28,50 @@ def _per_sample_ce(model, batch):
     return np.asarray(ce), np.asarray(keep), seg[:, 1:]
 
 
-def test_packed_rows_give_the_same_per_sample_loss(tiny_config):
+# mlp connector; SVA with in-LLM aggregation (re-reads each image's windows inside the LLM)
+@pytest.mark.parametrize("name,max_images", [("encoders/dinov2.py", 1),
+                                             ("encoders/dinov2.py", 3),
+                                             ("connectors/sva.py", 3)])
+def test_packed_rows_give_the_same_per_sample_loss(name, max_images, cache_dir):
+    config = small(config_lib.load(name + ":runlocal"), cache_dir)
     tok = tokenizer.load("synthetic")
-    model = build_model(tiny_config, tok)
+    model = build_model(config, tok)
     tpl = chat_templates.get("vicuna_v1")
     n_img = model.num_image_tokens
+    size = model.host_image_size()
     rng = np.random.default_rng(0)
     convs = [("What colour is the shape?", "red"), ("How many shapes are there?", "B"),
-             ("Tell me a word.", "CAT"), ("Which bar is the tallest?", "A"), ("Hi", "Hello")]
-    examples, images = [], []
+             ("Tell me a word.", "CAT"), ("Which bar is the tallest?", "A"), ("Hi", "Hello"),
+             ("Where is the circle?", "left")]
+    examples, images, boxes = [], [], []
     for i, (q, a) in enumerate(convs):
-        with_image = i % 2 == 0
+        with_image = i % 2 == 0 or i == 5
         rec = {"id": str(i), "image": "x.png" if with_image else None, "conversations": [
             {"from": "human", "value": ("<image>\n" if with_image else "") + q},
             {"from": "gpt", "value": a}]}
         enc = conversation.encode_record(rec, "t", tpl, tok, n_img, 512, system="")
-        img = rng.integers(0, 255, (56, 56, 3), dtype=np.uint8)
         examples.append({**enc, "images": [i] if with_image else []})
-        images.append(img if with_image else None)
+        images.append(rng.integers(0, 255, (size, size, 3), dtype=np.uint8))
+        boxes.append([0.0, 0.125 * i, 1.0, 1.0 - 0.25 * i / 2])  # letter-boxed differently
     seq = max(len(e["tokens"]) for e in examples) * 2 + n_img
-    size = model.host_image_size()
 
-    def row_images(idx_lists):
-        out = np.zeros((len(idx_lists), size, size, 3), np.uint8)
+    def row_images(idx_lists, k):
+        img = np.zeros((len(idx_lists), k, size, size, 3), np.uint8)
+        box = np.zeros((len(idx_lists), k, 4), np.float32)
         for r, idx in enumerate(idx_lists):
-            if idx:
-                out[r] = images[idx[0]]
-        return out
+            for j, i in enumerate(idx):
+                img[r, j], box[r, j] = images[i], boxes[i]
+        return (img[:, 0], box[:, 0]) if k == 1 else (img, box)  # K = 1: the unpacked layout
 
-    box = lambda b: np.tile(np.asarray([0, 0, 1, 1], np.float32), (b, 1))  # noqa: E731
     single = [pad_example(e, seq) for e in examples]
     unpacked = {k: np.stack([s[k] for s in single]) for k in single[0]}
-    unpacked["image"] = row_images([e["images"] for e in examples])
-    unpacked["image_box"] = box(len(examples))
-    packed = packing.pack(examples, seq, max_images=1)
+    unpacked["image"], unpacked["image_box"] = row_images(
+        [e["images"] or [i] for i, e in enumerate(examples)], 1)
+    packed = packing.pack(examples, seq, max_images=max_images)
     assert len(packed["examples"]) < len(examples)  # something was actually packed
+    assert max(len(x) for x in packed["images"]) == min(max_images, 2)
     pb = {k: packed[k] for k in ("tokens", "loss_mask", "segment_ids")}
-    pb["image"] = row_images(packed["images"])
-    pb["image_box"] = box(len(packed["examples"]))
+    pb["image"], pb["image_box"] = row_images(packed["images"], max_images)
 
     ce_u, keep_u, _ = _per_sample_ce(model, unpacked)
     ce_p, keep_p, seg_p = _per_sample_ce(model, pb)

@@ -49,11 +49,37 @@ def test_rerun_resumes_from_saved_predictions(setup, tmp_path):
     wd = str(tmp_path / "r")
     first = runner.evaluate(model, cfg, tok, wd)
     path = os.path.join(wd, "predictions", "synthetic_general.jsonl")
-    lines = open(path).read().splitlines()
+    full = open(path).read()
+    lines = full.splitlines()
     open(path, "w").write("\n".join(lines[:2]) + "\n")  # as if interrupted after 2 predictions
     again = runner.evaluate(model, cfg, tok, wd)
-    assert len(open(path).read().splitlines()) == 6
+    assert open(path).read() == full  # same records, same (item) order
     assert again["synthetic_general"]["score"] == first["synthetic_general"]["score"]
+
+
+def test_resume_from_the_parts_of_an_interrupted_multi_host_run(setup, tmp_path, monkeypatch):
+    """Part files of 2 hosts, one cut in the middle of a line, are resumed by 1 process: only the
+    missing items are decoded and the merged file is the uninterrupted run's."""
+    cfg, tok, model = setup
+    cfg.eval.batch_size = 4
+    wd = str(tmp_path / "p")
+    runner.evaluate(model, cfg, tok, wd)
+    pred = os.path.join(wd, "predictions")
+    full = {f: open(os.path.join(pred, f)).read() for f in os.listdir(pred)}
+    lines = full["synthetic_general.jsonl"].splitlines(keepends=True)
+    os.remove(os.path.join(pred, "synthetic_general.jsonl"))
+    open(os.path.join(pred, "synthetic_general.jsonl.part0-of-2"), "w").writelines(
+        [lines[4], lines[0]])
+    open(os.path.join(pred, "synthetic_general.jsonl.part1-of-2"), "w").write(
+        lines[3] + lines[5][:20])  # killed while appending item 5
+    decoded = []
+    add = runner._PredictionWriter.add
+    monkeypatch.setattr(runner._PredictionWriter, "add",
+                        lambda self, recs: (decoded.extend(r["id"] for r in recs), add(self, recs)))
+    runner.evaluate(model, cfg, tok, wd)
+    want_ids = [json.loads(x)["id"] for x in (lines[1], lines[2], lines[5])]
+    assert sorted(decoded) == sorted(want_ids)
+    assert {f: open(os.path.join(pred, f)).read() for f in os.listdir(pred)} == full
 
 
 def test_vision_off_writes_its_own_predictions(setup, tmp_path):

@@ -14,14 +14,10 @@ from cambrian.models.encoders.preprocess import CLIP_MEAN, CLIP_STD, PreprocessS
 
 _BASE = dict(act="quick_gelu", ln_eps=1e-5, pre_norm=True, final_norm=False, patch_bias=False)
 VARIANTS = {
-    "B/32": _BASE | dict(patch=32, width=768, depth=12, heads=12, mlp_dim=3072, image_size=224,
-                         pos_size=7),
-    "B/16": _BASE | dict(patch=16, width=768, depth=12, heads=12, mlp_dim=3072, image_size=224,
-                         pos_size=14),
-    "L/14": _BASE | dict(patch=14, width=1024, depth=24, heads=16, mlp_dim=4096, image_size=224,
-                         pos_size=16),
-    "L/14-336": _BASE | dict(patch=14, width=1024, depth=24, heads=16, mlp_dim=4096,
-                             image_size=336, pos_size=24),
+    "B/32": _BASE | vit.SIZES["B"] | dict(patch=32, image_size=224, pos_size=7),
+    "B/16": _BASE | vit.SIZES["B"] | dict(patch=16, image_size=224, pos_size=14),
+    "L/14": _BASE | vit.SIZES["L"] | dict(patch=14, image_size=224, pos_size=16),
+    "L/14-336": _BASE | vit.SIZES["L"] | dict(patch=14, image_size=336, pos_size=24),
     "runlocal": _BASE | vit.TINY | dict(patch=14, image_size=56),
 }
 DEFAULT_VARIANT = "L/14-336"

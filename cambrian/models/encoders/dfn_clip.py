@@ -16,12 +16,9 @@ from cambrian.models.encoders.preprocess import CLIP_MEAN, CLIP_STD, PreprocessS
 _BASE = dict(act="quick_gelu", ln_eps=1e-5, pre_norm=True, patch_bias=False,
              pos_interp="bicubic_aa")
 VARIANTS = {
-    "L/14": _BASE | dict(patch=14, width=1024, depth=24, heads=16, mlp_dim=4096, image_size=224,
-                         pos_size=16),
-    "H/14": _BASE | dict(patch=14, width=1280, depth=32, heads=16, mlp_dim=5120, image_size=224,
-                         pos_size=16),
-    "H/14-378": _BASE | dict(patch=14, width=1280, depth=32, heads=16, mlp_dim=5120,
-                             image_size=378, pos_size=27),
+    "L/14": _BASE | vit.SIZES["L"] | dict(patch=14, image_size=224, pos_size=16),
+    "H/14": _BASE | vit.SIZES["H"] | dict(patch=14, image_size=224, pos_size=16),
+    "H/14-378": _BASE | vit.SIZES["H"] | dict(patch=14, image_size=378, pos_size=27),
     "runlocal": _BASE | vit.TINY | dict(patch=14, image_size=56),
 }
 DEFAULT_VARIANT = "L/14"

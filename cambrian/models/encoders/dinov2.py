@@ -17,8 +17,8 @@ _BASE = dict(patch=14, pos_size=37, act="gelu", ln_eps=1e-6, layerscale=True)
 _REG = dict(registers=4, pos_interp="bicubic_aa")
 VARIANTS = {
     "S/14": _BASE | dict(width=384, depth=12, heads=6, mlp_dim=1536, image_size=518),
-    "B/14": _BASE | dict(width=768, depth=12, heads=12, mlp_dim=3072, image_size=518),
-    "L/14": _BASE | dict(width=1024, depth=24, heads=16, mlp_dim=4096, image_size=336),
+    "B/14": _BASE | vit.SIZES["B"] | dict(image_size=518),
+    "L/14": _BASE | vit.SIZES["L"] | dict(image_size=336),
     "g/14": _BASE | dict(width=1536, depth=40, heads=24, mlp_dim=4096, mlp="swiglu",
                          image_size=378),
     "runlocal": _BASE | vit.TINY | dict(image_size=56),

@@ -17,8 +17,7 @@ from cambrian.models.encoders.preprocess import HALF, PreprocessSpec
 
 _BASE = dict(act="gelu", ln_eps=1e-12, pos_interp="bilinear")
 VARIANTS = {
-    "L/16-384": _BASE | dict(patch=16, width=1024, depth=24, heads=16, mlp_dim=4096,
-                             image_size=384, pos_size=24),
+    "L/16-384": _BASE | vit.SIZES["L"] | dict(patch=16, image_size=384, pos_size=24),
     "runlocal": _BASE | vit.TINY | dict(patch=16, image_size=64),
 }
 DEFAULT_VARIANT = "L/16-384"

@@ -13,10 +13,8 @@ from cambrian.models.encoders.preprocess import IMAGENET_MEAN, IMAGENET_STD, Pre
 
 _BASE = dict(act="gelu", ln_eps=1e-6, cls_token=False, pos_cls=False)
 VARIANTS = {
-    "H/14": _BASE | dict(patch=14, width=1280, depth=32, heads=16, mlp_dim=5120, image_size=224,
-                         pos_size=16),
-    "H/16-448": _BASE | dict(patch=16, width=1280, depth=32, heads=16, mlp_dim=5120,
-                             image_size=448, pos_size=28),
+    "H/14": _BASE | vit.SIZES["H"] | dict(patch=14, image_size=224, pos_size=16),
+    "H/16-448": _BASE | vit.SIZES["H"] | dict(patch=16, image_size=448, pos_size=28),
     "g/16": _BASE | dict(patch=16, width=1408, depth=40, heads=16, mlp_dim=6144, image_size=224,
                          pos_size=14),
     "runlocal": _BASE | vit.TINY | dict(patch=14, image_size=56),

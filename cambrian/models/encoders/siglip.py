@@ -19,10 +19,8 @@ from cambrian.models.encoders.preprocess import CLIP_MEAN, HALF, PreprocessSpec
 
 _BASE = dict(act="gelu_tanh", ln_eps=1e-6, cls_token=False, pos_cls=False)
 VARIANTS = {
-    "B/16": _BASE | dict(patch=16, width=768, depth=12, heads=12, mlp_dim=3072, image_size=224,
-                         pos_size=14),
-    "L/16-384": _BASE | dict(patch=16, width=1024, depth=24, heads=16, mlp_dim=4096,
-                             image_size=384, pos_size=24),
+    "B/16": _BASE | vit.SIZES["B"] | dict(patch=16, image_size=224, pos_size=14),
+    "L/16-384": _BASE | vit.SIZES["L"] | dict(patch=16, image_size=384, pos_size=24),
     "So400m/14": _BASE | dict(patch=14, width=1152, depth=27, heads=16, mlp_dim=4304,
                               image_size=224, pos_size=16),
     "So400m/14-384": _BASE | dict(patch=14, width=1152, depth=27, heads=16, mlp_dim=4304,

@@ -341,18 +341,20 @@ def load_layout(cfg: ViTConfig, reader: Mapping[str, np.ndarray],
 
 # --- helpers shared by the family modules -------------------------------------------------------
 
+# The standard ViT sizes (Dosovitskiy et al. Table 1), shared by every family's variant table.
+SIZES = {"B": dict(width=768, depth=12, heads=12, mlp_dim=3072),
+         "L": dict(width=1024, depth=24, heads=16, mlp_dim=4096),
+         "H": dict(width=1280, depth=32, heads=16, mlp_dim=5120)}
+
 # The tiny ViT of every family's "runlocal" variant (random weights only: CPU runs and tests).
 TINY = dict(width=64, depth=2, heads=2, mlp_dim=256, pos_size=4)
 
 # timm ``vit_*_224`` towers (MAE, supervised in21k and MoCo v3 share them).
 _TIMM = dict(act="gelu", ln_eps=1e-6, pos_interp="bicubic_aa")
 TIMM_VARIANTS = {
-    "B/16": _TIMM | dict(patch=16, width=768, depth=12, heads=12, mlp_dim=3072, image_size=224,
-                         pos_size=14),
-    "L/16": _TIMM | dict(patch=16, width=1024, depth=24, heads=16, mlp_dim=4096, image_size=224,
-                         pos_size=14),
-    "H/14": _TIMM | dict(patch=14, width=1280, depth=32, heads=16, mlp_dim=5120, image_size=224,
-                         pos_size=16),
+    "B/16": _TIMM | SIZES["B"] | dict(patch=16, image_size=224, pos_size=14),
+    "L/16": _TIMM | SIZES["L"] | dict(patch=16, image_size=224, pos_size=14),
+    "H/14": _TIMM | SIZES["H"] | dict(patch=14, image_size=224, pos_size=16),
     "runlocal": _TIMM | TINY | dict(patch=16, image_size=64),
 }
 

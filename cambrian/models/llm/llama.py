@@ -36,6 +36,7 @@ LayerHook = Callable[[int, Array], Array]
 
 MODEL_TYPES = ("llama", "mistral", "qwen2")
 ROPE_TYPES = ("default", "linear", "llama3")
+ATTENTION_IMPLS = ("einsum", "xla", "cudnn")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,7 +47,10 @@ class LlamaConfig:
     the weights. ``rope_scaling`` is None or a mapping with ``rope_type`` in ``ROPE_TYPES`` and
     that type's fields as in HF ``config.json``. ``attention_bias`` puts biases on q/k/v;
     ``attention_out_bias`` on the output projection (Llama's ``attention_bias`` sets both, Qwen2
-    has only the q/k/v ones).
+    has only the q/k/v ones). ``attention`` picks the attention of the cache-free, full-sequence
+    forward (training): "einsum" (``attend``), or ``jax.nn.dot_product_attention`` with its "xla"
+    or "cudnn" (flash attention; GPU, bf16/fp16) implementation. Generation always uses
+    ``attend``.
     """
 
     vocab_size: int
@@ -67,6 +71,7 @@ class LlamaConfig:
     dtype: str = "float32"
     param_dtype: str = "float32"
     model_type: str = "llama"
+    attention: str = "einsum"
     bos_token_id: int | None = None
     eos_token_id: int | tuple[int, ...] | None = None
     pad_token_id: int | None = None
@@ -84,6 +89,9 @@ class LlamaConfig:
         if self.model_type not in MODEL_TYPES:
             raise ValueError(f"LlamaConfig.model_type={self.model_type!r}; expected one of "
                              f"{MODEL_TYPES}")
+        if self.attention not in ATTENTION_IMPLS:
+            raise ValueError(f"LlamaConfig.attention={self.attention!r}; expected one of "
+                             f"{ATTENTION_IMPLS}")
         if self.num_heads % self.num_kv_heads:
             raise ValueError(f"LlamaConfig: num_heads={self.num_heads} is not a multiple of "
                              f"num_kv_heads={self.num_kv_heads}")
@@ -353,6 +361,17 @@ def attend(q: Array, k: Array, v: Array, mask: Array, batch_invariant: bool = Fa
     return out.reshape(b, -1, h, e)[:, :t]
 
 
+def fused_attend(q: Array, k: Array, v: Array, mask: Array, implementation: str) -> Array:
+    """``attend`` (cache-free: key i is query i) through ``jax.nn.dot_product_attention``.
+
+    q float[B, T, H, E], k/v float[B, T, K, E], mask bool[B, T, T] (already causal) ->
+    float[B, T, H, E]. ``is_causal`` lets flash kernels skip the blocks above the diagonal. Rows
+    whose mask is all False (padding) may differ from ``attend``; no real token reads them.
+    """
+    return jax.nn.dot_product_attention(q, k, v, mask=mask[:, None], is_causal=True,
+                                        implementation=implementation)
+
+
 # ----------------------------------------------------------------------------------------------
 # Rotary position embeddings.
 
@@ -513,7 +532,10 @@ class DecoderLayer(nnx.Module):
         if cache_kv is not None:
             k, v = _write_rows(cache_kv[0], k, start), _write_rows(cache_kv[1], v, start)
             cache_kv = (k, v)
-        o = attend(q, k, v, mask, inv)
+        if cache_kv is None and not inv and cfg.attention != "einsum":
+            o = fused_attend(q, k, v, mask, cfg.attention)
+        else:
+            o = attend(q, k, v, mask, inv)
 
         def finish(r, o):
             r = r + self.attn.out(o)
