@@ -227,15 +227,15 @@ def generate_fn(graphdef, *, max_new_tokens: int, eos_ids: tuple[int, ...], visi
 
     gen = importlib.import_module("cambrian.models.llm.generate")  # the module, not the function
     eos = jnp.asarray(gen._eos_array(eos_ids))
-    stops = jnp.asarray(gen._stop_table(()))
+    stops = jnp.asarray(gen.stop_table(()))
 
     def run(state, batch):
         model = nnx.merge(graphdef, state)
         embeds, seg, pos, hook = model.prepare(batch, vision)
         lg, ls = nnx.split(model.llm)
-        return gen._core(lg, ls, embeds, seg, pos, jax.random.key(0), eos, stops,
-                         jnp.float32(0.0), jnp.int32(0), max_new_tokens=max_new_tokens,
-                         layer_hook=hook, cache_len=seg.shape[1] + max_new_tokens,
-                         invariant=True)
+        return gen.decode_embeds(lg, ls, embeds, seg, pos, jax.random.key(0), eos, stops,
+                                 jnp.float32(0.0), jnp.int32(0), max_new_tokens=max_new_tokens,
+                                 layer_hook=hook, cache_len=seg.shape[1] + max_new_tokens,
+                                 invariant=True)
 
     return jax.jit(run)

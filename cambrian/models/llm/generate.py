@@ -30,7 +30,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from cambrian.models.llm.llama import KEY_BLOCK, Array, LayerHook, Llama, init_cache
+from cambrian.models.llm.blocks import KEY_BLOCK
+from cambrian.models.llm.llama import Array, LayerHook, Llama, init_cache
 
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 LENGTH_BUCKETS = (16, 32, 64, 128, 256, 512, 768, 1024, 1536, 2048, 3072, 4096, 6144, 8192)
@@ -44,7 +45,7 @@ def bucket(n: int, buckets: Sequence[int]) -> int:
     return n
 
 
-def _stop_table(stop_sequences: Sequence[Sequence[int]]) -> np.ndarray:
+def stop_table(stop_sequences: Sequence[Sequence[int]]) -> np.ndarray:
     """int32[n, L] stop sequences right-aligned; -1 on the left matches anything."""
     seqs = [[int(t) for t in s] for s in stop_sequences]
     if any(len(s) == 0 for s in seqs):
@@ -69,8 +70,15 @@ def _compact(x: Array, shift: Array) -> Array:
     return jnp.take_along_axis(x, idx.reshape(idx.shape + (1,) * (x.ndim - 2)), axis=1)
 
 
-def _core(graphdef, state, embeds, segment_ids, positions, rng, eos, stops, temperature, pad_id,
-          *, max_new_tokens, layer_hook, cache_len, invariant):
+def decode_embeds(graphdef, state, embeds, segment_ids, positions, rng, eos, stops, temperature,
+                  pad_id, *, max_new_tokens, layer_hook, cache_len, invariant):
+    """The decoding loop over prompt embeddings, traceable inside a caller's ``jit`` (VLMs build
+    the embeddings themselves: text + visual tokens).
+
+    embeds float[B, T, D], segment_ids / positions int32[B, T], left-padded (segment 0 = padding);
+    ``layer_hook(i, h)`` sees the prefill hidden states after layer i in that layout. Returns
+    (tokens int32[B, max_new_tokens], number generated int32[B]).
+    """
     model = nnx.merge(graphdef, state)
     cache_len = -(-cache_len // KEY_BLOCK) * KEY_BLOCK  # whole key blocks: no padded copies
     b, t = segment_ids.shape
@@ -143,7 +151,7 @@ def _core(graphdef, state, embeds, segment_ids, positions, rng, eos, stops, temp
     return tokens, n
 
 
-_core_jit = jax.jit(_core, static_argnums=(0,), static_argnames=(
+_decode_jit = jax.jit(decode_embeds, static_argnums=(0,), static_argnames=(
     "max_new_tokens", "layer_hook", "cache_len", "invariant"))
 
 
@@ -193,9 +201,9 @@ def generate_from_embeds(model: Llama, embeds: Array, segment_ids: Array,
     pos = np.pad(pos, ((0, bb - b), (tb - t, 0)))
     graphdef, state = nnx.split(model)
     cache_len = tb + int(max_new_tokens)
-    tokens, n = _core_jit(
+    tokens, n = _decode_jit(
         graphdef, state, embeds, jnp.asarray(seg), jnp.asarray(pos), rng,
-        jnp.asarray(_eos_array(eos_id)), jnp.asarray(_stop_table(stop_sequences)),
+        jnp.asarray(_eos_array(eos_id)), jnp.asarray(stop_table(stop_sequences)),
         jnp.float32(temperature), jnp.int32(pad_id), max_new_tokens=int(max_new_tokens),
         layer_hook=layer_hook, cache_len=cache_len, invariant=bool(batch_invariant))
     return tokens[:b], n[:b]
