@@ -7,10 +7,15 @@ Prints one JSON line:
 * ``fsdp``: for N = 1, 2, 4, 8 fake CPU devices, the bytes of params + AdamW state that the
   fullest device really holds after the trainer's sharded init (the runlocal probe with a wider
   LLM, stage 2), against the ideal total / N; ``fsdp8_over_ideal`` is the N = 8 ratio.
-* ``cambrian_8b``: ``launch/tpu.py --dry-run`` numbers (cambrian/aot.py) per topology for
-  Cambrian-8B: the four-tower SVA connector (connectors/sva.py, preset cambrian-8b) on a
-  Llama-3-8B-shaped LLM (vocab 128256), bf16 compute and frozen bf16 encoders, stage 2 (connector
-  + LLM trained), global batch 512 of 2048 tokens, full remat, mesh fsdp = all chips.
+* ``cambrian_8b``: the dry run (cambrian/aot.py) of Cambrian-8B: the four-tower SVA connector
+  (connectors/sva.py, preset cambrian-8b) on a Llama-3-8B-shaped LLM (vocab 128256), bf16
+  compute and frozen bf16 encoders, stage 2 (connector + LLM trained), global batch 512 of 2048
+  tokens, full remat, mesh fsdp = all chips. Params, optimizer state and batch bytes are exact
+  (full model's shapes and shardings); activation bytes are EXTRAPOLATED linearly in depth from
+  compiles of 1-3-layer copies on the same 64-chip mesh (``aot.depth_extrapolated_dry_run``;
+  ``extrapolation.check`` compares the linear model with a compile it was not fitted on).
+  v4-128 and v5p-128 are both 64 chips, so one mesh serves both; top-level keys
+  ``cambrian8b_<topology>_gib_per_device`` and ``fits_<topology>`` (total <= 90% of HBM).
 """
 
 from __future__ import annotations
@@ -62,8 +67,7 @@ def fsdp_scaling(cache_dir: str) -> dict:
     return rows
 
 
-def cambrian_8b(topology: str) -> dict:
-    from cambrian import aot
+def cambrian_8b_config():
     from cambrian import config as C
 
     c = C.load("connectors/sva.py:preset=cambrian-8b")
@@ -74,7 +78,14 @@ def cambrian_8b(topology: str) -> dict:
     c.stages.stage2.batch_size = 512
     c.remat = "full"
     c.mesh.update(dict(data=1, fsdp=-1, tensor=1))
-    return aot.dry_run(c, topology=topology, stage="stage2", vocab_size=VOCAB_8B)
+    return c
+
+
+def cambrian_8b(topology: str) -> dict:
+    from cambrian import aot
+
+    return aot.depth_extrapolated_dry_run(cambrian_8b_config(), topology=topology,
+                                          stage="stage2", vocab_size=VOCAB_8B)
 
 
 def main() -> None:
@@ -102,10 +113,23 @@ def main() -> None:
     fsdp = {int(k): v for k, v in sub("fsdp", 8).items()}
     res = {"fsdp": fsdp, "fsdp8_over_ideal": fsdp[8]["over_ideal"]}
     if not args.skip_8b:
-        from cambrian.aot import parse_topology
+        from cambrian.aot import GiB, parse_topology
 
-        res["cambrian_8b"] = {t: sub(f"8b:{t}", parse_topology(t)[0])
-                              for t in args.topologies.split(",")}
+        by_chips: dict[int, dict] = {}  # slices with as many chips share one mesh and compile
+        for t in args.topologies.split(","):
+            chips, hbm = parse_topology(t)
+            if chips not in by_chips:
+                by_chips[chips] = sub(f"8b:{t}", chips)
+            r = by_chips[chips]
+            key = t.replace("-", "_")
+            if "error" in r:
+                res[f"cambrian8b_{key}_error"] = r["error"]
+                continue
+            total = r["per_device_bytes"]["total"]
+            res[f"cambrian8b_{key}_gib_per_device"] = round(total / GiB, 2)
+            res[f"fits_{key}"] = bool(total <= 0.9 * hbm)
+            res[f"hbm_{key}_gib"] = hbm / GiB
+        res["cambrian_8b"] = {f"{chips}_chips": r for chips, r in by_chips.items()}
     print(json.dumps(res))
 
 

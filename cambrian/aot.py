@@ -13,12 +13,20 @@ read), shards it over the configured mesh and reports, per device:
 attached: ``launch/tpu.py --dry-run --topology v4-128`` compiles for that many CPU devices (the
 launcher fakes them before JAX starts), so buffer sizes are the CPU compiler's view of the same
 partitioned program -- a close guide, not the TPU compiler's exact number.
+
+Compiling a full 8B-scale step for 64 fake devices takes too long on a small CPU host.
+``depth_extrapolated_dry_run`` keeps the exact parameter / optimizer / batch bytes of the full
+model and compiles only shallow copies of it (1-3 LLM decoder layers, in-LLM SVA layers and
+vision blocks) on the same mesh; the activation bytes are extrapolated linearly in each depth and
+the linear model is checked against one more compile.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 import re
+import time
 
 import jax
 import jax.numpy as jnp
@@ -74,8 +82,12 @@ def _per_device_bytes(tree) -> int:
 
 
 def dry_run(config: mlc.ConfigDict, *, topology: str = "", stage: str = "",
-            vocab_size: int | None = None, compile: bool = True) -> dict:
-    """Per-device memory and FLOPs of one train step of ``stage`` on the configured mesh."""
+            vocab_size: int | None = None, compile: bool = True, lower: bool = True) -> dict:
+    """Per-device memory and FLOPs of one train step of ``stage`` on the configured mesh.
+
+    ``lower=False`` reports only the bytes known from shapes and shardings (params, optimizer,
+    gradients, batch) without tracing the step; ``compile=False`` adds the lowered step's FLOPs
+    but no activation bytes."""
     from cambrian import train
     from cambrian.data import tokenizer as tokenizer_lib
 
@@ -105,11 +117,6 @@ def dry_run(config: mlc.ConfigDict, *, topology: str = "", stage: str = "",
     opt = place(jax.eval_shape(tx.init, trainable))
     batch = abstract_batch(config, st.batch_size, model.host_image_size(config.data.image_size),
                            sharding.batch_sharding(mesh))
-    step = train.make_train_step(
-        gd, tx, grad_accum=st.grad_accum, mesh=mesh, rules=rules,
-        shardings=(sharding.state_shardings(trainable, mesh, rules),
-                   sharding.state_shardings(opt, mesh, rules)))
-    lowered = step.lower(trainable, frozen, opt, batch)
 
     out = {
         "config": config.name, "stage": name, "mesh": dict(mesh.shape), "devices": n_dev,
@@ -122,12 +129,26 @@ def dry_run(config: mlc.ConfigDict, *, topology: str = "", stage: str = "",
             "gradients": _per_device_bytes(trainable),
             "batch": _per_device_bytes(batch)},
     }
-    cost = lowered.cost_analysis() or {}
-    flops = float(cost.get("flops", 0.0))
-    out["flops_per_step"] = flops
-    out["flops_per_device"] = flops / n_dev
-    if compile:
-        compiled = lowered.compile()
+    if lower:
+        step = train.make_train_step(
+            gd, tx, grad_accum=st.grad_accum, mesh=mesh, rules=rules,
+            shardings=(sharding.state_shardings(trainable, mesh, rules),
+                       sharding.state_shardings(opt, mesh, rules)))
+        lowered = step.lower(trainable, frozen, opt, batch)
+        cost = lowered.cost_analysis() or {}
+        flops = float(cost.get("flops", 0.0))
+        out["flops_per_step"] = flops
+        out["flops_per_device"] = flops / n_dev
+    if lower and compile:
+        opts = {}
+        if jax.default_backend() == "cpu":
+            # The program is never run. The CPU pipeline drops the optimization barriers that
+            # jax.checkpoint places, and CSE then merges the recomputed forward into the first
+            # one, so remat would save nothing (13 GiB per 8B decoder layer instead of 1);
+            # TPU/GPU keep them. LLVM's optimiser runs after buffer assignment: skipped.
+            opts = {"xla_disable_hlo_passes": "cse_barrier_expander",
+                    "xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
+        compiled = lowered.compile(compiler_options=opts)
         mem = compiled.memory_analysis()
         if mem is not None:
             out["per_device_bytes"]["activations"] = int(mem.temp_size_in_bytes)
@@ -149,3 +170,113 @@ def dry_run(config: mlc.ConfigDict, *, topology: str = "", stage: str = "",
 
 def _count(tree) -> int:
     return int(sum(np.prod(x.shape) for x in jax.tree.leaves(tree)))
+
+
+# ------------------------------------------------------------------ depth-extrapolated dry run
+
+
+def _depth_unit(family: str, variant: str) -> tuple[dict, str, int]:
+    """(the family's VARIANTS table, its depth field, the variant's blocks per tower)."""
+    from cambrian.models import encoders
+
+    table = encoders.family_module(family).VARIANTS
+    spec = table[variant]
+    for field in ("depth", "depths"):
+        if field in spec:
+            d = spec[field]
+            return table, field, int(max(d) if isinstance(d, tuple | list) else d)
+    raise ValueError(f"encoder {family} {variant}: no depth/depths field to shallow the tower "
+                     "for a depth-extrapolated dry run")
+
+
+def _random_llm(config: mlc.ConfigDict) -> mlc.ConfigDict:
+    """``config`` with its LLM as a random-init Llama of the checkpoint's shape (memory only)."""
+    from cambrian.models import llm
+
+    c = copy.deepcopy(config)
+    if c.model.llm.init != "random":
+        hf = llm.LlamaConfig.from_hf(llm.read_hf_config(c.model.llm.checkpoint))
+        c.model.llm.init = "random"
+        c.model.llm.random.update({k: getattr(hf, k) for k in (
+            "hidden_size", "intermediate_size", "num_layers", "num_heads", "num_kv_heads",
+            "head_dim", "rope_theta")})
+    return c
+
+
+def shallow_config(config: mlc.ConfigDict, layers: int, sva_layers: int,
+                   blocks: int) -> mlc.ConfigDict:
+    """A copy of ``config`` with ``layers`` LLM decoder layers (a random-init Llama of the same
+    width), ``sva_layers`` in-LLM SVA layers after the first decoder layers, and at most
+    ``blocks`` blocks per vision tower (per stage for staged towers)."""
+    c = _random_llm(config)
+    c.model.llm.random.num_layers = layers
+    opts = c.model.connector.options
+    if "in_llm_layers" in opts and opts.in_llm_layers:
+        opts.update(dict(in_llm_layers=sva_layers, in_llm_start=0, in_llm_stride=1))
+    for enc in c.model.encoders.values():
+        table, field, _ = _depth_unit(enc.family, enc.variant)
+        name = f"{enc.variant}@{blocks}blocks"
+        d = table[enc.variant][field]
+        table[name] = {**table[enc.variant],  # registered for this process only
+                       field: tuple(min(x, blocks) for x in d) if field == "depths"
+                       else min(d, blocks)}
+        enc.variant = name
+    return c
+
+
+def depth_extrapolated_dry_run(config: mlc.ConfigDict, *, topology: str = "", stage: str = "",
+                               vocab_size: int | None = None) -> dict:
+    """``dry_run`` of a model too deep to compile here: exact bytes of params, optimizer and
+    batch from the full model's shapes; activation (XLA temp) bytes EXTRAPOLATED linearly from
+    compiles of shallow copies on the same mesh:
+
+        temp(L, S, V) = temp(1, 1, 1) + (L-1) * per_layer + (S-1) * per_sva + (V-1) * per_block
+
+    L LLM decoder layers, S in-LLM SVA layers, V vision blocks per tower (the deepest tower's
+    count; staged towers grow every stage, so this over-counts them). The slopes come from
+    compiles at (2, 1, 1), (2, 2, 1), (1, 1, 2); a compile at (3, 2, 2) checks the linear model.
+    """
+    full = dry_run(config, topology=topology, stage=stage, vocab_size=vocab_size, lower=False)
+    opts = config.model.connector.options
+    n_sva = int(opts.in_llm_layers) if "in_llm_layers" in opts else 0
+    n_layers = int(_random_llm(config).model.llm.random.num_layers)
+    n_blocks = max(_depth_unit(e.family, e.variant)[2] for e in config.model.encoders.values())
+
+    points = {"base": (1, 1, 1), "layer": (2, 1, 1), "block": (1, 1, 2), "check": (3, 2, 2)}
+    if n_sva:
+        points["sva"] = (2, 2, 1)
+    runs = {}
+    for key, (lay, sva, blk) in points.items():
+        t0 = time.time()
+        r = dry_run(shallow_config(config, lay, sva if n_sva else 0, blk), topology=topology,
+                    stage=stage, vocab_size=vocab_size)
+        runs[key] = {"layers": lay, "sva_layers": sva if n_sva else 0, "blocks": blk,
+                     "temp_bytes": r["per_device_bytes"]["activations"],
+                     "compile_seconds": round(time.time() - t0, 1)}
+    temp = {k: v["temp_bytes"] for k, v in runs.items()}
+    per_layer = temp["layer"] - temp["base"]
+    per_sva = temp["sva"] - temp["layer"] if n_sva else 0
+    per_block = temp["block"] - temp["base"]
+
+    def predict(lay, sva, blk):
+        return (temp["base"] + (lay - 1) * per_layer + (max(sva, 1) - 1) * per_sva
+                + (blk - 1) * per_block)
+
+    chk = runs["check"]
+    predicted = predict(chk["layers"], chk["sva_layers"], chk["blocks"])
+    activations = predict(n_layers, n_sva, n_blocks)
+    pd = dict(full["per_device_bytes"], activations=activations)
+    pd["total"] = pd["params"] + pd["optimizer"] + pd["batch"] + activations
+    out = {**full, "per_device_bytes": pd,
+           "per_device_gib": {k: round(v / GiB, 3) for k, v in pd.items()},
+           "activations": "EXTRAPOLATED linearly in depth from shallow compiles",
+           "extrapolation": {
+               "full_depth": {"layers": n_layers, "sva_layers": n_sva, "blocks": n_blocks},
+               "bytes_per_llm_layer": per_layer, "bytes_per_sva_layer": per_sva,
+               "bytes_per_vision_block": per_block, "compiles": runs,
+               "check": {"predicted_temp_bytes": predicted, "compiled_temp_bytes": chk[
+                   "temp_bytes"], "rel_error": round(abs(predicted - chk["temp_bytes"])
+                                                     / max(chk["temp_bytes"], 1), 4)}}}
+    if "hbm_per_device_gib" in full:
+        out["fits"] = bool(pd["total"] <= 0.9 * full["hbm_per_device_gib"] * GiB)
+    return out

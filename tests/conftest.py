@@ -1,4 +1,7 @@
 import os
+import socket
+import subprocess
+import sys
 
 import pytest
 
@@ -35,6 +38,27 @@ def small(config, cache_dir, steps=2):
     config.eval.limit = 4
     config.log_every = 1
     return config
+
+
+def start_processes(module: str, args: list[list[str]], devices: int) -> list[subprocess.Popen]:
+    """``python -m module PORT I *args[I]`` for each process I, from the repository root, on
+    ``devices`` fake CPU devices each; they meet at the coordinator ``localhost:PORT``."""
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "JAX_PLATFORMS": "cpu",
+           "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return [subprocess.Popen([sys.executable, "-m", module, str(port), str(i), *a], cwd=root,
+                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            for i, a in enumerate(args)]
+
+
+def wait_processes(procs: list[subprocess.Popen], timeout: int = 600) -> None:
+    """Waits for every process; a failure shows the tail of its output."""
+    logs = [p.communicate(timeout=timeout)[0] for p in procs]
+    for p, log in zip(procs, logs):
+        assert p.returncode == 0, log[-4000:]
 
 
 def pytest_configure(config):

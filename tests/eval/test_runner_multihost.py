@@ -9,15 +9,13 @@ one-process run's byte for byte, and no item may be decoded twice.
 import collections
 import json
 import os
-import socket
-import subprocess
 import sys
 
 import pytest
 
 from cambrian.eval import suite
+from tests.conftest import start_processes, wait_processes
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LIMIT, BATCH = 5, 2  # 5 items: 3 + 2 per benchmark, so the hosts run different batch counts
 NAMES = [b.NAME for b in suite.get("synthetic")]
 
@@ -31,33 +29,22 @@ def _config(cache_dir):
     return cfg
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("localhost", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.multihost
 def test_two_processes_split_the_suite_and_resume(cache_dir, tmp_path):
     from cambrian.data import tokenizer
     from cambrian.eval import runner
     from cambrian.train import build_model
 
-    port, wd = _free_port(), str(tmp_path / "multi")
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
-           "JAX_PLATFORMS": "cpu"}
-    procs = [subprocess.Popen(
-        [sys.executable, "-m", "tests.eval.test_runner_multihost", str(port), str(i), cache_dir,
-         wd, str(tmp_path / f"out{i}.json")], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True) for i in range(2)]
+    wd = str(tmp_path / "multi")
+    procs = start_processes("tests.eval.test_runner_multihost",
+                            [[cache_dir, wd, str(tmp_path / f"out{i}.json")] for i in range(2)],
+                            devices=2)
 
     cfg, tok = _config(cache_dir), tokenizer.load("synthetic")
     ref_wd = str(tmp_path / "ref")
     ref = runner.evaluate(build_model(cfg, tok), cfg, tok, ref_wd)
 
-    logs = [p.communicate(timeout=600)[0] for p in procs]
-    for p, log in zip(procs, logs):
-        assert p.returncode == 0, log[-4000:]
+    wait_processes(procs)
     out = [json.load(open(tmp_path / f"out{i}.json")) for i in range(2)]
 
     # Stopped inside the second benchmark: the first is merged, the second has one part per host.
