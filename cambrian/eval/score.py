@@ -20,23 +20,16 @@ import sys
 from collections.abc import Sequence
 
 from cambrian.eval import groups, metrics, suite
+from cambrian.eval.benchmarks import common
 from cambrian.eval.benchmarks.common import DataFormatError
 
 
 def read_predictions(path: str) -> list[dict]:
     records = []
-    with open(path, encoding="utf-8") as fh:
-        for i, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataFormatError(f"{path}:line {i}: malformed JSON ({e.msg})") from e
-            if not isinstance(rec, dict) or "prediction" not in rec:
-                raise DataFormatError(f"{path}:line {i}: expected an object with a "
-                                      f"'prediction' field")
-            records.append(rec)
+    for rec, where in common.read_jsonl(path):
+        if "prediction" not in rec:
+            raise DataFormatError(f"{where}: expected an object with a 'prediction' field")
+        records.append(rec)
     return records
 
 

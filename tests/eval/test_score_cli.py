@@ -76,3 +76,13 @@ def test_module_entry_point(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "cambrian.eval.score", "--run", run],
                           capture_output=True, text=True, check=True)
     assert "gqa" in proc.stdout
+
+
+@pytest.mark.parametrize("line, reason", [("{not json", "malformed JSON"),
+                                          ('{"id": "3"}', "'prediction' field"),
+                                          ('["a list"]', "expected a JSON object")])
+def test_bad_prediction_line_names_file_and_line(tmp_path, line, reason):
+    path = tmp_path / "gqa.jsonl"
+    path.write_text(json.dumps({"id": "1", "prediction": "yes"}) + "\n" + line + "\n")
+    with pytest.raises(score_cli.DataFormatError, match=rf"gqa\.jsonl:line 2: .*{reason}"):
+        score_cli.read_predictions(str(path))
