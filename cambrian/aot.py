@@ -63,10 +63,13 @@ def _stage_name(config: mlc.ConfigDict, stage: str) -> str:
 
 def abstract_batch(config: mlc.ConfigDict, batch_size: int, image_size: int,
                    sh) -> dict:
-    """Shape-only stand-in for one global batch of ``cambrian/data/loader.py``."""
+    """Shape-only stand-in for one global batch of ``cambrian/data/loader.py`` (packed rows,
+    ``data.pack``, carry ``data.max_images_per_row`` image slots each)."""
     t, s = config.model.max_len, image_size
-    spec = {"image": ((batch_size, s, s, 3), jnp.uint8),
-            "image_box": ((batch_size, 4), jnp.float32), "has_image": ((batch_size,), jnp.bool_),
+    k = (config.data.max_images_per_row,) if config.data.pack else ()
+    spec = {"image": ((batch_size, *k, s, s, 3), jnp.uint8),
+            "image_box": ((batch_size, *k, 4), jnp.float32),
+            "has_image": ((batch_size, *k), jnp.bool_),
             "tokens": ((batch_size, t), jnp.int32), "loss_mask": ((batch_size, t), jnp.bool_),
             "segment_ids": ((batch_size, t), jnp.int32)}
     return {k: jax.ShapeDtypeStruct(shape, dt, sharding=sh) for k, (shape, dt) in spec.items()}
