@@ -21,6 +21,7 @@ import time
 import jax
 import jax.numpy as jnp
 import ml_collections as mlc
+import numpy as np
 import optax
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec
@@ -407,8 +408,11 @@ class _StageCtx:
         bar = tqdm(range(start, stage.steps), desc=name, initial=start, total=stage.steps,
                    disable=jax.process_index() != 0)
         t0, losses, pending = time.time(), [], []
+        seen = 0  # conversations trained on (a packed row holds several)
         for s in bar:
-            batch = sharding.put_batch(next(it), mesh)
+            host = next(it)
+            seen += int(np.asarray(host["segment_ids"]).max(axis=1).sum()) * jax.process_count()
+            batch = sharding.put_batch(host, mesh)
             trainable, opt_state, m = step_fn(trainable, frozen, opt_state, batch)
             pending.append(m["loss"])
             last = s + 1 == stage.steps
@@ -419,7 +423,7 @@ class _StageCtx:
                     raise FloatingPointError(
                         f"{name} step {s + 1}: loss is {losses[-1]}; lower the LR "
                         f"(stages.{name}.lr) or check the data")
-                ex_s = (s + 1 - start) * stage.batch_size / (time.time() - t0)
+                ex_s = seen / (time.time() - t0)
                 bar.set_postfix(loss=f"{losses[-1]:.3f}", ex_s=f"{ex_s:.1f}")
                 log.info("%s step %d loss %.4f grad_norm %.3f", name, s + 1, losses[-1],
                          float(m["grad_norm"]))
