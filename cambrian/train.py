@@ -21,7 +21,6 @@ import time
 import jax
 import jax.numpy as jnp
 import ml_collections as mlc
-import numpy as np
 import optax
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec
@@ -411,7 +410,7 @@ class _StageCtx:
         seen = 0  # conversations trained on (a packed row holds several)
         for s in bar:
             host = next(it)
-            seen += int(np.asarray(host["segment_ids"]).max(axis=1).sum()) * jax.process_count()
+            seen += loader.examples_in(host) * jax.process_count()
             batch = sharding.put_batch(host, mesh)
             trainable, opt_state, m = step_fn(trainable, frozen, opt_state, batch)
             pending.append(m["loss"])

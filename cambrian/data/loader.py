@@ -374,6 +374,11 @@ class Peek(grain.DatasetIterator):
         self._parent.set_state(state)
 
 
+def examples_in(batch: dict) -> int:
+    """Conversations in a host batch: segments are numbered 1..m in each row (0 = padding)."""
+    return int(np.asarray(batch["segment_ids"]).max(axis=1).sum())
+
+
 def efficiency(batches: list[dict]) -> dict:
     """How full host batches are: ``token_efficiency`` (real tokens / row slots),
     ``supervised_efficiency`` (loss-masked tokens / row slots), ``examples_per_row`` and
@@ -385,7 +390,7 @@ def efficiency(batches: list[dict]) -> dict:
     has = np.concatenate([np.asarray(b["has_image"]).reshape(len(b["tokens"]), -1)
                           for b in batches])
     rows, row_len = seg.shape
-    n_examples = int(seg.max(axis=1).sum())  # segments are numbered 1..m in each row
+    n_examples = sum(examples_in(b) for b in batches)
     return {"batches": len(batches), "rows": rows, "row_len": row_len,
             "examples": n_examples, "examples_per_row": n_examples / rows,
             "token_efficiency": float((seg > 0).mean()),
