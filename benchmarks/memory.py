@@ -15,7 +15,8 @@ Prints one JSON line:
   compiles of 1-3-layer copies on the same 64-chip mesh (``aot.depth_extrapolated_dry_run``;
   ``extrapolation.check`` compares the linear model with a compile it was not fitted on).
   v4-128 and v5p-128 are both 64 chips, so one mesh serves both; top-level keys
-  ``cambrian8b_<topology>_gib_per_device`` and ``fits_<topology>`` (total <= 90% of HBM).
+  ``cambrian8b_<topology>_gib_per_device`` and ``fits_<topology>`` (total <= 90% of HBM), and
+  the same with ``_accum<k>`` for the batch in k microbatches (``--grad-accum``).
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ def fsdp_scaling(cache_dir: str) -> dict:
     return rows
 
 
-def cambrian_8b_config():
+def cambrian_8b_config(grad_accum: int = 1):
     from cambrian import config as C
 
     c = C.load("connectors/sva.py:preset=cambrian-8b")
@@ -76,15 +77,16 @@ def cambrian_8b_config():
     c.model.dtype = c.model.encoder_dtype = "bfloat16"
     c.model.max_len = 2048
     c.stages.stage2.batch_size = 512
+    c.stages.stage2.grad_accum = grad_accum
     c.remat = "full"
     c.mesh.update(dict(data=1, fsdp=-1, tensor=1))
     return c
 
 
-def cambrian_8b(topology: str) -> dict:
+def cambrian_8b(topology: str, grad_accum: int = 1) -> dict:
     from cambrian import aot
 
-    return aot.depth_extrapolated_dry_run(cambrian_8b_config(), topology=topology,
+    return aot.depth_extrapolated_dry_run(cambrian_8b_config(grad_accum), topology=topology,
                                           stage="stage2", vocab_size=VOCAB_8B)
 
 
@@ -92,13 +94,16 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--skip-8b", action="store_true")
     p.add_argument("--topologies", default="v4-128,v5p-128")
+    p.add_argument("--grad-accum", default="1,4",
+                   help="microbatches per step to estimate (1 = the batch of 512 at once)")
     p.add_argument("--part", default="", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.part == "fsdp":
         print(json.dumps(fsdp_scaling(os.environ.get("CAMBRIAN_CACHE", "/tmp/cambrian-bench"))))
         return
     if args.part.startswith("8b:"):
-        print(json.dumps(cambrian_8b(args.part[3:])))
+        topology, accum = args.part[3:].split(":")
+        print(json.dumps(cambrian_8b(topology, int(accum))))
         return
 
     def sub(part: str, devices: int, timeout: int = 3600) -> dict:
@@ -115,21 +120,22 @@ def main() -> None:
     if not args.skip_8b:
         from cambrian.aot import GiB, parse_topology
 
-        by_chips: dict[int, dict] = {}  # slices with as many chips share one mesh and compile
-        for t in args.topologies.split(","):
-            chips, hbm = parse_topology(t)
-            if chips not in by_chips:
-                by_chips[chips] = sub(f"8b:{t}", chips)
-            r = by_chips[chips]
-            key = t.replace("-", "_")
-            if "error" in r:
-                res[f"cambrian8b_{key}_error"] = r["error"]
-                continue
-            total = r["per_device_bytes"]["total"]
-            res[f"cambrian8b_{key}_gib_per_device"] = round(total / GiB, 2)
-            res[f"fits_{key}"] = bool(total <= 0.9 * hbm)
-            res[f"hbm_{key}_gib"] = hbm / GiB
-        res["cambrian_8b"] = {f"{chips}_chips": r for chips, r in by_chips.items()}
+        runs: dict[tuple[int, int], dict] = {}  # slices of as many chips share a compile
+        for accum in (int(a) for a in args.grad_accum.split(",")):
+            for t in args.topologies.split(","):
+                chips, hbm = parse_topology(t)
+                if (chips, accum) not in runs:
+                    runs[chips, accum] = sub(f"8b:{t}:{accum}", chips)
+                r = runs[chips, accum]
+                key = t.replace("-", "_") + ("" if accum == 1 else f"_accum{accum}")
+                if "error" in r:
+                    res[f"cambrian8b_{key}_error"] = r["error"]
+                    continue
+                total = r["per_device_bytes"]["total"]
+                res[f"cambrian8b_{key}_gib_per_device"] = round(total / GiB, 2)
+                res[f"fits_{key}"] = bool(total <= 0.9 * hbm)
+                res[f"hbm_{t.replace('-', '_')}_gib"] = hbm / GiB
+        res["cambrian_8b"] = {f"{chips}_chips_accum{a}": r for (chips, a), r in runs.items()}
     print(json.dumps(res))
 
 

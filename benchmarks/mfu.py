@@ -1,6 +1,7 @@
 """Model FLOP utilisation of one Cambrian stage-2 train step on one accelerator.
 
-    python benchmarks/mfu.py [--budget-s 200] [--steps 5] [--warmup 2] [--configs 8:none:cudnn,...]
+    python benchmarks/mfu.py [--budget-s 200] [--steps 5] [--warmup 2] [--profile DIR]
+                             [--configs 16:none:cudnn:512,...]
     python benchmarks/mfu.py --tiny      # the same code at toy size on a CPU, in seconds
 
 Model, built by ``cambrian.train.build_model`` and stepped by ``cambrian.train.make_train_step``:
@@ -10,10 +11,13 @@ MLP 8192, vocab 128256, tied embeddings) computing in bf16 on fp32 master weight
 connector + LLM trained with AdamW (global-norm clipping). Sequences of 2048 tokens (BOS, the
 visual tokens, random text), all text in the loss. Weights are RANDOM (timing only).
 
-Each configuration (batch, ``config.remat``, ``LlamaConfig.attention``) is compiled, run for
-``--warmup`` steps, then timed over ``--steps`` steps (median). A configuration starts only while
-the wall clock since start is under ``--budget-s``; failures (e.g. out of memory) are printed and
-the next one is tried.
+Each configuration (batch, ``config.remat``, ``LlamaConfig.attention``, ``config.loss_chunk``:
+positions per cross-entropy piece, 0 = whole float32 logits) is compiled, run for
+``--warmup`` steps, then timed over ``--steps`` steps (median). The batch holds one sequence per
+row, so fused attention runs on lengths (``train.make_train_step(packed=False)``); attention
+"cudnn_mask" / "xla_mask" times the [B, T, T] mask that packed rows need instead. A
+configuration starts only while the wall clock since start is under ``--budget-s``; failures
+(e.g. out of memory) are printed and the next one is tried.
 
 Model FLOPs per step (matmuls; rematerialisation is not counted), batch B, sequence T:
   LLM, trained (forward + backward = 3 x forward):
@@ -55,12 +59,11 @@ VOCAB_1B = 128256
 TINY_LLM = dict(hidden_size=64, intermediate_size=128, num_layers=2, num_heads=4, num_kv_heads=2,
                 head_dim=16, rope_theta=10000.0)
 TINY_VOCAB = 512
-# Likely best first; the second shares the first's matmul shapes (XLA reuses their autotuning);
-# the third is the default attention, should cuDNN's fail.
-ORDER = ("8:none:cudnn", "8:dots:cudnn", "4:dots:einsum", "16:dots:cudnn", "4:none:cudnn",
-         "8:dots:einsum", "16:none:cudnn", "4:dots:cudnn", "16:dots:einsum", "4:none:einsum",
-         "8:none:einsum", "16:none:einsum")
-TINY_ORDER = ("2:dots:xla",)
+# batch:remat:attention:loss_chunk, likely best first; the einsum (default) attention configs
+# are there should cuDNN's fail.
+ORDER = ("16:none:cudnn:512", "8:none:cudnn:512", "12:none:cudnn:512", "8:none:cudnn:0",
+         "8:none:cudnn_mask:0", "16:dots:cudnn:512", "4:dots:einsum:0", "8:none:einsum:512")
+TINY_ORDER = ("2:dots:xla:0", "2:dots:xla:16")
 # bf16 dense tensor-core peaks (FLOP/s) by device kind, most specific first.
 PEAKS = (("H100 PCIe", 756e12), ("H100", 989e12), ("H200", 989e12), ("A100", 312e12))
 
@@ -212,11 +215,12 @@ def device_peak(kind: str, override_tflops: float | None) -> float | None:
     return next((p for name, p in PEAKS if name.lower() in kind.lower()), None)
 
 
-def parse_configs(text: str) -> list[tuple[int, str, str]]:
+def parse_configs(text: str) -> list[tuple[int, str, str, int]]:
+    """``batch:remat:attention[:loss_chunk]`` items (loss_chunk 0 = whole logits)."""
     out = []
     for item in filter(None, text.split(",")):
-        b, remat, attn = item.split(":")
-        out.append((int(b), remat, attn))
+        b, remat, attn, *chunk = item.split(":")
+        out.append((int(b), remat, attn, int(chunk[0]) if chunk else 0))
     return out
 
 
@@ -249,15 +253,28 @@ class Runner:
         self.n_trained = sum(x.size for x in jax.tree.leaves(tr))
         self.n_frozen = sum(x.size for x in jax.tree.leaves(fr))
         self.tx = optim.make(self.stage, tr)
-        # As train.init_params: LLVM's optimiser is slow on a run-once RNG program on CPU.
-        opts = {"xla_backend_optimization_level": 0} if jax.default_backend() == "cpu" else {}
-        self._init = jax.jit(lambda: nnx.split(build(config, vocab, tie=tie), self.filt, ...)[1:]
-                             ).lower().compile(compiler_options=opts)
+        self._abstract = (tr, fr)
         self._opt_init = jax.jit(self.tx.init)
         self.reset()
 
     def reset(self):
-        self.tr, self.fr = self._init()
+        """Every leaf N(0, 0.02) in its dtype, one small jitted sampler per distinct shape:
+        timing does not depend on the values, and compiling the model's own initialiser as
+        one program took 80 s on an H100."""
+        import jax
+        import jax.numpy as jnp
+
+        samplers = {}
+
+        def sample(i, x):
+            key = (x.shape, x.dtype)
+            if key not in samplers:
+                samplers[key] = jax.jit(lambda k, s=x.shape, d=x.dtype: (
+                    0.02 * jax.random.normal(k, s, jnp.float32)).astype(d))
+            return samplers[key](jax.random.key(i))
+
+        leaves, treedef = jax.tree.flatten(self._abstract)
+        self.tr, self.fr = jax.tree.unflatten(treedef, [sample(i, x) for i, x in enumerate(leaves)])
         self.opt = self._opt_init(self.tr)
 
     def damaged(self) -> bool:
@@ -265,21 +282,25 @@ class Runner:
 
         return any(x.is_deleted() for x in jax.tree.leaves((self.tr, self.fr, self.opt)))
 
-    def run(self, batch_size: int, remat: str, attention: str, warmup: int, steps: int,
-            free_bytes) -> dict:
+    def run(self, batch_size: int, remat: str, attention: str, loss_chunk: int, warmup: int,
+            steps: int, free_bytes, profile_dir: str = "") -> dict:
         import jax
         import numpy as np
         from flax import nnx
 
         from cambrian import train
 
-        rec: dict = {"batch": batch_size, "remat": remat, "attention": attention}
+        rec: dict = {"batch": batch_size, "remat": remat, "attention": attention,
+                     "loss_chunk": loss_chunk}
         with self.config.unlocked():
             self.config.remat = remat
+        # "<impl>_mask": the [B, T, T] mask that packed rows need, instead of lengths
+        packed = attention.endswith("_mask")
+        attention = attention.removesuffix("_mask")
         abstract = nnx.eval_shape(lambda: build(self.config, self.vocab, attention=attention,
                                                 tie=self.tie))
         gd = nnx.split(abstract, self.filt, ...)[0]
-        step = train.make_train_step(gd, self.tx)
+        step = train.make_train_step(gd, self.tx, loss_chunk=loss_chunk, packed=packed)
         seq = int(self.config.model.max_len)
         batch = jax.device_put(synthetic_batch(batch_size, seq, self.vocab, self.n_image,
                                                self.image_size))
@@ -312,6 +333,12 @@ class Runner:
             self.tr, self.opt, m = compiled(self.tr, self.fr, self.opt, batch)
             jax.block_until_ready(m)
             times.append(time.perf_counter() - t)
+        if profile_dir:  # two more steps under the profiler, outside the timing
+            jax.profiler.start_trace(profile_dir)
+            for _ in range(2):
+                self.tr, self.opt, m = compiled(self.tr, self.fr, self.opt, batch)
+            jax.block_until_ready(m)
+            jax.profiler.stop_trace()
         loss = float(m["loss"])
         if not np.isfinite(loss):
             rec["error"] = f"loss is {loss}"
@@ -333,11 +360,15 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--steps", type=int, default=5, help="timed steps per configuration (>= 1)")
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--configs", default="",
-                   help="comma-separated batch:remat:attention (remat none|dots|full, "
-                        "attention einsum|xla|cudnn); default: a grid, likely best first")
+                   help="comma-separated batch:remat:attention[:loss_chunk] (remat none|dots|"
+                        "full, attention einsum|xla|cudnn, loss_chunk 0 = whole logits); "
+                        "default: a grid, likely best first")
     p.add_argument("--peak-tflops", type=float, default=None,
                    help="peak bf16 TFLOP/s (default: by device kind; H100/H200 SXM 989)")
     p.add_argument("--untied", action="store_true", help="separate lm_head (default: tied)")
+    p.add_argument("--profile", default="",
+                   help="write a jax.profiler trace of two steps of the first configuration "
+                        "to this directory")
     args = p.parse_args(argv)
     if args.steps < 1:
         p.error(f"--steps {args.steps}: need at least one timed step")
@@ -411,22 +442,24 @@ def _bench(args, result: dict, t_start: float) -> None:
     grid = parse_configs(args.configs or ",".join(TINY_ORDER if args.tiny else ORDER))
     best = None
     skipped, broken, too_big = [], set(), []
-    for b, remat, attn in grid:
-        name = f"{b}:{remat}:{attn}"
+    for b, remat, attn, chunk in grid:
+        name = f"{b}:{remat}:{attn}:{chunk}"
         if time.perf_counter() - t_start > args.budget_s:
             skipped.append(f"{name} (budget)")
             continue
         if attn in broken:
             skipped.append(f"{name} (attention {attn} failed)")
             continue
-        if any(b >= b0 and remat == r0 and attn == a0 for b0, r0, a0 in too_big):
+        if any(b >= b0 and (remat, attn, chunk) == k0 for b0, k0 in too_big):
             skipped.append(f"{name} (a smaller batch ran out of memory)")
             continue
         t = time.perf_counter()
         try:
-            rec = runner.run(b, remat, attn, args.warmup, args.steps, free_bytes)
+            rec = runner.run(b, remat, attn, chunk, args.warmup, args.steps, free_bytes,
+                             args.profile if not result["tried"] else "")
         except Exception as e:
-            rec = {"batch": b, "remat": remat, "attention": attn, "error": _short_error(e)}
+            rec = {"batch": b, "remat": remat, "attention": attn, "loss_chunk": chunk,
+                   "error": _short_error(e)}
             if not _is_oom(rec["error"]):
                 traceback.print_exc(limit=-6)
                 if attn == "cudnn" and "cudnn" in rec["error"].lower():
@@ -446,7 +479,8 @@ def _bench(args, result: dict, t_start: float) -> None:
                 result.update(
                     mfu=rec["mfu"], mfu_vs_measured_matmul=rec["mfu_vs_measured_matmul"],
                     step_s=rec["step_s"], tokens_per_s=rec["tokens_per_s"],
-                    config={"batch": b, "remat": remat, "attention": attn, "seq_len": seq},
+                    config={"batch": b, "remat": remat, "attention": attn, "loss_chunk": chunk,
+                            "seq_len": seq},
                     model_flops_per_step=flops)
             print(f"{name}: step {rec['step_s']:.4f}s  {rec['tokens_per_s']:,} tok/s  "
                   f"MFU {rec['mfu']}  (vs matmul {rec['mfu_vs_measured_matmul']})  "
@@ -454,7 +488,7 @@ def _bench(args, result: dict, t_start: float) -> None:
                   f"temp {rec.get('temp_gb')} GiB  loss {rec['loss']}", flush=True)
         else:
             if _is_oom(rec["error"]):
-                too_big.append((b, remat, attn))
+                too_big.append((b, (remat, attn, chunk)))
             print(f"{name}: FAILED after {rec['wall_s']}s: {rec['error']}", flush=True)
         result["tried"].append(rec)
         result["elapsed_s"] = round(time.perf_counter() - t_start, 1)

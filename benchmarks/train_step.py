@@ -9,6 +9,9 @@ batches from the synthetic training data. PyTorch: transformers ``Dinov2Model`` 
 same sizes, ``torch.optim.AdamW``, the same tokens and images. Prints one JSON line with the median
 step times, ``speedup_vs_torch`` (torch time / our time), our step's FLOPs (XLA cost analysis),
 achieved FLOP/s and ``fraction_of_matmul_peak`` against a measured 2048^3 float32 matmul.
+Each side is timed in its own subprocess (``--rounds`` alternating rounds of ``--repeats`` steps
+each, median per round, median over rounds), so neither framework's thread pool competes with
+the other's.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
 import sys
 import time
 
@@ -34,12 +38,10 @@ def _median_time(fn, repeats: int) -> float:
     return statistics.median(ts)
 
 
-def build_ours(args, cache_dir):
-    import jax
-    from flax import nnx
-
+def prepare(args, cache_dir):
+    """The probe model (random init) and one synthetic training batch, as both sides see them."""
     from cambrian import config as C
-    from cambrian import optim, train
+    from cambrian import train
     from cambrian.data import chat_templates, loader, tokenizer
 
     c = C.load("encoders/dinov2.py:runlocal")
@@ -60,6 +62,16 @@ def build_ours(args, cache_dir):
                          system=c.model.system_prompt)
     batch = next(iter(loader.dataset(loader.load_records(path), enc, batch_size=args.batch,
                                      num_batches=1, seed=0)))
+    return batch, model, c
+
+
+def build_ours(args, batch, model, c):
+    import jax
+    from flax import nnx
+
+    from cambrian import optim, train
+
+    st = c.stages.stage2
     gd, trainable, frozen = nnx.split(model, optim.trainable_filter(st.trainable), ...)
     tx = optim.make(st, trainable)
     step = train.make_train_step(gd, tx)
@@ -72,7 +84,7 @@ def build_ours(args, cache_dir):
         state["tr"], state["opt"], m = step(state["tr"], frozen, state["opt"], jbatch)
         jax.block_until_ready(m["loss"])
 
-    return run, batch, model, c, float(flops)
+    return run, float(flops)
 
 
 def build_torch(args, batch, model, c):
@@ -137,21 +149,51 @@ def matmul_peak(n: int = 2048, repeats: int = 5) -> float:
     return 2 * n**3 / t
 
 
+def time_side(args) -> None:
+    """One side in this process (no other framework's thread pools running): prints
+    ``{"step_s": median, "flops": ...}``."""
+    batch, model, c = prepare(args, os.environ.get("CAMBRIAN_CACHE", "/tmp/cambrian-bench"))
+    flops = 0.0
+    if args.side == "ours":
+        run, flops = build_ours(args, batch, model, c)
+    else:
+        run = build_torch(args, batch, model, c)
+    print(json.dumps({"step_s": _median_time(run, args.repeats), "flops": flops,
+                      "seq_len": int(c.model.max_len)}), flush=True)
+
+
+def _side(args, side: str) -> dict:
+    cmd = [sys.executable, os.path.abspath(__file__), "--side", side, "--repeats",
+           str(args.repeats), "--hidden", str(args.hidden), "--layers", str(args.layers),
+           "--batch", str(args.batch)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise SystemExit(f"{side} side failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--repeats", type=int, default=20)
     p.add_argument("--hidden", type=int, default=256)
     p.add_argument("--layers", type=int, default=4)
     p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--side", choices=("ours", "torch"), help=argparse.SUPPRESS)
     args = p.parse_args()
-    cache = os.environ.get("CAMBRIAN_CACHE", "/tmp/cambrian-bench")
-    ours, batch, model, c, flops = build_ours(args, cache)
-    theirs = build_torch(args, batch, model, c)
-    # interleaved rounds: the machine is shared, so both see the same background load
-    t_ours, t_torch = [], []
-    for _ in range(3):
-        t_ours.append(_median_time(ours, args.repeats))
-        t_torch.append(_median_time(theirs, args.repeats))
+    if args.side:
+        time_side(args)
+        return
+    # Each side in its own process (JAX's and torch's thread pools never compete), in
+    # alternating rounds so both see the same background load; medians over rounds.
+    t_ours, t_torch, flops, seq = [], [], 0.0, 0
+    for r in range(args.rounds):
+        o, t = _side(args, "ours"), _side(args, "torch")
+        t_ours.append(o["step_s"])
+        t_torch.append(t["step_s"])
+        flops, seq = o["flops"], o["seq_len"]
+        print(f"round {r + 1}: ours {o['step_s']:.4f} s/step, torch {t['step_s']:.4f} s/step",
+              flush=True)
     t_o, t_t = statistics.median(t_ours), statistics.median(t_torch)
     peak = matmul_peak()
     print(json.dumps({
@@ -159,8 +201,9 @@ def main() -> None:
         "fraction_of_matmul_peak": round(flops / t_o / peak, 4),
         "ours_step_s": round(t_o, 5), "torch_step_s": round(t_t, 5),
         "flops_per_step": flops, "ours_flop_s": round(flops / t_o), "matmul_peak_flop_s":
-        round(peak), "batch": args.batch, "seq_len": int(c.model.max_len),
+        round(peak), "batch": args.batch, "seq_len": seq,
         "llm": {"hidden": args.hidden, "layers": args.layers}, "repeats": args.repeats,
+        "rounds": args.rounds,
     }))
 
 

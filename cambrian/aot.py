@@ -134,7 +134,8 @@ def dry_run(config: mlc.ConfigDict, *, topology: str = "", stage: str = "",
     }
     if lower:
         step = train.make_train_step(
-            gd, tx, grad_accum=st.grad_accum, mesh=mesh, rules=rules,
+            gd, tx, grad_accum=st.grad_accum, loss_chunk=config.loss_chunk,
+            packed=config.data.pack, mesh=mesh, rules=rules,
             shardings=(sharding.state_shardings(trainable, mesh, rules),
                        sharding.state_shardings(opt, mesh, rules)))
         lowered = step.lower(trainable, frozen, opt, batch)

@@ -133,6 +133,10 @@ def base_config() -> mlc.ConfigDict:
     # --config.sharding_rules="(('vocab', 'tensor'),)"
     c.sharding_rules = ()
     c.remat = "none"  # LLM decoder-layer rematerialisation: none | dots | full
+    # Cross-entropy over this many positions at a time, each piece's gradients taken while its
+    # logits are at hand (vlm.chunked_loss_fn): float32[batch, max_len, vocab] never exists.
+    # 0 = whole-sequence logits.
+    c.loss_chunk = 512
 
     # A run directory (or its checkpoints/ folder) whose latest params initialise this run; with
     # all stage steps at 0 this is an eval-only run.
@@ -261,6 +265,7 @@ def runlocal_common(c: mlc.ConfigDict) -> None:
     c.model.template = "vicuna_v1"
     c.model.system_prompt = ""  # keeps synthetic sequences short
     c.model.max_len = 128
+    c.loss_chunk = 0  # whole logits: at vocab 512 x 128 tokens there is nothing to save
     c.data.image_size = 0
     c.stages.stage1.update(dict(steps=50, batch_size=16, lr=2e-3, data="synthetic:align",
                                 image_root=""))
@@ -332,6 +337,9 @@ def apply_override(config: mlc.ConfigDict, item: str) -> None:
 def validate(config: mlc.ConfigDict) -> None:
     """Keys missing from base_config are errors; so are structurally wrong entries."""
     _same_keys(config, base_config(), "")
+    if config.loss_chunk < 0:
+        raise ConfigError(f"loss_chunk={config.loss_chunk}: positions per cross-entropy piece "
+                          "must be >= 0 (0 = whole sequences)")
     ref = encoder("x", "x")
     for alias, enc in config.model.encoders.items():
         extra = set(enc.keys()) - set(ref.keys())

@@ -139,13 +139,27 @@ def init_params(config: mlc.ConfigDict, tokenizer, mesh, rules: sharding.Rules):
 # ------------------------------------------------------------------------------------ train step
 
 
+def _entry(tree, path: tuple[str, ...]):
+    """``tree[path[0]][path[1]]...`` of a State (or of its shardings), or None if absent."""
+    for key in path:
+        try:
+            tree = tree[key]
+        except (KeyError, TypeError, IndexError):
+            return None
+    return tree
+
+
 def make_train_step(graphdef, tx: optax.GradientTransformation, *, grad_accum: int = 1,
-                    mesh=None, rules: sharding.Rules | None = None, shardings=None):
+                    loss_chunk: int = 0, packed: bool = True, mesh=None,
+                    rules: sharding.Rules | None = None, shardings=None):
     """(trainable, frozen, opt_state, batch) -> (trainable, opt_state, metrics); jitted, donating.
 
     The loss is the token-weighted mean over the whole batch; with ``grad_accum`` k the batch
     is split into k strided microbatches (each spread over all devices) whose gradient sums are
-    accumulated in a scan, so k microbatches of b rows equal one batch of k*b rows. ``mesh`` +
+    accumulated in a scan, so k microbatches of b rows equal one batch of k*b rows.
+    ``loss_chunk`` > 0 computes the cross-entropy ``loss_chunk`` positions at a time
+    (``vlm.chunked_loss_fn``) instead of from whole float32[B, T, V] logits. ``packed=False``
+    promises one conversation per row, which lets fused attention drop its mask. ``mesh`` +
     ``rules`` switch on the activation sharding constraints; ``shardings`` = (trainable, opt)
     shardings pins the outputs to the inputs' layout.
     """
@@ -153,8 +167,17 @@ def make_train_step(graphdef, tx: optax.GradientTransformation, *, grad_accum: i
     def sums(trainable, frozen, batch):
         def f(tr):
             model = nnx.merge(graphdef, tr, frozen)
-            logits, out = model(batch)
-            loss, n = vlm.loss_fn(logits, batch, out["segment_ids"])
+            logits, out = model(batch, with_logits=not loss_chunk, packed=packed)
+            if loss_chunk:
+                lm = model.llm
+                name = "embedding" if lm.cfg.tie_word_embeddings else "lm_head"
+                trained = _entry(trainable, ("llm", name))
+                loss, n = vlm.chunked_loss_fn(
+                    lm.logits, out["hidden"], lm.output_weight(), batch, out["segment_ids"],
+                    loss_chunk, weight_grad=trained is not None,
+                    weight_sharding=_entry(shardings[0], ("llm", name)) if shardings else None)
+            else:
+                loss, n = vlm.loss_fn(logits, batch, out["segment_ids"])
             return loss * n, n  # token-weighted sums add up across microbatches
 
         (s, n), g = jax.value_and_grad(f, has_aux=True)(trainable)
@@ -172,7 +195,10 @@ def make_train_step(graphdef, tx: optax.GradientTransformation, *, grad_accum: i
             return x
 
         def body(carry, mb):
-            s, n, g = sums(trainable, frozen, mb)
+            # Tied to the microbatch, the weights are loop-variant for the compiler: it cannot
+            # hoist their FSDP all-gathers out of the loop (all layers' full weights at once).
+            tr, fr, mb = jax.lax.optimization_barrier((trainable, frozen, mb))
+            s, n, g = sums(tr, fr, mb)
             return (carry[0] + s, carry[1] + n, jax.tree.map(jnp.add, carry[2], g)), None
 
         zero = (jnp.zeros((), jnp.float32), jnp.zeros((), jnp.int32),
@@ -402,7 +428,9 @@ class _StageCtx:
                  f"{vlm.num_params(trainable):,}", stage.steps, stage.batch_size,
                  stage.grad_accum)
 
-        step_fn = make_train_step(gd, tx, grad_accum=stage.grad_accum, mesh=mesh,
+        step_fn = make_train_step(gd, tx, grad_accum=stage.grad_accum,
+                                  loss_chunk=self.config.loss_chunk,
+                                  packed=self.config.data.pack, mesh=mesh,
                                   rules=self.rules, shardings=(tr_sh, opt_sh))
         bar = tqdm(range(start, stage.steps), desc=name, initial=start, total=stage.steps,
                    disable=jax.process_index() != 0)

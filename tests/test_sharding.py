@@ -39,9 +39,12 @@ from flax import nnx
 from cambrian import sharding, train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# name -> (data, fsdp, tensor, preset); "one_accum2" is "one" with grad_accum=2 (the noise floor)
+# name -> (data, fsdp, tensor, preset); "one_accum2" is "one" with grad_accum=2 (the noise floor);
+# "d2f2t2_chunk" is "d2f2t2" with the chunked cross-entropy (vocab split over `tensor`)
 MESHES = {"one": (1, 1, 1, "fsdp"), "one_accum2": (1, 1, 1, "fsdp"), "data8": (8, 1, 1, "dp"),
-          "fsdp8": (1, 8, 1, "fsdp"), "d2f2t2": (2, 2, 2, "fsdp_tp")}
+          "fsdp8": (1, 8, 1, "fsdp"), "d2f2t2": (2, 2, 2, "fsdp_tp"),
+          "d2f2t2_chunk": (2, 2, 2, "fsdp_tp")}
+LOSS_CHUNK = 24  # positions per piece in "d2f2t2_chunk" (the runlocal rows hold 128)
 STEPS = 20
 
 
@@ -200,6 +203,7 @@ def _worker(out: str, cache_dir: str) -> None:
         c.stages.stage2.grad_accum = 2 if name == "one_accum2" else 1
         c.mesh.update(dict(data=d, fsdp=f, tensor=t))
         c.sharding = preset
+        c.loss_chunk = LOSS_CHUNK if name.endswith("_chunk") else 0
         wd = os.path.join(os.path.dirname(out), name)
         with first_gradients() as grads:
             fit = train.fit(c, wd, devices=jax.devices()[:d * f * t])

@@ -48,7 +48,7 @@ def one_step(config):
     batch = next(iter(loader.dataset(loader.load_records(path), enc, batch_size=2, num_batches=1,
                                      seed=0)))
     mesh = sharding.make_mesh(config.mesh)
-    step = train.make_train_step(gd, tx)
+    step = train.make_train_step(gd, tx, loss_chunk=config.loss_chunk)
     before = jax.tree.map(np.array, (trainable, frozen))
     new, _, m = step(trainable, frozen, tx.init(trainable), sharding.put_batch(batch, mesh))
     return float(m["loss"]), before, jax.tree.map(np.array, (new, frozen))

@@ -11,6 +11,7 @@ so the two phases may use different blocks. Einsum legend as in ``llama.py``.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -155,6 +156,46 @@ def fused_attend(q: Array, k: Array, v: Array, mask: Array, implementation: str)
     q float[B, T, H, E], k/v float[B, T, K, E], mask bool[B, T, T] (already causal) ->
     float[B, T, H, E]. ``is_causal`` lets flash kernels skip the blocks above the diagonal. Rows
     whose mask is all False (padding) may differ from ``attend``; no real token reads them.
+    ``mask`` may instead be int32[B] lengths: row b's first lengths[b] tokens attend causally
+    among themselves (no bias at all; the rest is padding).
+
+    cuDNN receives a bool[B, T, T] mask as an additive bias, and jax asks its backward kernel
+    for that bias's gradient too (a [B, 1, T, T] output per layer) although a mask has none;
+    ``_no_bias_grad`` switches that output off.
     """
-    return jax.nn.dot_product_attention(q, k, v, mask=mask[:, None], is_causal=True,
-                                        implementation=implementation)
+    if mask.ndim == 1:
+        return jax.nn.dot_product_attention(q, k, v, is_causal=True, query_seq_lengths=mask,
+                                            key_value_seq_lengths=mask,
+                                            implementation=implementation)
+
+    def call():
+        return jax.nn.dot_product_attention(q, k, v, mask=mask[:, None], is_causal=True,
+                                            implementation=implementation)
+
+    if implementation != "cudnn":
+        return call()
+    with _no_bias_grad():
+        return call()
+
+
+@contextlib.contextmanager
+def _no_bias_grad():
+    """While jax traces a cuDNN attention call: its backward computes no bias gradient.
+
+    jax decides this at trace time with ``fused_attention_stablehlo.should_export_dbias``
+    (always True as of jax 0.10-0.11); a jax without that hook is left as it is.
+    """
+    try:
+        from jax._src.cudnn import fused_attention_stablehlo as fa
+    except ImportError:
+        yield
+        return
+    hook = getattr(fa, "should_export_dbias", None)
+    if hook is None:
+        yield
+        return
+    fa.should_export_dbias = lambda *args, **kwargs: False
+    try:
+        yield
+    finally:
+        fa.should_export_dbias = hook

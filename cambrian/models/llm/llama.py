@@ -372,7 +372,8 @@ class DecoderLayer(nnx.Module):
     def __call__(self, x: Array, positions: Array, mask: Array,
                  cache_kv: tuple[Array, Array] | None = None, start: Array | None = None,
                  batch_invariant: bool = False, row_order: RowOrder | None = None):
-        """x float[B, T, D], positions int32[B, T], mask bool[B, T, S] ->
+        """x float[B, T, D], positions int32[B, T], mask bool[B, T, S] (or, for the fused
+        attentions only, int32[B] lengths: see ``fused_attend``) ->
         (float[B, T, D], updated (k, v) cache or None)."""
         cfg, inv = self.cfg, batch_invariant
         b, t, d = x.shape
@@ -429,11 +430,22 @@ class Llama(nnx.Module):
         logits = rowwise(lambda r: r @ w, (rows,), batch_invariant, one_token)
         return logits.reshape(hidden.shape[:-1] + (-1,)).astype(jnp.float32)
 
+    def output_weight(self) -> Array:
+        """The output projection as stored (param dtype): float[V, D] when the embeddings are
+        tied, else float[D, V]; ``logits`` applies it."""
+        return self.embedding[...] if self.cfg.tie_word_embeddings else self.lm_head[...]
+
+    def logits(self, hidden: Array, weight: Array) -> Array:
+        """float[..., D] hidden x ``output_weight()`` (cast to the hidden's dtype) -> float32
+        logits; the training loss's chunked form of ``project``."""
+        spec = "...d,vd->...v" if self.cfg.tie_word_embeddings else "...d,dv->...v"
+        return jnp.einsum(spec, hidden, weight.astype(hidden.dtype)).astype(jnp.float32)
+
     def forward(self, tokens: Array | None = None, *, embeds: Array | None = None,
                 positions: Array | None = None, segment_ids: Array | None = None,
                 cache: KVCache | None = None, layer_hook: LayerHook | None = None,
                 with_logits: bool = True, batch_invariant: bool = False,
-                ) -> tuple[Array | None, KVCache | None, dict]:
+                one_segment: bool = False) -> tuple[Array | None, KVCache | None, dict]:
         """Runs the decoder; returns ``(logits, new_cache, out)``.
 
         tokens int32[B, T] or embeds float[B, T, D] (spliced inputs, e.g. visual tokens).
@@ -445,6 +457,11 @@ class Llama(nnx.Module):
         batch_invariant: run every computation over fixed-shape blocks, so a row's result does
         not depend on the batch size, its neighbours or the query/cache length (used by
         generation; padding rows of a prompt are skipped and come back as zeros).
+        one_segment: the caller promises each row holds a single segment id besides 0 (no
+        packing; padding anywhere). With the "xla"/"cudnn" attention (no cache, hook or sliding
+        window), the padding is then stable-sorted to the end of each row for the decoder, so
+        attention takes per-row lengths + causal instead of a [B, T, T] mask (flash kernels
+        skip masked tiles), and the order is restored after the last layer.
         logits float32[B, T, V] (None if ``with_logits=False``); out["hidden"] is the final
         normed hidden state float[B, T, D].
         """
@@ -466,10 +483,20 @@ class Llama(nnx.Module):
             kslot = jnp.arange(kseg.shape[1], dtype=jnp.int32)[None]
         else:
             kseg, kpos, kslot = segment_ids, positions, slots
-        mask = ((segment_ids[:, :, None] == kseg[:, None, :]) & (kseg[:, None, :] != 0)
-                & (kslot[:, None, :] <= slots[:, :, None]))
-        if self.cfg.sliding_window is not None:
-            mask &= positions[:, :, None] - kpos[:, None, :] < self.cfg.sliding_window
+        compact = (one_segment and cache is None and layer_hook is None and not batch_invariant
+                   and self.cfg.attention != "einsum" and self.cfg.sliding_window is None)
+        if compact:
+            # Causality among the real tokens survives a stable sort, and rope reads
+            # `positions`, so the decoder cannot tell; the mask becomes lengths int32[B].
+            order = jnp.argsort(segment_ids == 0, axis=1, stable=True)
+            x = jnp.take_along_axis(x, order[..., None], axis=1)
+            positions = jnp.take_along_axis(positions, order, axis=1)
+            mask = jnp.sum(segment_ids != 0, axis=1, dtype=jnp.int32)
+        else:
+            mask = ((segment_ids[:, :, None] == kseg[:, None, :]) & (kseg[:, None, :] != 0)
+                    & (kslot[:, None, :] <= slots[:, :, None]))
+            if self.cfg.sliding_window is not None:
+                mask &= positions[:, :, None] - kpos[:, None, :] < self.cfg.sliding_window
 
         # Prompts: skip padding rows (one-token steps have too few rows to gain from it).
         row_order = RowOrder.of(segment_ids) if batch_invariant and t > 1 else None
@@ -482,6 +509,8 @@ class Llama(nnx.Module):
                 new_v.append(kv[1])
             if layer_hook is not None:
                 x = layer_hook(i, x)
+        if compact:
+            x = jnp.take_along_axis(x, jnp.argsort(order, axis=1)[..., None], axis=1)
         hidden = rowwise(self.norm, (x.reshape(b * t, -1),), batch_invariant, t == 1, row_order)
         hidden = hidden.reshape(x.shape)
         new_cache = None

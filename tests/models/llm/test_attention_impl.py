@@ -48,6 +48,13 @@ def _batch():
     return jnp.asarray(tokens), jnp.asarray(pos), jnp.asarray(SEGMENTS)
 
 
+@pytest.fixture(autouse=True)
+def _fp32_matmuls():
+    """Exact fp32 matmuls on GPUs too (TF32 by default there), so 1e-5 comparisons hold."""
+    with jax.default_matmul_precision("float32"):
+        yield
+
+
 @nnx.jit
 def _logits(model, tokens, pos, seg):
     return model(tokens, positions=pos, segment_ids=seg)
@@ -115,3 +122,85 @@ def test_cudnn_in_bf16_is_as_close_to_fp32_as_einsum_in_bf16():
     err_einsum = np.abs(np.asarray(_logits(ein16, tokens, pos, seg))[real] - want).max()
     err_cudnn = np.abs(np.asarray(_logits(cud16, tokens, pos, seg))[real] - want).max()
     assert err_cudnn <= 2 * err_einsum + 1e-3, (err_cudnn, err_einsum)
+
+
+@pytest.mark.skipif(jax.default_backend() != "gpu", reason="cuDNN flash attention needs a GPU")
+def test_cudnn_gradients_without_the_bias_gradient_match_einsum_in_bf16():
+    """cuDNN's backward with the mask's bias gradient switched off (the default) gives the
+    weight gradients of the einsum model in bf16, as close to fp32 as einsum's own."""
+    ref32, _ = _pair("xla")
+    models = {}
+    for name, attention in (("einsum", "einsum"), ("cudnn", "cudnn")):
+        m = llm.Llama(dataclasses.replace(CFG, dtype="bfloat16", attention=attention),
+                      rngs=nnx.Rngs(3))
+        nnx.update(m, nnx.state(ref32, nnx.Param))
+        models[name] = m
+    tokens, pos, seg = _batch()
+    want = jax.tree.leaves(nnx.to_pure_dict(_loss_grads(ref32, tokens, pos, seg)))
+    for name in ("einsum", "cudnn"):
+        got = jax.tree.leaves(nnx.to_pure_dict(_loss_grads(models[name], tokens, pos, seg)))
+        models[name] = max(float(np.abs(np.asarray(g, np.float32) - np.asarray(w)).max()
+                                 / (np.abs(np.asarray(w)).max() + 1e-12))
+                           for g, w in zip(got, want))
+    assert models["cudnn"] <= 2 * models["einsum"] + 1e-3, models
+
+
+ONE_SEGMENT = np.array([[1] * 15 + [0] * 9,  # padding at the end
+                        [1] * 5 + [0] * 4 + [1] * 11 + [0] * 4,  # letter-box gap + end padding
+                        [0] * 3 + [1] * 21],  # left padding
+                       np.int32)
+
+
+def _one_segment_batch():
+    tokens, _, _ = _batch()
+    seg = ONE_SEGMENT
+    pos = np.where(seg != 0, np.cumsum(seg != 0, axis=1) - 1, 0).astype(np.int32)
+    return tokens, jnp.asarray(pos), jnp.asarray(seg)
+
+
+def _forward(model, tokens, pos, seg, one_segment):
+    return model.forward(tokens, positions=pos, segment_ids=seg, one_segment=one_segment)[0]
+
+
+def test_one_segment_rows_run_on_lengths_and_equal_the_masked_einsum():
+    """``one_segment``: padding sorted to the row ends, attention on lengths (no mask), the
+    order restored; logits and weight gradients equal the einsum model with its mask."""
+    ref, new = _pair("xla")
+    tokens, pos, seg = _one_segment_batch()
+    real = np.asarray(seg) != 0
+    fwd = nnx.jit(_forward, static_argnums=4)
+    want = np.asarray(fwd(ref, tokens, pos, seg, False))
+    got = np.asarray(fwd(new, tokens, pos, seg, True))
+    np.testing.assert_allclose(got[real], want[real], rtol=1e-5, atol=1e-5)
+
+    def grads(m, one):
+        def loss(m):
+            lg = _forward(m, tokens, pos, seg, one)
+            lse = jax.nn.logsumexp(lg, axis=-1)
+            return jnp.sum(jnp.where(seg != 0, lse - lg[..., 0], 0.0))
+        return jax.tree.leaves(nnx.to_pure_dict(nnx.grad(loss)(m)))
+
+    for a, b in zip(grads(ref, False), grads(new, True), strict=True):
+        np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-5, atol=1e-5)
+
+    # the lengths path really runs: two segments in a row break its promise and its result
+    two = jnp.asarray(SEGMENTS[:1].repeat(3, axis=0))
+    bad = np.asarray(fwd(new, tokens, pos, two, True))
+    good = np.asarray(fwd(new, tokens, pos, two, False))
+    assert np.abs(bad - good)[np.asarray(two) == 2].max() > 1e-3
+
+
+@pytest.mark.skipif(jax.default_backend() != "gpu", reason="cuDNN flash attention needs a GPU")
+def test_cudnn_on_lengths_is_as_close_to_fp32_as_einsum_in_bf16():
+    ref32, _ = _pair("xla")
+    tokens, pos, seg = _one_segment_batch()
+    real = np.asarray(seg) != 0
+    want = np.asarray(_forward(ref32, tokens, pos, seg, False))[real]
+    err = {}
+    for attention in ("einsum", "cudnn"):
+        m = llm.Llama(dataclasses.replace(CFG, dtype="bfloat16", attention=attention),
+                      rngs=nnx.Rngs(4))
+        nnx.update(m, nnx.state(ref32, nnx.Param))
+        got = np.asarray(_forward(m, tokens, pos, seg, True), np.float32)[real]
+        err[attention] = float(np.abs(got - want).max())
+    assert err["cudnn"] <= 2 * err["einsum"] + 1e-3, err
