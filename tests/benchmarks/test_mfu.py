@@ -64,7 +64,8 @@ def test_tiny_run_on_cpu(tmp_path, monkeypatch, capsys):
     bad, good = line["tried"]
     assert "bogus" in bad["error"] and "step_s" not in bad  # one failure does not stop the run
     assert good["step_s"] > 0 and "error" not in good
-    assert line["config"] == {"batch": 2, "remat": "dots", "attention": "xla", "seq_len": 64}
+    assert line["config"] == {"batch": 2, "remat": "dots", "attention": "xla", "loss_chunk": 0,
+                              "seq_len": 64}
     assert line["step_s"] == good["step_s"] and line["mfu_vs_measured_matmul"] > 0
     assert line["tokens_per_s"] == pytest.approx(2 * 64 / good["step_s"], rel=1e-2)
     # Trained parameters, counted by hand for the tiny model (tied embeddings, so no lm_head):
@@ -79,8 +80,13 @@ def test_tiny_run_on_cpu(tmp_path, monkeypatch, capsys):
 def test_budget_stops_new_configs(capsys):
     res = mfu.main(["--tiny", "--budget-s", "0"])
     assert res["tried"] == [] and res["mfu"] is None
-    assert res["skipped"] == ["2:dots:xla (budget)"]
+    assert res["skipped"] == ["2:dots:xla:0 (budget)", "2:dots:xla:16 (budget)"]
     assert _last_json(capsys.readouterr().out)["skipped"] == res["skipped"]
+
+
+def test_configs_parse_with_and_without_loss_chunk():
+    assert mfu.parse_configs("16:none:cudnn:512,8:dots:cudnn_mask,") == [
+        (16, "none", "cudnn", 512), (8, "dots", "cudnn_mask", 0)]
 
 
 @pytest.mark.parametrize("kind,peak", [("NVIDIA H100 80GB HBM3", 989e12),
