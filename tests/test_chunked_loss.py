@@ -106,14 +106,18 @@ def test_logits_is_project():
     np.testing.assert_allclose(lm.logits(h, lm.output_weight()), lm.project(h), atol=1e-6)
 
 
-def test_train_step_with_loss_chunk_equals_whole_logits(tiny_config):
-    """One stage-2 step of the runlocal model: loss and updated params agree."""
+@pytest.mark.parametrize("stage,grad_accum", [("stage2", 1), ("stage2", 2), ("stage1", 1)],
+                         ids=["stage2", "stage2_accum2", "stage1_llm_frozen"])
+def test_train_step_with_loss_chunk_equals_whole_logits(tiny_config, stage, grad_accum):
+    """One step of the runlocal model (whole logits, one batch) against the chunked loss
+    (also over 2 microbatches; and with the LLM frozen, when no weight gradient is taken):
+    loss and updated params agree."""
     out = {}
     for chunk in (0, 24):
         with tiny_config.unlocked():
             tiny_config.loss_chunk = chunk
         with mock.patch.object(train, "make_train_step", wraps=train.make_train_step) as spy:
-            out[chunk] = one_step(tiny_config)
+            out[chunk] = one_step(tiny_config, stage, grad_accum if chunk else 1)
         assert spy.call_args.kwargs["loss_chunk"] == chunk
     (l0, _, (p0, _)), (l1, _, (p1, _)) = out[0], out[24]
     np.testing.assert_allclose(l1, l0, rtol=1e-6)

@@ -31,11 +31,11 @@ for _name in CONFIGS:
     DISTINCT.setdefault(_runlocal_model(_name), _name)
 
 
-def one_step(config):
-    """Builds the model and runs one stage-2 step; returns the loss and param trees."""
+def one_step(config, stage: str = "stage2", grad_accum: int = 1):
+    """Builds the model and runs one step of ``stage``; returns the loss and param trees."""
     tok = tokenizer.load(config.model.tokenizer)
     model = train.build_model(config, tok)
-    stage = config.stages.stage2
+    stage = config.stages[stage]
     gd, trainable, frozen = nnx.split(model, optim.trainable_filter(stage.trainable), ...)
     tx = optim.make(stage, trainable)
     path, root = loader.resolve(stage.data, stage.image_root, config.cache_dir,
@@ -48,7 +48,7 @@ def one_step(config):
     batch = next(iter(loader.dataset(loader.load_records(path), enc, batch_size=2, num_batches=1,
                                      seed=0)))
     mesh = sharding.make_mesh(config.mesh)
-    step = train.make_train_step(gd, tx, loss_chunk=config.loss_chunk)
+    step = train.make_train_step(gd, tx, loss_chunk=config.loss_chunk, grad_accum=grad_accum)
     before = jax.tree.map(np.array, (trainable, frozen))
     new, _, m = step(trainable, frozen, tx.init(trainable), sharding.put_batch(batch, mesh))
     return float(m["loss"]), before, jax.tree.map(np.array, (new, frozen))
