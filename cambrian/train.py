@@ -170,12 +170,11 @@ def make_train_step(graphdef, tx: optax.GradientTransformation, *, grad_accum: i
             logits, out = model(batch, with_logits=not loss_chunk, packed=packed)
             if loss_chunk:
                 lm = model.llm
-                name = "embedding" if lm.cfg.tie_word_embeddings else "lm_head"
-                trained = _entry(trainable, ("llm", name))
+                path = ("llm", lm.output_name)
                 loss, n = vlm.chunked_loss_fn(
                     lm.logits, out["hidden"], lm.output_weight(), batch, out["segment_ids"],
-                    loss_chunk, weight_grad=trained is not None,
-                    weight_sharding=_entry(shardings[0], ("llm", name)) if shardings else None)
+                    loss_chunk, weight_grad=_entry(trainable, path) is not None,
+                    weight_sharding=_entry(shardings[0], path) if shardings else None)
             else:
                 loss, n = vlm.loss_fn(logits, batch, out["segment_ids"])
             return loss * n, n  # token-weighted sums add up across microbatches

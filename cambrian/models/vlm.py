@@ -263,11 +263,7 @@ def _ce_pieces(logits_of, hidden, weight, targets, in_loss, chunk, dw_spec):
     def piece(carry, xs):
         total, dw = carry
         h, tgt, m = xs
-        if weight_grad:
-            logits, pull = jax.vjp(logits_of, h, weight)
-        else:
-            logits, pull_h = jax.vjp(lambda h: logits_of(h, weight), h)
-            pull = lambda d: (*pull_h(d), None)  # noqa: E731
+        logits, pull = jax.vjp(logits_of, h, weight)  # an unused dw_piece is dead code
         lse = jax.nn.logsumexp(logits, axis=-1)
         picked = jnp.take_along_axis(logits, tgt[..., None], axis=-1)[..., 0]
         total = total + jnp.sum(jnp.where(m, lse - picked, 0.0))
@@ -298,14 +294,13 @@ def _fused_ce(logits_of, hidden, weight, targets, in_loss, chunk, dw_spec):
 
 def _fused_ce_fwd(logits_of, hidden, weight, targets, in_loss, chunk, dw_spec):
     total, dh, dw = _ce_pieces(logits_of, hidden, weight, targets, in_loss, chunk, dw_spec)
-    if dw is None:  # an untrained weight: zeros of its shape (unused, removed by the compiler)
-        dw = jnp.zeros(weight.shape, weight.dtype)
     return total, (dh, dw, jnp.zeros((), weight.dtype))  # (the last: weight's dtype)
 
 
 def _fused_ce_bwd(logits_of, chunk, dw_spec, res, g):
     dh, dw, w_like = res
-    return (g * dh).astype(dh.dtype), (g * dw).astype(w_like.dtype), None, None
+    dw = None if dw is None else (g * dw).astype(w_like.dtype)  # None: an untrained weight
+    return (g * dh).astype(dh.dtype), dw, None, None
 
 
 _fused_ce.defvjp(_fused_ce_fwd, _fused_ce_bwd)

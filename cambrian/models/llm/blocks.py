@@ -164,18 +164,12 @@ def fused_attend(q: Array, k: Array, v: Array, mask: Array, implementation: str)
     ``_no_bias_grad`` switches that output off.
     """
     if mask.ndim == 1:
-        return jax.nn.dot_product_attention(q, k, v, is_causal=True, query_seq_lengths=mask,
-                                            key_value_seq_lengths=mask,
-                                            implementation=implementation)
-
-    def call():
-        return jax.nn.dot_product_attention(q, k, v, mask=mask[:, None], is_causal=True,
-                                            implementation=implementation)
-
-    if implementation != "cudnn":
-        return call()
-    with _no_bias_grad():
-        return call()
+        kw = {"query_seq_lengths": mask, "key_value_seq_lengths": mask}
+    else:
+        kw = {"mask": mask[:, None]}
+    with _no_bias_grad() if implementation == "cudnn" else contextlib.nullcontext():
+        return jax.nn.dot_product_attention(q, k, v, is_causal=True,
+                                            implementation=implementation, **kw)
 
 
 @contextlib.contextmanager

@@ -419,27 +419,29 @@ class Llama(nnx.Module):
         x = jnp.take(self.embedding[...], tokens, axis=0).astype(self.cfg.dtype)
         return constrain(x, ("batch", "length", "embed"))
 
-    def project(self, hidden: Array, batch_invariant: bool = False) -> Array:
-        """Final-normed hidden float[..., D] -> float32[..., V] logits."""
-        if self.cfg.tie_word_embeddings:
-            w = self.embedding[...].astype(hidden.dtype).T
-        else:
-            w = self.lm_head[...].astype(hidden.dtype)
-        rows = hidden.reshape(-1, hidden.shape[-1])
-        one_token = hidden.ndim == 2 or hidden.shape[1] == 1
-        logits = rowwise(lambda r: r @ w, (rows,), batch_invariant, one_token)
-        return logits.reshape(hidden.shape[:-1] + (-1,)).astype(jnp.float32)
+    @property
+    def output_name(self) -> str:
+        """The output projection's parameter: "embedding" (tied) or "lm_head"."""
+        return "embedding" if self.cfg.tie_word_embeddings else "lm_head"
 
     def output_weight(self) -> Array:
         """The output projection as stored (param dtype): float[V, D] when the embeddings are
         tied, else float[D, V]; ``logits`` applies it."""
-        return self.embedding[...] if self.cfg.tie_word_embeddings else self.lm_head[...]
+        return getattr(self, self.output_name)[...]
 
     def logits(self, hidden: Array, weight: Array) -> Array:
         """float[..., D] hidden x ``output_weight()`` (cast to the hidden's dtype) -> float32
-        logits; the training loss's chunked form of ``project``."""
-        spec = "...d,vd->...v" if self.cfg.tie_word_embeddings else "...d,dv->...v"
-        return jnp.einsum(spec, hidden, weight.astype(hidden.dtype)).astype(jnp.float32)
+        logits."""
+        w = weight.astype(hidden.dtype)
+        return (hidden @ (w.T if self.cfg.tie_word_embeddings else w)).astype(jnp.float32)
+
+    def project(self, hidden: Array, batch_invariant: bool = False) -> Array:
+        """Final-normed hidden float[..., D] -> float32[..., V] logits."""
+        w = self.output_weight().astype(hidden.dtype)
+        rows = hidden.reshape(-1, hidden.shape[-1])
+        one_token = hidden.ndim == 2 or hidden.shape[1] == 1
+        logits = rowwise(lambda r: self.logits(r, w), (rows,), batch_invariant, one_token)
+        return logits.reshape(hidden.shape[:-1] + (-1,))
 
     def forward(self, tokens: Array | None = None, *, embeds: Array | None = None,
                 positions: Array | None = None, segment_ids: Array | None = None,
