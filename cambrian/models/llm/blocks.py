@@ -31,6 +31,19 @@ def _opaque(n: int, probe: Array) -> Array:
     return jnp.int32(n) + (p != p).astype(jnp.int32)  # p != p only for NaN: one harmless rerun
 
 
+def materialize(fn: Callable, *xs: Array):
+    """``fn(*xs)``, on CPU computed once into buffers (a one-trip loop) that consumers read.
+
+    XLA:CPU fuses elementwise producers into each consumer, so cos/sin broadcast over heads
+    and read by every layer would be recomputed per head and per layer. Other backends get
+    ``fn(*xs)``: their fusions recompute cheaply.
+    """
+    if jax.default_backend() != "cpu":
+        return fn(*xs)
+    init = jax.tree.map(lambda sd: jnp.zeros(sd.shape, sd.dtype), jax.eval_shape(fn, *xs))
+    return jax.lax.fori_loop(0, _opaque(1, xs[0]), lambda i, _: fn(*xs), init)
+
+
 def blockwise(fn: Callable, xs: tuple[Array, ...], block: int, n_valid: Array | None = None):
     """Maps ``fn(i, *blocks)`` over consecutive ``block``-row slices of ``xs`` (arrays [N, ...])
     in a loop; returns fn's outputs concatenated back to N rows. With ``n_valid`` (traced) only
@@ -99,17 +112,14 @@ def attend(q: Array, k: Array, v: Array, mask: Array, batch_invariant: bool = Fa
     keys past a row's end are masked and add exact zeros, so the cache length does not matter
     either (a multiple of KEY_BLOCK avoids a padded copy of the cache).
     """
+    if not batch_invariant:
+        return _softmax_attention(q, k, v, mask)
     b, t, h, e = q.shape
     nk = k.shape[2]
     g, scale, dt = h // nk, e**-0.5, q.dtype
 
     def scores(qr, kr):  # [..., T, K, G, E] x [..., S, K, E] -> float32[..., K, G, T, S]
         return jnp.einsum("...tkge,...ske->...kgts", qr, kr).astype(jnp.float32) * scale
-
-    if not batch_invariant:
-        s = jnp.where(mask[:, None, None], scores(q.reshape(b, t, nk, g, e), k), _MASKED)
-        p = jax.nn.softmax(s, axis=-1).astype(v.dtype)
-        return jnp.einsum("bkgts,bske->btkge", p, v).reshape(b, t, h, e)
 
     qb = min(t, QUERY_BLOCK)
     n_keys = -(-k.shape[1] // KEY_BLOCK)
@@ -148,6 +158,55 @@ def attend(q: Array, k: Array, v: Array, mask: Array, batch_invariant: bool = Fa
     out = blockwise(query_blocks, (q.reshape(-1, qb, h, e), mask.reshape(-1, qb, mask.shape[-1])),
                     n_pairs)
     return out.reshape(b, -1, h, e)[:, :t]
+
+
+def _heads_major(q: Array, k: Array, v: Array) -> tuple[Array, Array, Array]:
+    """q [B, T, H, E] -> [B, K, G, T, E]; k/v [B, S, K, E] -> [B, K, S, E]."""
+    b, t, h, e = q.shape
+    nk = k.shape[2]
+    qh = q.reshape(b, t, nk, h // nk, e).transpose(0, 2, 3, 1, 4)
+    return qh, k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3)
+
+
+def _attention_fwd(q: Array, k: Array, v: Array, mask: Array):
+    b, t, h, e = q.shape
+    qh, kh, vh = _heads_major(q, k, v)
+    s = jnp.einsum("bkgte,bkse->bkgts", qh, kh).astype(jnp.float32) * e**-0.5
+    p = jax.nn.softmax(jnp.where(mask[:, None, None], s, _MASKED), axis=-1)
+    o = jnp.einsum("bkgts,bkse->bkgte", p.astype(v.dtype), vh)
+    return o.transpose(0, 3, 1, 2, 4).reshape(b, t, h, e), (qh, kh, vh, p, mask)
+
+
+def _attention_bwd(res, do: Array):
+    qh, kh, vh, p, mask = res
+    b, nk, g, t, e = qh.shape
+    doh = do.reshape(b, t, nk, g, e).transpose(0, 2, 3, 1, 4)  # [B, K, G, T, E]
+    dv = jnp.einsum("bkgts,bkgte->bkse", p.astype(vh.dtype), doh)
+    # A fully masked query's output is a constant average of v: no gradient reaches its scores.
+    # Elsewhere p is exactly 0 at masked keys, so dS is too.
+    doh = doh * jnp.any(mask, axis=-1)[:, None, None, :, None].astype(doh.dtype)
+    dp = jnp.einsum("bkgte,bkse->bkgts", doh, vh, preferred_element_type=jnp.float32)
+    d = jnp.sum(p * dp, axis=-1, keepdims=True)
+    ds = (p * (dp - d) * e**-0.5).astype(qh.dtype)
+    dq = jnp.einsum("bkgts,bkse->bkgte", ds, kh).transpose(0, 3, 1, 2, 4).reshape(do.shape)
+    dk = jnp.einsum("bkgts,bkgte->bkse", ds, qh)
+    return dq, dk.transpose(0, 2, 1, 3), dv.transpose(0, 2, 1, 3), None
+
+
+@jax.custom_vjp
+def _softmax_attention(q: Array, k: Array, v: Array, mask: Array) -> Array:
+    """``attend``'s whole-array softmax attention, with the closed-form backward pass.
+
+    The backward pass is the closed form dS = P * (dP - sum_s P * dP) on the saved float32
+    probabilities (masked scores get no gradient, as through the mask's select): on CPU it
+    takes about half the time of differentiating the forward pass, which makes extra passes
+    over the [B, H, T, S] scores. Heads-major [B, K, G, T, E] operands keep every matmul's batch
+    dimensions leading.
+    """
+    return _attention_fwd(q, k, v, mask)[0]
+
+
+_softmax_attention.defvjp(_attention_fwd, _attention_bwd)
 
 
 def fused_attend(q: Array, k: Array, v: Array, mask: Array, implementation: str) -> Array:

@@ -33,6 +33,7 @@ from cambrian.models.llm.blocks import (
     RowOrder,
     attend,
     fused_attend,
+    materialize,
     rowwise,
 )
 from cambrian.models.weights import CheckpointError, open_checkpoint, take
@@ -253,11 +254,20 @@ def rope_frequencies(cfg: LlamaConfig) -> np.ndarray:
     return np.where(medium, blended, scaled).astype(np.float32)
 
 
-def apply_rope(x: Array, positions: Array, inv_freq: np.ndarray) -> Array:
-    """Rotates ``x`` float[..., N, E] by ``positions`` int32[...] (HF rotate-half layout)."""
+def rope_tables(positions: Array, inv_freq: np.ndarray, dtype: Any) -> tuple[Array, Array]:
+    """cos, sin float[..., E] of rotary ``positions`` int32[...], computed once per forward.
+
+    On CPU they are materialized (``blocks.materialize``): fused into every layer's rotation,
+    they would be recomputed for each head and layer."""
     ang = positions.astype(jnp.float32)[..., None] * jnp.asarray(inv_freq)  # [..., E/2]
-    ang = jnp.concatenate([ang, ang], axis=-1)[..., None, :]
-    cos, sin = jnp.cos(ang).astype(x.dtype), jnp.sin(ang).astype(x.dtype)
+    ang = jnp.concatenate([ang, ang], axis=-1)
+    return materialize(lambda a: (jnp.cos(a).astype(dtype), jnp.sin(a).astype(dtype)), ang)
+
+
+def apply_rope(x: Array, cos: Array, sin: Array) -> Array:
+    """Rotates ``x`` float[..., N, E] by ``rope_tables`` cos, sin float[..., E] (HF
+    rotate-half layout)."""
+    cos, sin = cos[..., None, :], sin[..., None, :]
     x1, x2 = jnp.split(x, 2, axis=-1)
     return x * cos + jnp.concatenate([-x2, x1], axis=-1) * sin
 
@@ -330,16 +340,16 @@ class Attention(nnx.Module):
         if cfg.attention_out_bias:
             self.o_bias = _param(rngs, (d,), ("embed",), pd, init="zeros")
 
-    def qkv(self, x: Array, positions: Array) -> tuple[Array, Array, Array]:
-        """float[N, D], int32[N] -> rotated q float[N, H, E], rotated k and v float[N, K, E]."""
+    def qkv(self, x: Array, cos: Array, sin: Array) -> tuple[Array, Array, Array]:
+        """float[N, D], ``rope_tables`` float[N, E] -> rotated q float[N, H, E], rotated k and
+        v float[N, K, E]."""
         w = lambda p: p[...].astype(x.dtype)  # noqa: E731
         q = jnp.einsum("nd,dhe->nhe", x, w(self.q))
         k = jnp.einsum("nd,dke->nke", x, w(self.k))
         v = jnp.einsum("nd,dke->nke", x, w(self.v))
         if self.cfg.attention_bias:
             q, k, v = q + w(self.q_bias), k + w(self.k_bias), v + w(self.v_bias)
-        inv_freq = rope_frequencies(self.cfg)
-        return apply_rope(q, positions, inv_freq), apply_rope(k, positions, inv_freq), v
+        return apply_rope(q, cos, sin), apply_rope(k, cos, sin), v
 
     def out(self, o: Array) -> Array:
         """float[N, H, E] -> float[N, D]."""
@@ -369,19 +379,19 @@ class DecoderLayer(nnx.Module):
         self.post_attn_norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, cfg.param_dtype)
         self.mlp = MLP(cfg, rngs=rngs)
 
-    def __call__(self, x: Array, positions: Array, mask: Array,
+    def __call__(self, x: Array, rope: tuple[Array, Array], mask: Array,
                  cache_kv: tuple[Array, Array] | None = None, start: Array | None = None,
                  batch_invariant: bool = False, row_order: RowOrder | None = None):
-        """x float[B, T, D], positions int32[B, T], mask bool[B, T, S] (or, for the fused
-        attentions only, int32[B] lengths: see ``fused_attend``) ->
-        (float[B, T, D], updated (k, v) cache or None)."""
+        """x float[B, T, D], rope: ``rope_tables`` cos, sin float[B * T, E], mask
+        bool[B, T, S] (or, for the fused attentions only, int32[B] lengths: see
+        ``fused_attend``) -> (float[B, T, D], updated (k, v) cache or None)."""
         cfg, inv = self.cfg, batch_invariant
         b, t, d = x.shape
         rows = x.reshape(b * t, d)
         # Rotation happens inside the row-wise step so that, in batch-invariant mode, the cache
         # receives plain copies of values computed by the fixed-shape block code.
-        q, k, v = rowwise(lambda r, p: self.attn.qkv(self.input_norm(r), p),
-                           (rows, positions.reshape(b * t)), inv, t == 1, row_order)
+        q, k, v = rowwise(lambda r, c, s: self.attn.qkv(self.input_norm(r), c, s),
+                           (rows, *rope), inv, t == 1, row_order)
         q = constrain(q.reshape(b, t, cfg.num_heads, cfg.head_dim),
                       ("batch", "length", "heads", "head_dim"))
         k, v = (a.reshape(b, t, cfg.num_kv_heads, cfg.head_dim) for a in (k, v))
@@ -502,10 +512,13 @@ class Llama(nnx.Module):
 
         # Prompts: skip padding rows (one-token steps have too few rows to gain from it).
         row_order = RowOrder.of(segment_ids) if batch_invariant and t > 1 else None
+        inv_freq = rope_frequencies(self.cfg)
+        rope = rowwise(lambda p: rope_tables(p, inv_freq, x.dtype), (positions.reshape(b * t),),
+                       batch_invariant, t == 1, row_order)
         new_k, new_v = [], []
         for i, layer in enumerate(self.layers):
             kv = (cache.k[i], cache.v[i]) if cache is not None else None
-            x, kv = layer(x, positions, mask, kv, start, batch_invariant, row_order)
+            x, kv = layer(x, rope, mask, kv, start, batch_invariant, row_order)
             if kv is not None:
                 new_k.append(kv[0])
                 new_v.append(kv[1])
