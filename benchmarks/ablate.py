@@ -1,11 +1,15 @@
-"""What one CPU-side change buys our train step: a paired A/B in one process.
+"""What one model-code change buys our train step: a paired A/B in one process.
 
     python benchmarks/ablate.py --change attention_backward [--steps 40] [--hidden 256]
     python benchmarks/ablate.py --change rope_tables
+    python benchmarks/ablate.py --change attention_backward --model llm1b --batch 2 --steps 8
+                                [--remat dots] [--tiny]       # on a GPU; --tiny on a CPU
 
-The step of ``benchmarks/train_step.py`` is compiled twice in this process, once with the change
-switched off and once as shipped, and the two alternate step by step (ABBA order), so both see
-the same machine load; a busy host moves the side-by-side benchmark by more than these changes.
+The step of ``benchmarks/train_step.py`` (``--model probe``, on a CPU) or of
+``benchmarks/mfu.py`` (``--model llm1b``, einsum attention) is compiled twice in this process,
+once with the change switched off and once as shipped; after one warm-up step each, the two
+alternate step by step (ABBA order), so both see the same machine load; a busy host moves the
+side-by-side benchmark by more than these changes.
 Prints one JSON line: ``speedup`` (median over steps of time without / time with the change)
 and the median step times.
 
@@ -59,31 +63,83 @@ def switch_off(change: str):
     return lambda: setattr(module, name, on)
 
 
-def main(argv=None) -> dict:
+SIDES = ("without", "with")
+
+
+def probe_steps(args) -> dict:
+    """``benchmarks/train_step.py``'s step, compiled without and with the change."""
     from benchmarks import train_step
 
-    p = argparse.ArgumentParser()
-    p.add_argument("--change", required=True, choices=("attention_backward", "rope_tables"))
-    p.add_argument("--steps", type=int, default=40)
-    p.add_argument("--hidden", type=int, default=256)
-    p.add_argument("--layers", type=int, default=4)
-    p.add_argument("--batch", type=int, default=16)
-    args = p.parse_args(argv)
     cache = os.environ.get("CAMBRIAN_CACHE", "/tmp/cambrian-bench")
     runs = {}
-    for side in ("without", "with"):
+    for side in SIDES:
         restore = switch_off(args.change) if side == "without" else (lambda: None)
         batch, model, c = train_step.prepare(args, cache)
         runs[side], _ = train_step.build_ours(args, batch, model, c)
         restore()  # build_ours has compiled the step while the patch was in place
-    times = {"without": [], "with": []}
+    return runs
+
+
+def llm1b_steps(args) -> dict:
+    """``benchmarks/mfu.py``'s stage-2 step (ViT-L/14@336 + a Llama-3.2-1B-shaped LLM; toy
+    sizes with ``--tiny``) with the einsum attention, one sequence per row, whole logits,
+    ``--remat``; both executables step the same parameters."""
+    import jax
+    from flax import nnx
+
+    from benchmarks import mfu
+    from cambrian import train
+
+    config = mfu.make_config(args.tiny)
+    vocab = mfu.TINY_VOCAB if args.tiny else mfu.VOCAB_1B
+    r = mfu.Runner(config, vocab, tie=True)
+    with config.unlocked():
+        config.remat = args.remat
+    batch = jax.device_put(mfu.synthetic_batch(args.batch, int(config.model.max_len), vocab,
+                                               r.n_image, r.image_size))
+    runs = {}
+    for side in SIDES:
+        restore = switch_off(args.change) if side == "without" else (lambda: None)
+        abstract = nnx.eval_shape(lambda: mfu.build(config, vocab, attention="einsum", tie=True))
+        step = train.make_train_step(nnx.split(abstract, r.filt, ...)[0], r.tx, loss_chunk=0,
+                                     packed=False)
+        compiled = step.lower(r.tr, r.fr, r.opt, batch).compile()
+        restore()
+
+        def run(compiled=compiled):
+            r.tr, r.opt, m = compiled(r.tr, r.fr, r.opt, batch)
+            jax.block_until_ready(m)
+
+        runs[side] = run
+    return runs
+
+
+MODELS = {"probe": probe_steps, "llm1b": llm1b_steps}
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser()
+    p.add_argument("--change", required=True, choices=("attention_backward", "rope_tables"))
+    p.add_argument("--model", default="probe", choices=tuple(MODELS))
+    p.add_argument("--steps", type=int, default=40)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--hidden", type=int, default=256, help="probe: LLM width")
+    p.add_argument("--layers", type=int, default=4, help="probe: LLM layers")
+    p.add_argument("--remat", default="none", help="llm1b: config.remat")
+    p.add_argument("--tiny", action="store_true", help="llm1b: toy sizes (CPU smoke run)")
+    args = p.parse_args(argv)
+    runs = MODELS[args.model](args)
+    for side in SIDES:  # one warm-up step each
+        runs[side]()
+    times = {side: [] for side in SIDES}
     for i in range(args.steps):
-        for side in (("without", "with") if i % 2 == 0 else ("with", "without")):
+        for side in (SIDES if i % 2 == 0 else SIDES[::-1]):
             t = time.perf_counter()
             runs[side]()
             times[side].append(time.perf_counter() - t)
     ratios = [a / b for a, b in zip(times["without"], times["with"], strict=True)]
-    result = {"change": args.change, "speedup": round(statistics.median(ratios), 4),
+    result = {"change": args.change, "model": args.model,
+              "speedup": round(statistics.median(ratios), 4),
               "without_step_s": round(statistics.median(times["without"]), 5),
               "with_step_s": round(statistics.median(times["with"]), 5), "steps": args.steps}
     print(json.dumps(result), flush=True)

@@ -72,3 +72,10 @@ def test_tiny_paired_run(tmp_path, monkeypatch):
                        "--layers", "1", "--batch", "2"])
     assert res["change"] == "rope_tables" and res["steps"] == 2
     assert res["speedup"] > 0 and res["with_step_s"] > 0 and res["without_step_s"] > 0
+
+
+def test_tiny_llm1b_paired_run():
+    res = ablate.main(["--change", "attention_backward", "--model", "llm1b", "--tiny",
+                       "--remat", "dots", "--steps", "2", "--batch", "2"])
+    assert res["model"] == "llm1b" and res["steps"] == 2
+    assert res["speedup"] > 0 and res["with_step_s"] > 0 and res["without_step_s"] > 0
