@@ -74,6 +74,7 @@ def test_tiny_paired_run(tmp_path, monkeypatch):
     assert res["speedup"] > 0 and res["with_step_s"] > 0 and res["without_step_s"] > 0
 
 
+@pytest.mark.slow  # 20 s: a toy mfu.py model compiled twice
 def test_tiny_llm1b_paired_run():
     res = ablate.main(["--change", "attention_backward", "--model", "llm1b", "--tiny",
                        "--remat", "dots", "--steps", "2", "--batch", "2"])

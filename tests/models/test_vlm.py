@@ -73,16 +73,21 @@ def test_greedy_with_kv_cache_equals_full_recompute(model_and_tok):
     graphdef, state = nnx.split(model)
     n_new = 6
     toks, lens = vlm.generate_fn(graphdef, max_new_tokens=n_new, eos_ids=(-1,))(state, b)
-    # Reference: no cache; re-run the whole model on the growing sequence every step.
+    # Reference: no cache; re-run the whole model on the growing sequence every step. The
+    # sequence grows into right padding (segment 0), which no earlier position attends to, so
+    # one compiled forward serves every step.
+    n0 = b["tokens"].shape[1]
+    grow = lambda x: jnp.pad(jnp.asarray(x), ((0, 0), (0, n_new)))  # noqa: E731
     cur = {k: jnp.asarray(v) for k, v in b.items()}
+    cur.update(tokens=grow(b["tokens"]), segment_ids=grow(b["segment_ids"]),
+               loss_mask=jnp.zeros((3, n0 + n_new), bool))
+    forward = nnx.jit(lambda m, c: m(c)[0])
     ref = []
-    for _ in range(n_new):
-        logits, _ = model(cur)
-        nxt = jnp.argmax(logits[:, -1], axis=-1).astype(jnp.int32)
+    for i in range(n_new):
+        nxt = jnp.argmax(forward(model, cur)[:, n0 + i - 1], axis=-1).astype(jnp.int32)
         ref.append(nxt)
-        cur["tokens"] = jnp.concatenate([cur["tokens"], nxt[:, None]], axis=1)
-        cur["segment_ids"] = jnp.concatenate([cur["segment_ids"], jnp.ones((3, 1), jnp.int32)], 1)
-        cur["loss_mask"] = jnp.zeros_like(cur["tokens"], bool)
+        cur["tokens"] = cur["tokens"].at[:, n0 + i].set(nxt)
+        cur["segment_ids"] = cur["segment_ids"].at[:, n0 + i].set(1)
     np.testing.assert_array_equal(np.asarray(toks), np.stack(ref, 1))
     assert (np.asarray(lens) == n_new).all()
 
