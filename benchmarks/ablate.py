@@ -85,28 +85,18 @@ def llm1b_steps(args) -> dict:
     sizes with ``--tiny``) with the einsum attention, one sequence per row, whole logits,
     ``--remat``; both executables step the same parameters."""
     import jax
-    from flax import nnx
 
     from benchmarks import mfu
-    from cambrian import train
 
-    config = mfu.make_config(args.tiny)
-    vocab = mfu.TINY_VOCAB if args.tiny else mfu.VOCAB_1B
-    r = mfu.Runner(config, vocab, tie=True)
-    with config.unlocked():
-        config.remat = args.remat
-    batch = jax.device_put(mfu.synthetic_batch(args.batch, int(config.model.max_len), vocab,
-                                               r.n_image, r.image_size))
+    r = mfu.Runner(mfu.make_config(args.tiny), mfu.TINY_VOCAB if args.tiny else mfu.VOCAB_1B,
+                   tie=True)
     runs = {}
     for side in SIDES:
         restore = switch_off(args.change) if side == "without" else (lambda: None)
-        abstract = nnx.eval_shape(lambda: mfu.build(config, vocab, attention="einsum", tie=True))
-        step = train.make_train_step(nnx.split(abstract, r.filt, ...)[0], r.tx, loss_chunk=0,
-                                     packed=False)
-        compiled = step.lower(r.tr, r.fr, r.opt, batch).compile()
+        compiled, batch, _ = r.compile(args.batch, args.remat, "einsum", loss_chunk=0)
         restore()
 
-        def run(compiled=compiled):
+        def run(compiled=compiled, batch=batch):
             r.tr, r.opt, m = compiled(r.tr, r.fr, r.opt, batch)
             jax.block_until_ready(m)
 

@@ -282,16 +282,14 @@ class Runner:
 
         return any(x.is_deleted() for x in jax.tree.leaves((self.tr, self.fr, self.opt)))
 
-    def run(self, batch_size: int, remat: str, attention: str, loss_chunk: int, warmup: int,
-            steps: int, free_bytes, profile_dir: str = "") -> dict:
+    def compile(self, batch_size: int, remat: str, attention: str, loss_chunk: int):
+        """The train step compiled for one configuration, its synthetic batch, and the seconds
+        lowering and compiling took."""
         import jax
-        import numpy as np
         from flax import nnx
 
         from cambrian import train
 
-        rec: dict = {"batch": batch_size, "remat": remat, "attention": attention,
-                     "loss_chunk": loss_chunk}
         with self.config.unlocked():
             self.config.remat = remat
         # "<impl>_mask": the [B, T, T] mask that packed rows need, instead of lengths
@@ -305,9 +303,18 @@ class Runner:
         batch = jax.device_put(synthetic_batch(batch_size, seq, self.vocab, self.n_image,
                                                self.image_size))
         t = time.perf_counter()
-        lowered = step.lower(self.tr, self.fr, self.opt, batch)
-        compiled = lowered.compile()
-        rec["compile_s"] = round(time.perf_counter() - t, 1)
+        compiled = step.lower(self.tr, self.fr, self.opt, batch).compile()
+        return compiled, batch, time.perf_counter() - t
+
+    def run(self, batch_size: int, remat: str, attention: str, loss_chunk: int, warmup: int,
+            steps: int, free_bytes, profile_dir: str = "") -> dict:
+        import jax
+        import numpy as np
+
+        rec: dict = {"batch": batch_size, "remat": remat, "attention": attention,
+                     "loss_chunk": loss_chunk}
+        compiled, batch, seconds = self.compile(batch_size, remat, attention, loss_chunk)
+        rec["compile_s"] = round(seconds, 1)
         cost = compiled.cost_analysis()
         cost = cost[0] if isinstance(cost, list) else cost
         rec["xla_flops"] = float((cost or {}).get("flops", 0.0)) or None

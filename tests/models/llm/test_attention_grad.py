@@ -1,7 +1,7 @@
 """``attend``'s closed-form backward pass against torch autograd of textbook attention (float64).
 
-The whole-array path of ``blocks.attend`` has a hand-written VJP (flash attention's
-dS = P * (dP - <dO, O>)). The reference differentiates the plain formula: masked scores
+The whole-array path of ``blocks.attend`` has a hand-written VJP (dS = P * (dP - sum_s P * dP)
+on the saved probabilities). The reference differentiates the plain formula: masked scores
 replaced through a select (so they get no gradient, and a fully masked query averages all
 keys with no gradient reaching its scores), softmax, weighted sum; grouped kv heads repeated.
 The upstream gradient is random everywhere, padding queries included.
