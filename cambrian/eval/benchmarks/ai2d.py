@@ -13,6 +13,7 @@ from cambrian.eval.benchmarks import common
 NAME = "ai2d"
 GROUP = "knowledge"
 MAX_NEW_TOKENS = 512
+SOURCE = common.Source("lmms-lab/ai2d", ("data/test-*.parquet",))
 VARIANTS = {p: "ai2d" for p in common.PROFILES}
 
 

@@ -16,6 +16,7 @@ from cambrian.eval.benchmarks import common
 NAME = "mathvista"
 GROUP = "knowledge"
 MAX_NEW_TOKENS = 512
+SOURCE = common.Source("AI4Math/MathVista", ("data/testmini-*.parquet",))
 MC = "multi_choice"
 REASONING_SUFFIX = "First show your reasoning process and then give the final answer."
 

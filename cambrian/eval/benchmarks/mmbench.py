@@ -19,6 +19,7 @@ from cambrian.eval.benchmarks import common
 NAME = "mmbench"
 GROUP = "general"
 MAX_NEW_TOKENS = 512
+SOURCE = common.Source("lmms-lab/MMBench_EN", ("data/dev-*.parquet",))
 VARIANTS = {"cambrian": "mmbench_en", "lmms-eval": "mmbench_en_dev",
             "vlmevalkit": "ImageMCQDataset", "fixed": "mmbench"}
 

@@ -15,6 +15,7 @@ from cambrian.eval.metrics import mme as mme_metric
 NAME = "mme"
 GROUP = "general"
 MAX_NEW_TOKENS = 32
+SOURCE = common.Source("lmms-lab/MME", ("data/test-*.parquet",))
 
 
 def load(root: str, *, limit: int | None = None) -> list[dict]:

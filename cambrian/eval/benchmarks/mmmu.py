@@ -17,6 +17,7 @@ from cambrian.eval.benchmarks import common
 NAME = "mmmu"
 GROUP = "knowledge"
 MAX_NEW_TOKENS = 512
+SOURCE = common.Source("lmms-lab/MMMU", ("data/validation-*.parquet",))
 MC = "multiple-choice"
 MC_VARIANTS = {"cambrian": "mmmu", "lmms-eval": "mmmu_val", "vlmevalkit": "mmmu",
                "fixed": "mmmu"}

@@ -14,6 +14,7 @@ from cambrian.eval.benchmarks import common
 NAME = "mmstar"
 GROUP = None
 MAX_NEW_TOKENS = 128
+SOURCE = common.Source("Lin-Chen/MMStar", ("mmstar.parquet",))
 VARIANTS = {"cambrian": "mmstar", "vlmevalkit": "mmstar", "fixed": "mmstar"}
 
 

@@ -20,6 +20,7 @@ from cambrian.eval.metrics.mmvp import parse_options
 NAME = "mmvp"
 GROUP = "vision_centric"
 MAX_NEW_TOKENS = 512
+SOURCE = common.Source("MMVP/MMVP", ("Questions.csv", "MMVP Images/*.jpg"))
 LMMS_EVAL_CORRECTIONS = {100: "A", 280: "A"}
 
 

@@ -13,6 +13,7 @@ from cambrian.eval.benchmarks import common
 NAME = "ocrbench"
 GROUP = "ocr_chart"
 MAX_NEW_TOKENS = 512
+SOURCE = common.Source("echo840/OCRBench", ("data/test-*.parquet",))
 SUFFIX = "Give the short answer directly."
 VARIANTS = {"cambrian": None, "lmms-eval": None, "vlmevalkit": None, "fixed": None}
 

@@ -13,6 +13,7 @@ from cambrian.eval.benchmarks import common
 NAME = "pope"
 GROUP = None
 MAX_NEW_TOKENS = 128
+SOURCE = common.Source("lmms-lab/POPE", ("data/test-*.parquet",))
 VARIANTS = {"cambrian": "pope", "fixed": "pope"}
 
 

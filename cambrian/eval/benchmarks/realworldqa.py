@@ -15,6 +15,7 @@ from cambrian.eval.benchmarks import common
 NAME = "realworldqa"
 GROUP = "vision_centric"
 MAX_NEW_TOKENS = 512
+SOURCE = common.Source("lmms-lab/RealWorldQA", ("data/test-*.parquet",))
 
 
 def load(root: str, *, limit: int | None = None) -> list[dict]:

@@ -15,6 +15,7 @@ from cambrian.eval.benchmarks import common
 NAME = "scienceqa"
 GROUP = "knowledge"
 MAX_NEW_TOKENS = 512
+SOURCE = common.Source("derek-thomas/ScienceQA", ("data/test-*.parquet",))
 VARIANTS = {"cambrian": "scienceqa", "lmms-eval": "scienceqa_img", "vlmevalkit": "scienceqa",
             "fixed": "scienceqa"}
 

@@ -14,6 +14,7 @@ from cambrian.eval.benchmarks import common
 NAME = "seed"
 GROUP = "general"
 MAX_NEW_TOKENS = 512
+SOURCE = common.Source("lmms-lab/SEED-Bench", ("data/test-*.parquet",))
 VARIANTS = {"cambrian": "seed", "lmms-eval": "seedbench", "vlmevalkit": "seed", "fixed": "seed"}
 
 

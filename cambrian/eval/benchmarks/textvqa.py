@@ -13,6 +13,7 @@ from cambrian.eval.benchmarks import common
 NAME = "textvqa"
 GROUP = "ocr_chart"
 MAX_NEW_TOKENS = 512
+SOURCE = common.Source("lmms-lab/textvqa", ("data/validation-*.parquet",))
 VARIANTS = {"cambrian": None, "lmms-eval": None, "vlmevalkit": None, "fixed": None}
 
 
