@@ -30,6 +30,8 @@ DOWNLOADED: tuple[str, ...] = SUITES["cambrian"] + SUITES["extras"]
 
 
 def _module(name: str):
+    if not name.isidentifier():
+        return None
     try:
         return importlib.import_module(f"cambrian.eval.benchmarks.{name}")
     except ModuleNotFoundError as e:

@@ -15,7 +15,7 @@ import fsspec
 
 from cambrian.eval import metrics
 from cambrian.eval.benchmarks import common
-from cambrian.eval.metrics.mmvp import parse_options
+from cambrian.eval.metrics.mmvp_pair import parse_options
 
 NAME = "mmvp"
 GROUP = "vision_centric"
