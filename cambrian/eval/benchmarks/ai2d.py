@@ -1,6 +1,6 @@
 """AI2D test, Cambrian's Knowledge group.
 
-Data: the HF parquet export of ``lmms-lab/ai2d`` (``**/test-*.parquet``; columns question,
+Data: the HF parquet export of ``lmms-lab/ai2d`` (columns question,
 options (list), answer (option index as a string), image).
 """
 

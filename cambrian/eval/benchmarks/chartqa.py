@@ -1,6 +1,6 @@
 """ChartQA test (human + augmented), Cambrian's OCR & Chart group.
 
-Data: the HF parquet export of ``lmms-lab/ChartQA`` (``**/test-*.parquet``; columns type
+Data: the HF parquet export of ``lmms-lab/ChartQA`` (columns type
 ("human_test" / "augmented_test"), question, answer, image).
 """
 

@@ -78,7 +78,8 @@ def find_files(root: str, patterns: Sequence[str], what: str) -> list[str]:
         if hits:
             return [protocol + h if protocol and not h.startswith(protocol) else h for h in hits]
     raise FileNotFoundError(f"{what}: no file matching {list(patterns)} under {root}. Download the "
-                            f"dataset in its published layout (see the module docstring).")
+                            "benchmark's hub repo there (its module's SOURCE; README, 'Benchmark "
+                            "data').")
 
 
 def split_files(root: str, split: str, what: str, config: str | None = None) -> list[str]:

@@ -1,6 +1,6 @@
 """MathVista testmini, Cambrian's Knowledge group.
 
-Data: the HF parquet export of ``AI4Math/MathVista`` (``**/testmini-*.parquet``; columns pid,
+Data: the HF parquet export of ``AI4Math/MathVista`` (columns pid,
 query (question with hint and choices), decoded_image, choices, answer, question_type
 ("multi_choice" / "free_form"), precision, metadata.category). Cambrian asks multiple-choice items
 for reasoning, maps the gold choice text to its letter, and compares without extraction.

@@ -1,6 +1,6 @@
 """MME (perception + cognition yes/no pairs), Cambrian's General group: MME-P, max 2000.
 
-Data: the HF parquet export of ``lmms-lab/MME`` (``**/test-*.parquet``; columns question_id =
+Data: the HF parquet export of ``lmms-lab/MME`` (columns question_id =
 image path shared by an image's two questions, question (ends " Please answer yes or no."),
 answer Yes/No, category, image). Keep the file order: Cambrian pairs consecutive lines.
 """

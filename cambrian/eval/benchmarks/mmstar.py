@@ -1,6 +1,6 @@
 """MMStar (extra; not in any group average).
 
-Data: ``Lin-Chen/MMStar`` parquet (``mmstar.parquet`` / ``**/val-*.parquet``; columns index,
+Data: ``Lin-Chen/MMStar`` parquet (``mmstar.parquet``; columns index,
 question (ends with "Options: A: x, B: y, ..."), answer (letter), category, l2_category, image).
 """
 

@@ -1,6 +1,6 @@
 """OCRBench (1000 items, 10 categories), Cambrian's OCR & Chart group.
 
-Data: the HF parquet export of ``echo840/OCRBench`` (``**/test-*.parquet``; columns dataset,
+Data: the HF parquet export of ``echo840/OCRBench`` (columns dataset,
 question, question_type (the category), answer (list of accepted strings), image).
 """
 

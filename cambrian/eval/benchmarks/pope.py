@@ -1,6 +1,6 @@
 """POPE (extra; not in any group average): yes/no object hallucination.
 
-Data: the HF parquet export of ``lmms-lab/POPE`` (``**/test-*.parquet``; columns question_id,
+Data: the HF parquet export of ``lmms-lab/POPE`` (columns question_id,
 question, answer (yes/no), category (adversarial / popular / random), image).
 """
 

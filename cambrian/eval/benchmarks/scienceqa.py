@@ -1,6 +1,6 @@
 """ScienceQA-IMG (test questions with an image), Cambrian's Knowledge group.
 
-Data: the HF parquet export of ``derek-thomas/ScienceQA`` (``**/test-*.parquet``; columns image
+Data: the HF parquet export of ``derek-thomas/ScienceQA`` (columns image
 (None for text-only questions), question, choices (list), answer (index), hint, grade, subject).
 Cambrian runs the whole test split but reports ``multimodal_acc`` over the image questions
 (text-only ones get an empty output); only those are loaded here.

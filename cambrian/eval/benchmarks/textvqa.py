@@ -1,6 +1,6 @@
 """TextVQA validation, Cambrian's OCR & Chart group.
 
-Data: the HF parquet export of ``lmms-lab/textvqa`` (``**/validation-*.parquet``; columns
+Data: the HF parquet export of ``lmms-lab/textvqa`` (columns
 question_id, question, answers (10), ocr_tokens, image). Cambrian puts the OCR tokens in the prompt.
 """
 
