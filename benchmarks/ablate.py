@@ -26,11 +26,7 @@ import argparse
 import json
 import os
 import statistics
-import sys
 import time
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
 
 def _autodiff_attention(q, k, v, mask):
@@ -68,7 +64,10 @@ SIDES = ("without", "with")
 
 def probe_steps(args) -> dict:
     """``benchmarks/train_step.py``'s step, compiled without and with the change."""
-    from benchmarks import train_step
+    try:
+        from benchmarks import train_step
+    except ImportError:  # run as a script: its sibling scripts are on sys.path
+        import train_step
 
     cache = os.environ.get("CAMBRIAN_CACHE", "/tmp/cambrian-bench")
     runs = {}
@@ -86,7 +85,10 @@ def llm1b_steps(args) -> dict:
     ``--remat``; both executables step the same parameters."""
     import jax
 
-    from benchmarks import mfu
+    try:
+        from benchmarks import mfu
+    except ImportError:  # run as a script: its sibling scripts are on sys.path
+        import mfu
 
     r = mfu.Runner(mfu.make_config(args.tiny), mfu.TINY_VOCAB if args.tiny else mfu.VOCAB_1B,
                    tie=True)

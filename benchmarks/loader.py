@@ -13,12 +13,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import sys
 import time
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # Cambrian-1-8B: Llama-3-8B, 2048-token rows; SigLIP-SO400M + CLIP-L + DINOv2-g + ConvNeXt-XXL.
 LLM_PARAMS = 8.0e9

@@ -24,9 +24,6 @@ import subprocess
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-
 
 def _median_time(fn, repeats: int) -> float:
     fn()  # warm up (compile / allocator)

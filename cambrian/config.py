@@ -146,9 +146,14 @@ def base_config() -> mlc.ConfigDict:
     c.save = mlc.ConfigDict({"every": 0, "keep": 2, "asynchronous": True})
     c.log_every = 10
 
+    from cambrian.eval import suite  # the benchmark names (here: nothing runs on import)
+
     c.eval = mlc.ConfigDict()
     c.eval.suite = "cambrian"  # suite name in cambrian/eval/suite.py
-    c.eval.root = ""  # directory holding the benchmark datasets
+    # one folder per benchmark: eval.root/<name>/ holds the snapshot of that benchmark's hub repo
+    # (its module's SOURCE; README, "Benchmarks"); eval.roots.<name> points one elsewhere
+    c.eval.root = ""
+    c.eval.roots = mlc.ConfigDict({name: "" for name in suite.DOWNLOADED})
     c.eval.batch_size = 16
     c.eval.limit = 0  # max samples per benchmark; 0 = all
     c.eval.max_new_tokens = 0  # 0 = each benchmark's own value

@@ -1,13 +1,17 @@
 """Checks that everything a run reads exists, before any model is built.
 
 Each problem is one line naming the config field, the path and what to do; ``check`` raises
-``PreflightError`` with all of them at once.
+``PreflightError`` with all of them at once (every missing benchmark of the suite included).
 """
 
 from __future__ import annotations
 
+import posixpath
+
 import fsspec
 import ml_collections as mlc
+
+from cambrian.eval import suite
 
 
 class PreflightError(FileNotFoundError):
@@ -19,7 +23,41 @@ def _exists(path: str) -> bool:
     return fs.exists(p)
 
 
-def problems(config: mlc.ConfigDict) -> list[str]:
+def _found(folder: str, pattern: str) -> bool:
+    fs, p = fsspec.core.url_to_fs(posixpath.join(folder, pattern))
+    return bool(fs.glob(p))
+
+
+def benchmark_problems(config: mlc.ConfigDict) -> list[str]:
+    """One line per benchmark of ``eval.suite`` whose folder lacks a file its loader reads."""
+    try:
+        benches = suite.get(config.eval.suite)
+    except ValueError as e:
+        return [f"eval.suite: {e}"]
+    out = []
+    for bench in benches:
+        if bench.NAME not in suite.DOWNLOADED:
+            continue  # generated on the fly
+        folder, source = suite.folder(bench, config), bench.SOURCE
+        missing = [f for f in source.files if not _found(folder, f)]
+        if not missing:
+            continue
+        state = ("not found" if not _exists(folder)
+                 else f"incomplete (nothing matches {missing[0]!r})")
+        if "://" in folder:  # the hub client writes local folders only
+            get = (f"{source.download_command(bench.NAME)}, then copy {bench.NAME}/ to "
+                   f"{folder}")
+        else:
+            get = source.download_command(folder)
+        out.append(f"{suite.folder_field(bench, config)}: benchmark {bench.NAME} {state} at "
+                   f"{folder}; download it from {source.url}: {get} (or set "
+                   f"--config.eval.roots.{bench.NAME}=DIR)")
+    return out
+
+
+def problems(config: mlc.ConfigDict, *, evaluate: bool = True) -> list[str]:
+    """Every problem found; ``evaluate=False`` (a run without its evaluation) skips the
+    benchmarks."""
     out = []
     for alias, e in config.model.encoders.items():
         if e.init == "pretrained" and (not e.checkpoint or not _exists(e.checkpoint)):
@@ -46,13 +84,12 @@ def problems(config: mlc.ConfigDict) -> list[str]:
     if config.checkpoint and not _exists(config.checkpoint):
         out.append(f"checkpoint: run directory not found at {config.checkpoint}; set "
                    "--config.checkpoint to the workdir of a finished run")
-    if config.eval.suite != "synthetic" and config.eval.root and not _exists(config.eval.root):
-        out.append(f"eval.root: benchmark folder not found at {config.eval.root}; download the "
-                   "benchmarks there (README, 'Benchmarks') or set --config.eval.root=DIR")
+    if evaluate:
+        out += benchmark_problems(config)
     return out
 
 
-def check(config: mlc.ConfigDict) -> None:
-    found = problems(config)
+def check(config: mlc.ConfigDict, *, evaluate: bool = True) -> None:
+    found = problems(config, evaluate=evaluate)
     if found:
         raise PreflightError("\n".join(found))

@@ -10,8 +10,9 @@ predates the §5.3 prompt study. The maintainers also publish the result as
 ``jsons/Cambrian737k.jsonl``.
 """
 
+from cambrian.config import parse_arg
 from cambrian.data import catalog
-from cambrian.data.recipe import Recipe, parse_arg
+from cambrian.data.recipe import Recipe
 
 EXTRA = {"ai2d": 15_501, "docvqa": 14_999, "dvqa": 13_000}
 

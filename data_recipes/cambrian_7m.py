@@ -19,8 +19,9 @@ default t=350k the same sources give about 5.9M (the t=350k row of the paper's s
 
 import dataclasses
 
+from cambrian.config import parse_arg
 from cambrian.data import catalog
-from cambrian.data.recipe import Recipe, RecipeError, parse_arg
+from cambrian.data.recipe import Recipe, RecipeError
 
 # Category-ratio study, best run (exp5), as printed in the README; normalised when used.
 RATIOS = {"exp5": {"language": 21.00, "general": 34.52, "ocr": 27.22, "counting": 8.71,

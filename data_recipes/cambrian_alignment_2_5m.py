@@ -11,7 +11,8 @@ the files (handled by case-insensitive lookup) and the ALLaVA tar is corrupt on 
 (``--skip-bad`` skips and counts the affected records instead of stopping).
 """
 
-from cambrian.data.recipe import Recipe, Source, parse_arg
+from cambrian.config import parse_arg
+from cambrian.data.recipe import Recipe, Source
 
 
 def get_recipe(arg=None):

@@ -9,8 +9,9 @@ Expects LLaVA's layout under ``root``: ``llava_v1_5_mix665k.json`` and the image
 manifest shows the composition; everything is kept.
 """
 
+from cambrian.config import parse_arg
 from cambrian.data import catalog
-from cambrian.data.recipe import Recipe, parse_arg
+from cambrian.data.recipe import Recipe
 
 
 def get_recipe(arg=None):

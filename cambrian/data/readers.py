@@ -17,14 +17,18 @@ Formats (``FORMATS``, selected by a recipe source's ``format``):
 Every path may be local or any fsspec URL (``gs://bucket/...``). ``iter_records`` yields a
 ``BadRecord`` in place of a record it cannot parse (a malformed JSON line) so a caller can either
 stop or skip and count; problems with a whole file (missing, not JSON) raise ``DataError``.
+``read_jsonl`` is the project's one JSONL reader (training data, benchmark files, predictions).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Iterator, Sequence
 
 import fsspec
+
+log = logging.getLogger("cambrian")
 
 
 class DataError(ValueError):
@@ -45,31 +49,45 @@ def _check_exists(path: str) -> None:
             f"data file not found: {path}. Build or download it first (see README, 'Data').")
 
 
+def read_jsonl(path: str, *, cut_last_line: bool = False) -> Iterator[tuple[object, str]]:
+    """``(record, "path:N")`` for each non-blank line N of a JSONL file, local or any fsspec URL:
+    the one JSONL reader of the project.
+
+    A line that is not JSON yields a ``BadRecord`` in place of its record, so the caller can stop
+    or skip and count. With ``cut_last_line``, a malformed last line without its newline -- what a
+    process killed in the middle of an append leaves behind -- ends the file instead (logged).
+    """
+    with fsspec.open(path, "rt", encoding="utf-8") as f:
+        for i, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as e:
+                if cut_last_line and not line.endswith("\n"):
+                    log.warning("%s:%d: ignoring the unfinished last line", path, i)
+                    return
+                yield BadRecord(f"{path}:{i}", "malformed_json",
+                                f"malformed JSON line ({e.msg})"), f"{path}:{i}"
+                continue
+            yield rec, f"{path}:{i}"
+
+
 def _json_records(path: str) -> Iterator[tuple[object, str]]:
     """Records of a JSON list or JSONL file; a malformed JSONL line yields a ``BadRecord``."""
     _check_exists(path)
+    if path.endswith(".jsonl"):
+        yield from read_jsonl(path)
+        return
     with fsspec.open(path, "rt", encoding="utf-8") as f:
-        if path.endswith(".jsonl"):
-            for i, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError as e:
-                    detail = f"malformed JSON line ({e.msg})"
-                    yield BadRecord(f"{path}:{i}", "malformed_json", detail), f"{path}:{i}"
-                    continue
-                yield rec, f"{path}:{i}"
-        else:
-            try:
-                recs = json.load(f)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}:{e.lineno}: malformed JSON ({e.msg})") from e
-            if not isinstance(recs, list):
-                raise DataError(
-                    f"{path}: expected a JSON list of records, got {type(recs).__name__}")
-            for i, rec in enumerate(recs):
-                yield rec, f"{path}:#{i}"
+        try:
+            recs = json.load(f)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}:{e.lineno}: malformed JSON ({e.msg})") from e
+    if not isinstance(recs, list):
+        raise DataError(f"{path}: expected a JSON list of records, got {type(recs).__name__}")
+    for i, rec in enumerate(recs):
+        yield rec, f"{path}:#{i}"
 
 
 def read_llava(path: str) -> Iterator[tuple[dict, str]]:

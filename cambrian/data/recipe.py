@@ -2,7 +2,8 @@
 
 A recipe file is a Python file with ``get_recipe(arg=None)`` returning a ``Recipe`` (or a
 ConfigDict / dict with the same fields). ``arg`` is the string after ``:`` in
-``data_recipes/cambrian_7m.py:root=/data/cambrian,t=250000`` and is read with ``parse_arg``.
+``data_recipes/cambrian_7m.py:root=/data/cambrian,t=250000`` and is read with
+``cambrian.config.parse_arg``, as a config's ``:arg`` is.
 
 How the builder turns a recipe into counts (all deterministic given ``seed``):
 
@@ -25,10 +26,11 @@ import importlib.util
 import inspect
 import json
 import re
-import types
 from collections.abc import Mapping
 from typing import Any
 
+from cambrian.config import ConfigError
+from cambrian.config import parse_arg as parse_arg  # what recipe files call
 from cambrian.data.prompts import PromptRule
 from cambrian.data.readers import FORMATS
 
@@ -218,30 +220,6 @@ def from_dict(d: Any) -> Recipe:
     return _build(Recipe, d, f"recipe {name!r}")
 
 
-def parse_arg(arg: str | None, **defaults: Any) -> types.SimpleNamespace:
-    """``"a=1,b=x,flag"`` -> namespace over ``defaults``, values cast to each default's type.
-
-    A bare ``flag`` sets it to True. Unknown keys are errors listing the known ones.
-    """
-    out = dict(defaults)
-    for item in filter(None, (arg or "").split(",")):
-        key, eq, val = item.partition("=")
-        if key not in defaults:
-            raise RecipeError(f"unknown recipe argument {key!r}; known: {sorted(defaults)}")
-        default = defaults[key]
-        if not eq:
-            out[key] = True
-        elif isinstance(default, bool):
-            out[key] = val.lower() in ("1", "true", "yes")
-        elif isinstance(default, int):
-            out[key] = int(val)
-        elif isinstance(default, float):
-            out[key] = float(val)
-        else:
-            out[key] = val
-    return types.SimpleNamespace(**out)
-
-
 def load_recipe(spec: str) -> Recipe:
     """Runs ``get_recipe`` of ``path.py[:arg]`` and validates the result."""
     path, _, arg = spec.partition(".py:")
@@ -257,4 +235,7 @@ def load_recipe(spec: str) -> Recipe:
     takes_arg = bool(inspect.signature(module.get_recipe).parameters)
     if arg and not takes_arg:
         raise RecipeError(f"{path}: get_recipe() takes no argument but {arg!r} was given")
-    return from_dict(module.get_recipe(arg or None) if takes_arg else module.get_recipe())
+    try:
+        return from_dict(module.get_recipe(arg or None) if takes_arg else module.get_recipe())
+    except ConfigError as e:  # a bad :arg
+        raise RecipeError(f"{path}: {e}") from e

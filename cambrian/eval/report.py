@@ -6,7 +6,7 @@ import json
 import os
 
 from cambrian import fileio
-from cambrian.eval import groups
+from cambrian.eval import groups, predictions
 
 
 def group_averages(results: dict[str, dict]) -> tuple[dict[str, dict], float | None]:
@@ -90,9 +90,8 @@ def export_lmms_eval(workdir: str, out_dir: str | None = None) -> list[str]:
         if not name.endswith(".jsonl"):
             continue
         dst = os.path.join(out_dir, name.replace(".jsonl", "_samples.jsonl"))
-        with open(os.path.join(src, name)) as fin, open(dst, "w") as fout:
-            for i, line in enumerate(l for l in fin if l.strip()):
-                rec = json.loads(line)
+        with open(dst, "w") as fout:
+            for i, rec in enumerate(predictions.read(os.path.join(src, name))):
                 pred = rec.pop("prediction")
                 target = rec.get("answer", rec.get("references", ""))
                 fout.write(json.dumps({

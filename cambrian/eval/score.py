@@ -20,17 +20,8 @@ import sys
 from collections.abc import Sequence
 
 from cambrian.eval import groups, metrics, suite
-from cambrian.eval.benchmarks import common
 from cambrian.eval.benchmarks.common import DataFormatError
-
-
-def read_predictions(path: str) -> list[dict]:
-    records = []
-    for rec, where in common.read_jsonl(path):
-        if "prediction" not in rec:
-            raise DataFormatError(f"{where}: expected an object with a 'prediction' field")
-        records.append(rec)
-    return records
+from cambrian.eval.predictions import read as read_predictions
 
 
 def prediction_files(run: str, names: Sequence[str] | None = None) -> dict[str, str]:

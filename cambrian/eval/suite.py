@@ -1,12 +1,21 @@
-"""Benchmark suites: which benchmarks a run evaluates, and their groups.
+"""Benchmark suites: which benchmarks a run evaluates, and the folder each one reads.
 
-A benchmark is a module of ``cambrian/eval/benchmarks/`` (or an object with the same attributes):
-``NAME``, ``GROUP``, ``MAX_NEW_TOKENS``, ``load(root, limit=None)``, ``score(records, profile)``.
+A benchmark is found by module path, as configs are: ``"mme"`` is the module
+``cambrian/eval/benchmarks/mme.py``, with ``NAME``, ``GROUP``, ``MAX_NEW_TOKENS``, ``SOURCE``
+(``common.Source``: the hub repo and the files of it that are read), ``load(folder, limit=None)``
+and ``score(records, profile)``. A module that defines a family of benchmarks (``synthetic``) lists
+them in its ``BENCHMARKS`` table under ``<module>_<member>`` names.
+
+Each downloaded benchmark reads its own folder, ``eval.root/<name>/`` (or ``eval.roots.<name>``),
+holding the snapshot of its ``SOURCE`` repo. The synthetic benchmarks are generated into the cache.
 """
 
 from __future__ import annotations
 
 import importlib
+import posixpath
+
+import ml_collections as mlc
 
 from cambrian.eval.benchmarks import synthetic
 
@@ -16,20 +25,52 @@ SUITES: dict[str, tuple[str, ...]] = {
                  "chartqa", "ocrbench", "textvqa", "docvqa", "mmvp", "realworldqa", "cvbench"),
     "extras": ("vstar", "pope", "mmstar", "blink"),
 }
+# Benchmarks read from downloaded copies of their hub repos (the keys of eval.roots).
+DOWNLOADED: tuple[str, ...] = SUITES["cambrian"] + SUITES["extras"]
 
 
-def benchmark(name: str):
-    if name in synthetic.BENCHMARKS:
-        return synthetic.BENCHMARKS[name]
+def _module(name: str):
+    if not name.isidentifier():
+        return None
     try:
         return importlib.import_module(f"cambrian.eval.benchmarks.{name}")
     except ModuleNotFoundError as e:
-        raise ValueError(f"unknown benchmark {name!r}") from e
+        if e.name != f"cambrian.eval.benchmarks.{name}":
+            raise
+        return None
+
+
+def benchmark(name: str):
+    """The benchmark called ``name`` (module ``cambrian.eval.benchmarks.<name>``, or member
+    ``name`` of the family module named by its first word)."""
+    module = _module(name)
+    if module is not None and hasattr(module, "load"):
+        return module
+    family = _module(name.split("_", 1)[0])
+    if family is not None and name in getattr(family, "BENCHMARKS", {}):
+        return family.BENCHMARKS[name]
+    raise ValueError(f"unknown benchmark {name!r}; known: {', '.join(DOWNLOADED)}, "
+                     f"{', '.join(SUITES['synthetic'])}")
 
 
 def get(name: str) -> list:
-    """Suite name, or comma-separated benchmark names -> benchmark modules."""
+    """Suite name, or comma-separated benchmark names -> benchmarks."""
     names = SUITES.get(name) or tuple(n for n in name.split(",") if n)
     if not names:
         raise ValueError(f"unknown suite {name!r}; known: {', '.join(SUITES)}")
     return [benchmark(n) for n in names]
+
+
+def folder(bench, config: mlc.ConfigDict) -> str:
+    """The folder ``bench`` reads: ``eval.roots.<name>`` if set, else ``eval.root/<name>``; for
+    a synthetic benchmark ``eval.root`` itself, or the generated data in the cache."""
+    if bench.NAME in synthetic.BENCHMARKS:
+        return config.eval.root or synthetic.root(config.cache_dir,
+                                                  config.data.synthetic.to_dict())
+    return config.eval.roots[bench.NAME] or posixpath.join(config.eval.root.rstrip("/"),
+                                                           bench.NAME)
+
+
+def folder_field(bench, config: mlc.ConfigDict) -> str:
+    """The config field that decides ``folder(bench, config)``."""
+    return f"eval.roots.{bench.NAME}" if config.eval.roots[bench.NAME] else "eval.root"

@@ -10,18 +10,14 @@ G=3 as well: groups=3). The encoders are the connector study's four towers.
 """
 
 from cambrian import config as C
-
-PRESETS = {  # paper section 2.3 / the released scripts
-    "cambrian-8b": dict(in_llm_layers=10, in_llm_stride=3),
-    "cambrian-13b": dict(in_llm_layers=10, in_llm_stride=4),
-    "cambrian-34b": dict(in_llm_layers=9, in_llm_stride=7),
-}
+from cambrian.models.connectors import sva
 
 
 def get_config(arg=None):
     a = C.parse_arg(arg, runlocal=False, preset="cambrian-8b", multi_agg=True, groups=1)
-    opts = dict(query_side=24, depth=3, groups=a.groups, vision_hidden=1024, heads=16,
-                in_llm_start=0, global_context_encoder=0, **PRESETS[a.preset])
+    if a.preset not in sva.PRESETS:
+        raise C.ConfigError(f"preset={a.preset!r}; known: {', '.join(sva.PRESETS)}")
+    opts = {**sva.PRESETS[a.preset], "groups": a.groups}
     if not a.multi_agg:
         opts["in_llm_layers"] = 0
     c = C.connector_probe("sva", opts, C.table1_encoders())

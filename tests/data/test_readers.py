@@ -6,7 +6,14 @@ import pytest
 from PIL import Image
 
 from cambrian.data.images import ImageError, ImageRoots, inspect, iter_image_files, stored_bytes
-from cambrian.data.readers import BadRecord, DataError, expand, iter_records, read_llava
+from cambrian.data.readers import (
+    BadRecord,
+    DataError,
+    expand,
+    iter_records,
+    read_jsonl,
+    read_llava,
+)
 
 from .fakes import (
     block_image,
@@ -52,6 +59,20 @@ def test_iter_records_yields_bad_line_and_goes_on(tmp_path):
     assert isinstance(got[1][0], BadRecord) and got[1][0].reason == "malformed_json"
     assert got[1][0].where == f"{path}:2"
     assert got[2][0]["id"] == "2"
+
+
+def test_read_jsonl_cut_last_line(tmp_path):
+    """A line cut by a killed writer (the file's last, without its newline) ends the file when
+    the caller expects it; anywhere else a malformed line is a BadRecord."""
+    path = tmp_path / "p.jsonl"
+    path.write_text('{"id": 0}\n\n{"id": 1}\n{"id": 2, "predic')
+    got = list(read_jsonl(str(path)))
+    assert [r for r, _ in got[:2]] == [{"id": 0}, {"id": 1}] and got[1][1] == f"{path}:3"
+    assert isinstance(got[2][0], BadRecord) and got[2][0].where == f"{path}:4"
+    assert [r for r, _ in read_jsonl(str(path), cut_last_line=True)] == [{"id": 0}, {"id": 1}]
+    path.write_text('{"id": 0}\n{"id": 1,\n{"id": 2}\n')
+    got = [r for r, _ in read_jsonl(str(path), cut_last_line=True)]
+    assert isinstance(got[1], BadRecord) and got[2] == {"id": 2}
 
 
 def test_missing_and_unparsable_files(tmp_path):

@@ -5,9 +5,10 @@ import os
 import ml_collections
 import pytest
 
+from cambrian.config import parse_arg
 from cambrian.data import prompts as P
 from cambrian.data.build import build
-from cambrian.data.recipe import Recipe, RecipeError, Source, from_dict, load_recipe, parse_arg
+from cambrian.data.recipe import Recipe, RecipeError, Source, from_dict, load_recipe
 
 from .fakes import block_image, conv, encode
 
@@ -50,8 +51,24 @@ def test_invalid_recipes_name_the_field(change, message):
 def test_parse_arg():
     a = parse_arg("root=/x,t=5,prompts=false,fast", root="r", t=1, prompts=True, fast=False)
     assert (a.root, a.t, a.prompts, a.fast) == ("/x", 5, False, True)
-    with pytest.raises(RecipeError, match="unknown recipe argument 'tt'"):
-        parse_arg("tt=1", t=1)
+
+
+@pytest.mark.parametrize("arg, message", [
+    ("prompts=flase", r"prompts: expected a boolean, got 'flase'"),  # not silently False
+    ("t=ten", r"t: expected int, got 'ten'"),
+    ("tt=1", r"unknown config argument 'tt'; known: root, t, prompts"),
+])
+def test_a_bad_recipe_argument_names_the_recipe_file_and_the_argument(tmp_path, arg, message):
+    path = tmp_path / "mix.py"
+    path.write_text(
+        "from cambrian.config import parse_arg\n"
+        "from cambrian.data.recipe import Recipe, Source\n\n\n"
+        "def get_recipe(arg=None):\n"
+        "    a = parse_arg(arg, root='r', t=1, prompts=True)\n"
+        "    return Recipe(name='mix', sources=(Source('s', a.root + '/d.json', 'g', cap=a.t),))\n")
+    assert load_recipe(f"{path}:t=5").sources[0].cap == 5
+    with pytest.raises(RecipeError, match=rf"{path}: {message}"):
+        load_recipe(f"{path}:{arg}")
 
 
 def test_claims():

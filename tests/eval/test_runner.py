@@ -6,7 +6,7 @@ import os
 import pytest
 
 from cambrian.data import tokenizer
-from cambrian.eval import runner
+from cambrian.eval import predictions, runner
 from cambrian.train import build_model
 
 
@@ -73,8 +73,8 @@ def test_resume_from_the_parts_of_an_interrupted_multi_host_run(setup, tmp_path,
     open(os.path.join(pred, "synthetic_general.jsonl.part1-of-2"), "w").write(
         lines[3] + lines[5][:20])  # killed while appending item 5
     decoded = []
-    add = runner._PredictionWriter.add
-    monkeypatch.setattr(runner._PredictionWriter, "add",
+    add = predictions.Writer.add
+    monkeypatch.setattr(predictions.Writer, "add",
                         lambda self, recs: (decoded.extend(r["id"] for r in recs), add(self, recs)))
     runner.evaluate(model, cfg, tok, wd)
     want_ids = [json.loads(x)["id"] for x in (lines[1], lines[2], lines[5])]

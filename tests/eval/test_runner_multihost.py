@@ -90,7 +90,7 @@ def _worker(port: str, pid: str, cache_dir: str, workdir: str, out: str) -> None
 
     from cambrian import distributed, sharding
     from cambrian.data import tokenizer
-    from cambrian.eval import runner
+    from cambrian.eval import predictions, runner
     from cambrian.train import build_model
 
     distributed.initialize(f"localhost:{port}", 2, int(pid))
@@ -108,7 +108,7 @@ def _worker(port: str, pid: str, cache_dir: str, workdir: str, out: str) -> None
 
     decoded = {"stopped": collections.Counter(), "resumed": collections.Counter()}
     phase = "stopped"
-    add = runner._PredictionWriter.add
+    add = predictions.Writer.add
 
     def counting_add(self, records):
         name = os.path.basename(self.path).split(".")[0]
@@ -117,7 +117,7 @@ def _worker(port: str, pid: str, cache_dir: str, workdir: str, out: str) -> None
         if phase == "stopped" and name == NAMES[1]:
             raise _Stop  # both processes, after their first batch of the second benchmark
 
-    runner._PredictionWriter.add = counting_add
+    predictions.Writer.add = counting_add
     try:
         runner.evaluate(model, cfg, tok, workdir)
         raise AssertionError("the first run was meant to stop")

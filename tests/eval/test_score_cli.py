@@ -66,7 +66,7 @@ def test_errors(tmp_path, capsys):
     run = write_run(tmp_path / "r")
     (tmp_path / "r/predictions/gqa.jsonl").write_text('{"id": 1}\n')
     assert score_cli.main(["--run", run, "--benchmarks", "gqa"]) == 2
-    assert "gqa.jsonl:line 1" in capsys.readouterr().err
+    assert "gqa.jsonl:1" in capsys.readouterr().err
     assert score_cli.main(["--run", run, "--profile", "opencompass"]) == 2
 
 
@@ -84,5 +84,5 @@ def test_module_entry_point(tmp_path):
 def test_bad_prediction_line_names_file_and_line(tmp_path, line, reason):
     path = tmp_path / "gqa.jsonl"
     path.write_text(json.dumps({"id": "1", "prediction": "yes"}) + "\n" + line + "\n")
-    with pytest.raises(score_cli.DataFormatError, match=rf"gqa\.jsonl:line 2: .*{reason}"):
+    with pytest.raises(score_cli.DataFormatError, match=rf"gqa\.jsonl:2: .*{reason}"):
         score_cli.read_predictions(str(path))

@@ -111,10 +111,10 @@ def test_ai2d_answer_is_an_option_index():
     ("Not really", "no", "Unknown"), ("Nope", "no", "Unknown"), ("Y", "yes", "Unknown"),
     ("Yes and no", "yes", "Unknown"), ("The answer is yes.", "other", "Yes")])
 def test_mme_yes_no_readings(pred, le, vk):
-    from cambrian.eval.metrics import mme
+    from cambrian.eval.metrics import mme_pair
 
-    assert mme.le_yes_no(pred) == le
-    assert mme.vk_yes_no(pred) == vk
+    assert mme_pair.lmms_eval_yes_no(pred) == le
+    assert mme_pair.vlmevalkit_yes_no(pred) == vk
 
 
 def test_mme_interleaved_pairs():

@@ -1,6 +1,6 @@
 """AI2D test, Cambrian's Knowledge group.
 
-Data: the HF parquet export of ``lmms-lab/ai2d`` (``**/test-*.parquet``; columns question,
+Data: the HF parquet export of ``lmms-lab/ai2d`` (columns question,
 options (list), answer (option index as a string), image).
 """
 
@@ -13,6 +13,7 @@ from cambrian.eval.benchmarks import common
 NAME = "ai2d"
 GROUP = "knowledge"
 MAX_NEW_TOKENS = 512
+SOURCE = common.Source("lmms-lab/ai2d", ("data/test-*.parquet",))
 VARIANTS = {p: "ai2d" for p in common.PROFILES}
 
 

@@ -16,6 +16,7 @@ GROUP = None
 MAX_NEW_TOKENS = 32
 SUBTASKS = ("Counting", "IQ_Test", "Object_Localization", "Relative_Depth",
             "Relative_Reflectance", "Spatial_Relation")
+SOURCE = common.Source("BLINK-Benchmark/BLINK", tuple(f"{s}/val-*.parquet" for s in SUBTASKS))
 VARIANTS = {"cambrian": "blink", "vlmevalkit": "blink", "fixed": "blink"}
 
 

@@ -1,6 +1,6 @@
 """ChartQA test (human + augmented), Cambrian's OCR & Chart group.
 
-Data: the HF parquet export of ``lmms-lab/ChartQA`` (``**/test-*.parquet``; columns type
+Data: the HF parquet export of ``lmms-lab/ChartQA`` (columns type
 ("human_test" / "augmented_test"), question, answer, image).
 """
 
@@ -13,6 +13,7 @@ from cambrian.eval.benchmarks import common
 NAME = "chartqa"
 GROUP = "ocr_chart"
 MAX_NEW_TOKENS = 128
+SOURCE = common.Source("lmms-lab/ChartQA", ("data/test-*.parquet",))
 NUMBER_SUFFIX = "Answer the question using a single number or phrase."
 VARIANTS = {p: "chartqa" for p in common.PROFILES}
 

@@ -1,5 +1,5 @@
-"""Shared pieces of the benchmark modules: reading the published files, decoding images,
-formatting options, and applying a scorer to records.
+"""Shared pieces of the benchmark modules: where a benchmark is downloaded from, reading the
+published files, decoding images, formatting options, and applying a scorer to records.
 
 Readers yield ``(row, where)`` with ``where`` = "file:row" so a malformed row can be named. Paths
 may be local or any fsspec URL (gs://...).
@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import csv
+import dataclasses
 import io
-import json
 import posixpath
 import re
-import sys
+import shlex
 from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import fsspec
@@ -22,6 +21,7 @@ import numpy as np
 import pyarrow.parquet as pq
 from PIL import Image
 
+from cambrian.data import readers
 from cambrian.eval import metrics
 
 MCQ_SUFFIX = "Answer with the option's letter from the given choices directly."
@@ -33,6 +33,27 @@ PROFILES = metrics.HARNESSES
 
 class DataFormatError(ValueError):
     """A benchmark file or row is malformed; the message names the file, row and field."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+    """A benchmark's Hugging Face dataset repo and the files of it that its loader reads (glob
+    patterns relative to the benchmark's folder, which holds the repo as
+    ``huggingface_hub.snapshot_download(repo, repo_type="dataset", local_dir=folder)`` leaves it;
+    downloading only these files keeps that layout)."""
+
+    repo: str
+    files: tuple[str, ...]
+
+    @property
+    def url(self) -> str:
+        return f"https://huggingface.co/datasets/{self.repo}"
+
+    def download_command(self, folder: str) -> str:
+        """The ``hf download`` command line that puts the files in ``folder``."""
+        include = " ".join(f"--include {shlex.quote(f)}" for f in self.files)
+        return (f"hf download {self.repo} --repo-type dataset --local-dir {shlex.quote(folder)} "
+                f"{include}")
 
 
 # ---- locating and reading files ----
@@ -57,7 +78,8 @@ def find_files(root: str, patterns: Sequence[str], what: str) -> list[str]:
         if hits:
             return [protocol + h if protocol and not h.startswith(protocol) else h for h in hits]
     raise FileNotFoundError(f"{what}: no file matching {list(patterns)} under {root}. Download the "
-                            f"dataset in its published layout (see the module docstring).")
+                            "benchmark's hub repo there (its module's SOURCE; README, 'Benchmark "
+                            "data').")
 
 
 def split_files(root: str, split: str, what: str, config: str | None = None) -> list[str]:
@@ -85,27 +107,17 @@ def read_parquet(paths: Sequence[str], limit: int | None = None,
                         return
 
 
+
+
 def read_jsonl(path: str) -> Iterator[tuple[dict, str]]:
-    with fsspec.open(path, "rt", encoding="utf-8") as f:
-        for i, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataFormatError(f"{path}:line {i}: malformed JSON ({e.msg})") from e
-            if not isinstance(rec, dict):
-                raise DataFormatError(f"{path}:line {i}: expected a JSON object")
-            yield rec, f"{path}:line {i}"
-
-
-def read_csv(path: str, delimiter: str = ",") -> Iterator[tuple[dict, str]]:
-    """CSV / TSV with a header row (fields may hold base64 images, hence no size limit)."""
-    csv.field_size_limit(sys.maxsize)
-    with fsspec.open(path, "rt", encoding="utf-8-sig", newline="") as f:
-        reader = csv.DictReader(f, delimiter=delimiter)
-        for i, rec in enumerate(reader, 2):
-            yield rec, f"{path}:line {i}"
+    """``(object, "path:N")`` per line of a JSONL file; a malformed line or one that is not a
+    JSON object is a ``DataFormatError`` naming the file and line."""
+    for rec, where in readers.read_jsonl(path):
+        if isinstance(rec, readers.BadRecord):
+            raise DataFormatError(str(rec))
+        if not isinstance(rec, dict):
+            raise DataFormatError(f"{where}: expected a JSON object, got {type(rec).__name__}")
+        yield rec, where
 
 
 def field(row: Mapping, name: str, where: str, types: type | tuple[type, ...] | None = None):

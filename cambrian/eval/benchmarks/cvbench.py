@@ -20,8 +20,9 @@ from cambrian.eval.benchmarks import common
 NAME = "cvbench"
 GROUP = "vision_centric"
 MAX_NEW_TOKENS = 512
+SOURCE = common.Source("nyu-visionx/CV-Bench", ("test_2d.parquet", "test_3d.parquet"))
 SOURCES_2D = ("ADE20K", "COCO")
-SOURCE_3D = "Omni3D"
+OMNI3D = "Omni3D"
 
 
 def _files(root: str) -> list[str]:
@@ -38,9 +39,9 @@ def load(root: str, *, limit: int | None = None) -> list[dict]:
     for i, (row, where) in enumerate(common.read_parquet(_files(root), limit)):
         options = [str(c) for c in common.field(row, "choices", where, list)]
         source = common.field(row, "source", where, str)
-        if source not in (*SOURCES_2D, SOURCE_3D):
+        if source not in (*SOURCES_2D, OMNI3D):
             raise common.DataFormatError(f"{where}: field 'source' should be one of "
-                                         f"{[*SOURCES_2D, SOURCE_3D]}, got {source!r}")
+                                         f"{[*SOURCES_2D, OMNI3D]}, got {source!r}")
         samples.append({
             "id": str(row.get("idx", i)),
             "image": common.decode_image(common.field(row, "image", where), where),
@@ -59,7 +60,7 @@ def _variant(harness: str, source: str) -> str:
         return "cv_bench"
     if harness == "vlmevalkit":
         return "cvbench"
-    return "omni" if source == SOURCE_3D else "ade/coco"
+    return "omni" if source == OMNI3D else "ade/coco"
 
 
 def score(records: Sequence[Mapping], profile: str = "cambrian", *,
@@ -72,12 +73,12 @@ def score(records: Sequence[Mapping], profile: str = "cambrian", *,
     by_source = common.by_key(records, values, "source")
     if harness == "lmms-eval":  # its cv_bench / cv_bench_2d / cv_bench_3d tasks: micro accuracy
         two = [v for r, v in zip(records, values) if r["source"] in SOURCES_2D]
-        three = [v for r, v in zip(records, values) if r["source"] == SOURCE_3D]
+        three = [v for r, v in zip(records, values) if r["source"] == OMNI3D]
         acc_2d, acc_3d = 100 * common.mean(two), 100 * common.mean(three)
         total = 100 * common.mean(values)
     else:
         acc_2d = sum(by_source.get(s, 0.0) for s in SOURCES_2D) / len(SOURCES_2D)
-        acc_3d = by_source.get(SOURCE_3D, 0.0)
+        acc_3d = by_source.get(OMNI3D, 0.0)
         total = (acc_2d + acc_3d) / 2
     out = common.summary(values, errors, **{"2d": acc_2d, "3d": acc_3d, "by_source": by_source})
     out["score"] = total

@@ -15,6 +15,7 @@ from cambrian.eval.benchmarks import common
 NAME = "docvqa"
 GROUP = "ocr_chart"
 MAX_NEW_TOKENS = 128
+SOURCE = common.Source("lmms-lab/DocVQA", ("DocVQA/validation-*.parquet",))
 SPLIT = "validation"
 SUFFIX = "Give the short answer directly."
 VARIANTS = {"cambrian": None, "lmms-eval": None, "vlmevalkit": None, "fixed": None}

@@ -14,6 +14,8 @@ from cambrian.eval.benchmarks import common
 NAME = "gqa"
 GROUP = "general"
 MAX_NEW_TOKENS = 128
+SOURCE = common.Source("lmms-lab/GQA", ("testdev_balanced_instructions/testdev-*.parquet",
+                                        "testdev_balanced_images/testdev-*.parquet"))
 VARIANTS = {p: "gqa" for p in common.PROFILES}
 
 

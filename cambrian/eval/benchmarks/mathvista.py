@@ -1,6 +1,6 @@
 """MathVista testmini, Cambrian's Knowledge group.
 
-Data: the HF parquet export of ``AI4Math/MathVista`` (``**/testmini-*.parquet``; columns pid,
+Data: the HF parquet export of ``AI4Math/MathVista`` (columns pid,
 query (question with hint and choices), decoded_image, choices, answer, question_type
 ("multi_choice" / "free_form"), precision, metadata.category). Cambrian asks multiple-choice items
 for reasoning, maps the gold choice text to its letter, and compares without extraction.
@@ -16,6 +16,7 @@ from cambrian.eval.benchmarks import common
 NAME = "mathvista"
 GROUP = "knowledge"
 MAX_NEW_TOKENS = 512
+SOURCE = common.Source("AI4Math/MathVista", ("data/testmini-*.parquet",))
 MC = "multi_choice"
 REASONING_SUFFIX = "First show your reasoning process and then give the final answer."
 

@@ -1,6 +1,6 @@
 """MMBench-EN dev with circular evaluation, Cambrian's General group.
 
-Data: the HF parquet export of ``lmms-lab/MMBench_EN`` (``**/dev-*.parquet``; columns index,
+Data: the HF parquet export of ``lmms-lab/MMBench_EN`` (columns index,
 question, hint, A-D ("nan" when absent), answer, category, l2-category, source, image). The dev
 split holds the circular copies (options rotated, index + k * 1e6); a question counts only if all
 its copies are right. Cambrian keys the copies by question + image hash + source, the other
@@ -19,6 +19,7 @@ from cambrian.eval.benchmarks import common
 NAME = "mmbench"
 GROUP = "general"
 MAX_NEW_TOKENS = 512
+SOURCE = common.Source("lmms-lab/MMBench_EN", ("data/dev-*.parquet",))
 VARIANTS = {"cambrian": "mmbench_en", "lmms-eval": "mmbench_en_dev",
             "vlmevalkit": "ImageMCQDataset", "fixed": "mmbench"}
 

@@ -1,6 +1,6 @@
 """MMMU validation, Cambrian's Knowledge group.
 
-Data: the HF parquet export of ``lmms-lab/MMMU`` (``**/validation-*.parquet``; columns id,
+Data: the HF parquet export of ``lmms-lab/MMMU`` (columns id,
 question, options (a Python-list string), answer, question_type ("multiple-choice" / "open"),
 image_1..image_7). As in Cambrian only ``image_1`` is fed and ``<image n>`` tags are removed; the
 options are read with Cambrian's regex ``'(.*?)'``.
@@ -17,6 +17,7 @@ from cambrian.eval.benchmarks import common
 NAME = "mmmu"
 GROUP = "knowledge"
 MAX_NEW_TOKENS = 512
+SOURCE = common.Source("lmms-lab/MMMU", ("data/validation-*.parquet",))
 MC = "multiple-choice"
 MC_VARIANTS = {"cambrian": "mmmu", "lmms-eval": "mmmu_val", "vlmevalkit": "mmmu",
                "fixed": "mmmu"}

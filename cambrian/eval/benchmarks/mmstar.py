@@ -1,6 +1,6 @@
 """MMStar (extra; not in any group average).
 
-Data: ``Lin-Chen/MMStar`` parquet (``mmstar.parquet`` / ``**/val-*.parquet``; columns index,
+Data: ``Lin-Chen/MMStar`` parquet (``mmstar.parquet``; columns index,
 question (ends with "Options: A: x, B: y, ..."), answer (letter), category, l2_category, image).
 """
 
@@ -14,6 +14,7 @@ from cambrian.eval.benchmarks import common
 NAME = "mmstar"
 GROUP = None
 MAX_NEW_TOKENS = 128
+SOURCE = common.Source("Lin-Chen/MMStar", ("mmstar.parquet",))
 VARIANTS = {"cambrian": "mmstar", "vlmevalkit": "mmstar", "fixed": "mmstar"}
 
 

@@ -15,11 +15,12 @@ import fsspec
 
 from cambrian.eval import metrics
 from cambrian.eval.benchmarks import common
-from cambrian.eval.metrics.mmvp import parse_options
+from cambrian.eval.metrics.mmvp_pair import parse_options
 
 NAME = "mmvp"
 GROUP = "vision_centric"
 MAX_NEW_TOKENS = 512
+SOURCE = common.Source("MMVP/MMVP", ("Questions.csv", "MMVP Images/*.jpg"))
 LMMS_EVAL_CORRECTIONS = {100: "A", 280: "A"}
 
 

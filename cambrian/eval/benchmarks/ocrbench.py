@@ -1,6 +1,6 @@
 """OCRBench (1000 items, 10 categories), Cambrian's OCR & Chart group.
 
-Data: the HF parquet export of ``echo840/OCRBench`` (``**/test-*.parquet``; columns dataset,
+Data: the HF parquet export of ``echo840/OCRBench`` (columns dataset,
 question, question_type (the category), answer (list of accepted strings), image).
 """
 
@@ -13,6 +13,7 @@ from cambrian.eval.benchmarks import common
 NAME = "ocrbench"
 GROUP = "ocr_chart"
 MAX_NEW_TOKENS = 512
+SOURCE = common.Source("echo840/OCRBench", ("data/test-*.parquet",))
 SUFFIX = "Give the short answer directly."
 VARIANTS = {"cambrian": None, "lmms-eval": None, "vlmevalkit": None, "fixed": None}
 

@@ -1,6 +1,6 @@
 """POPE (extra; not in any group average): yes/no object hallucination.
 
-Data: the HF parquet export of ``lmms-lab/POPE`` (``**/test-*.parquet``; columns question_id,
+Data: the HF parquet export of ``lmms-lab/POPE`` (columns question_id,
 question, answer (yes/no), category (adversarial / popular / random), image).
 """
 
@@ -13,6 +13,7 @@ from cambrian.eval.benchmarks import common
 NAME = "pope"
 GROUP = None
 MAX_NEW_TOKENS = 128
+SOURCE = common.Source("lmms-lab/POPE", ("data/test-*.parquet",))
 VARIANTS = {"cambrian": "pope", "fixed": "pope"}
 
 

@@ -1,6 +1,6 @@
 """RealWorldQA (765 items), Cambrian's Vision-Centric group.
 
-Data: the HF parquet export of ``lmms-lab/RealWorldQA`` (``**/test-*.parquet``; columns image,
+Data: the HF parquet export of ``lmms-lab/RealWorldQA`` (columns image,
 question (already ends with its answer-format instruction; multiple-choice ones list "A. x"
 options), answer (a letter, or a short answer)). The prompt is the question as is.
 """
@@ -15,6 +15,7 @@ from cambrian.eval.benchmarks import common
 NAME = "realworldqa"
 GROUP = "vision_centric"
 MAX_NEW_TOKENS = 512
+SOURCE = common.Source("lmms-lab/RealWorldQA", ("data/test-*.parquet",))
 
 
 def load(root: str, *, limit: int | None = None) -> list[dict]:

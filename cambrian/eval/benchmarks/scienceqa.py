@@ -1,6 +1,6 @@
 """ScienceQA-IMG (test questions with an image), Cambrian's Knowledge group.
 
-Data: the HF parquet export of ``derek-thomas/ScienceQA`` (``**/test-*.parquet``; columns image
+Data: the HF parquet export of ``derek-thomas/ScienceQA`` (columns image
 (None for text-only questions), question, choices (list), answer (index), hint, grade, subject).
 Cambrian runs the whole test split but reports ``multimodal_acc`` over the image questions
 (text-only ones get an empty output); only those are loaded here.
@@ -15,6 +15,7 @@ from cambrian.eval.benchmarks import common
 NAME = "scienceqa"
 GROUP = "knowledge"
 MAX_NEW_TOKENS = 512
+SOURCE = common.Source("derek-thomas/ScienceQA", ("data/test-*.parquet",))
 VARIANTS = {"cambrian": "scienceqa", "lmms-eval": "scienceqa_img", "vlmevalkit": "scienceqa",
             "fixed": "scienceqa"}
 

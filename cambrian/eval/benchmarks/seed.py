@@ -1,6 +1,6 @@
 """SEED-Bench (image questions), Cambrian's General group.
 
-Data: the HF parquet export of ``lmms-lab/SEED-Bench`` (``**/test-*.parquet``; columns question,
+Data: the HF parquet export of ``lmms-lab/SEED-Bench`` (columns question,
 choice_a-d, answer (letter), question_id, question_type_id (1-9), data_type, image = a list of
 images). As in Cambrian, rows with more than one image (video frames) are skipped.
 """
@@ -14,6 +14,7 @@ from cambrian.eval.benchmarks import common
 NAME = "seed"
 GROUP = "general"
 MAX_NEW_TOKENS = 512
+SOURCE = common.Source("lmms-lab/SEED-Bench", ("data/test-*.parquet",))
 VARIANTS = {"cambrian": "seed", "lmms-eval": "seedbench", "vlmevalkit": "seed", "fixed": "seed"}
 
 

@@ -1,6 +1,6 @@
 """TextVQA validation, Cambrian's OCR & Chart group.
 
-Data: the HF parquet export of ``lmms-lab/textvqa`` (``**/validation-*.parquet``; columns
+Data: the HF parquet export of ``lmms-lab/textvqa`` (columns
 question_id, question, answers (10), ocr_tokens, image). Cambrian puts the OCR tokens in the prompt.
 """
 
@@ -13,6 +13,7 @@ from cambrian.eval.benchmarks import common
 NAME = "textvqa"
 GROUP = "ocr_chart"
 MAX_NEW_TOKENS = 512
+SOURCE = common.Source("lmms-lab/textvqa", ("data/validation-*.parquet",))
 VARIANTS = {"cambrian": None, "lmms-eval": None, "vlmevalkit": None, "fixed": None}
 
 

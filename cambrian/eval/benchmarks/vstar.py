@@ -14,6 +14,8 @@ from cambrian.eval.benchmarks import common
 NAME = "vstar"
 GROUP = None
 MAX_NEW_TOKENS = 32
+SOURCE = common.Source("craigwu/vstar_bench",
+                       ("test_questions.jsonl", "direct_attributes/*", "relative_position/*"))
 VARIANTS = {p: "vstar" for p in common.PROFILES}
 
 

@@ -15,26 +15,14 @@ ANLS divided by the lengths of the strings actually compared.
 
 A scorer returns a float in [0, 1] (``mme_pair``: a 0-200 category score), ``None`` where the
 harness would defer to an LLM judge or a random fallback, and raises ``HarnessError`` where the
-harness itself crashes. Scorer names: vqa_accuracy, anls, chartqa_relaxed, gqa_exact, ocrbench,
-mcq_letter, mme_pair, mmvp_pair, mmmu_open;
-used by the benchmark modules only: short_answer, mathvista_free.
+harness itself crashes. Each scorer is the module of its name (``registry.py``): vqa_accuracy,
+anls, chartqa_relaxed, gqa_exact, ocrbench, mcq_letter, mme_pair, mmvp_pair, mmmu_open; used by
+the benchmark modules only: short_answer, mathvista_free. Functions are named after the harness
+they reproduce (``cambrian_…``, ``lmms_eval_…``, ``vlmevalkit_…``, ``fixed_…``).
 """
 
 from __future__ import annotations
 
-# Importing the scorer modules registers them.
-from cambrian.eval.metrics import (  # noqa: F401
-    anls,
-    exact_match,
-    mathvista,
-    mme,
-    mmmu,
-    mmvp,
-    multiple_choice,
-    ocrbench,
-    relaxed,
-    vqa_accuracy,
-)
 from cambrian.eval.metrics.registry import (
     HARNESSES,
     HarnessError,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from cambrian.eval.metrics.registry import HarnessError, register
+from cambrian.eval.metrics.registry import HarnessError, labels
 from cambrian.eval.metrics.text import levenshtein
 
 THRESHOLD = 0.5
@@ -36,23 +36,27 @@ def anls(prediction: str, references: Sequence[str], raw_lengths: bool = True) -
     return 0.0 if value < THRESHOLD else value
 
 
-@register("anls", "lmms-eval", "docvqa_val", "docvqa", default=True)
 def lmms_eval(prediction: str, references: Sequence[str], **_) -> float:
     return anls(prediction.strip(), references)
 
 
-@register("anls", "vlmevalkit", "DocVQA_VAL", "docvqa", default=True)
 def vlmevalkit(prediction: str, references: Sequence[str], **_) -> float:
     return anls(prediction, references)
 
 
-@register("anls", "cambrian", "docvqa", default=True)
 def cambrian(prediction: str, references: Sequence[str], **_) -> float:
     """lmms-eval's ANLS (Cambrian itself only writes a test-server submission)."""
     return anls(prediction.strip(), references)
 
 
-@register("anls", "fixed", "docvqa", default=True)
 def fixed(prediction: str, references: Sequence[str], **_) -> float:
     """ANLS with the denominator taken from the normalised strings that are compared."""
     return anls(prediction, references, raw_lengths=False)
+
+
+SCORERS = {
+    "lmms-eval": labels({("docvqa_val", "docvqa"): lmms_eval}),
+    "vlmevalkit": labels({("DocVQA_VAL", "docvqa"): vlmevalkit}),
+    "cambrian": {"docvqa": cambrian},
+    "fixed": {"docvqa": fixed},
+}

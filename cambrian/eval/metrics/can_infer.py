@@ -12,24 +12,24 @@ from collections.abc import Mapping
 from cambrian.eval.metrics.registry import HarnessError
 
 _API_FAILURE = "Failed to obtain answer via API"
-_VK_REJECTS = (
+_VLMEVALKIT_REJECTS = (
     "Sorry, I can't help with images of people yet.",
     "I can't process this file.",
     "I'm sorry, but without the image provided",
     "Cannot determine the answer",
 )
-_VK_PUNCT = ".()[],:;!*#{}"
-_VK_ANSWER_IS = re.compile(r"(?:correct )?answer is:?\s*\**\s*\(?([A-Z])\)?\**(?![A-Za-z])")
+_VLMEVALKIT_PUNCT = ".()[],:;!*#{}"
+_VLMEVALKIT_ANSWER_IS = re.compile(r"(?:correct )?answer is:?\s*\**\s*\(?([A-Z])\)?\**(?![A-Za-z])")
 
 
-def vk_can_infer_option(answer: str, choices: Mapping[str, str]) -> str | None:
+def vlmevalkit_can_infer_option(answer: str, choices: Mapping[str, str]) -> str | None:
     if _API_FAILURE in answer:
         return None
-    for reject in _VK_REJECTS:
+    for reject in _VLMEVALKIT_REJECTS:
         if reject in answer:
             return "Z"
     mod = answer
-    for c in _VK_PUNCT:
+    for c in _VLMEVALKIT_PUNCT:
         mod = mod.replace(c, " ")
     splits = [x.strip() for x in mod.split()]
     count = sum(1 for c in choices if c in splits)
@@ -40,13 +40,13 @@ def vk_can_infer_option(answer: str, choices: Mapping[str, str]) -> str | None:
                 return ch
     elif count == 0 and "Z" in splits:
         return "Z"
-    match = _VK_ANSWER_IS.search(answer)
+    match = _VLMEVALKIT_ANSWER_IS.search(answer)
     if match and match.group(1) in choices:
         return match.group(1)
     return None
 
 
-def vk_can_infer_text(answer: str, choices: Mapping[str, str]) -> str | None:
+def vlmevalkit_can_infer_text(answer: str, choices: Mapping[str, str]) -> str | None:
     answer = answer.lower()
     if len(answer) > 2 * sum(len(str(v)) for v in choices.values()):
         return None
@@ -54,17 +54,18 @@ def vk_can_infer_text(answer: str, choices: Mapping[str, str]) -> str | None:
     return cands[0] if len(cands) == 1 else None
 
 
-def vk_can_infer(answer: str, choices: Mapping[str, str]) -> str | None:
+def vlmevalkit_can_infer(answer: str, choices: Mapping[str, str]) -> str | None:
     """VLMEvalKit ``can_infer``; None where it fails (a judge, or 'Z' under exact matching)."""
     answer = str(answer)
-    return vk_can_infer_option(answer, choices) or vk_can_infer_text(answer, choices)
+    return (vlmevalkit_can_infer_option(answer, choices)
+            or vlmevalkit_can_infer_text(answer, choices))
 
 
-_LE_TUPS = (("", "."), ("", ","), ("", ":"), ("", ")"), ("", ")."), ("(", ")"), ("(", ")."),
+_LMMS_EVAL_TUPS = (("", "."), ("", ","), ("", ":"), ("", ")"), ("", ")."), ("(", ")"), ("(", ")."),
             (":", ""), (":", ","), (":", "."), (":", ")"), (":", ")."))
 
 
-def le_can_infer_option(answer: str, letters: str = "ABCDE") -> str | None:
+def lmms_eval_can_infer_option(answer: str, letters: str = "ABCDE") -> str | None:
     """lmms-eval ``MMBench_Evaluator.can_infer_option`` (always checks A-E)."""
     if _API_FAILURE in answer:
         return None
@@ -79,7 +80,7 @@ def le_can_infer_option(answer: str, letters: str = "ABCDE") -> str | None:
                 break  # "A" may be an article; fall through to the punctuated forms
             if ch in splits:
                 return ch
-    for pre, post in _LE_TUPS:
+    for pre, post in _LMMS_EVAL_TUPS:
         if count(pre, post) == 1:
             for ch in letters:
                 if pre + ch + post in splits:
@@ -87,7 +88,7 @@ def le_can_infer_option(answer: str, letters: str = "ABCDE") -> str | None:
     return None
 
 
-def le_can_infer_text(answer: str, choices: Mapping[str, str]) -> str | None:
+def lmms_eval_can_infer_text(answer: str, choices: Mapping[str, str]) -> str | None:
     answer = answer.lower()
     for k in choices:
         if k not in "ABCD":
@@ -96,6 +97,6 @@ def le_can_infer_text(answer: str, choices: Mapping[str, str]) -> str | None:
     return cands[0] if len(cands) == 1 else None
 
 
-def le_can_infer(answer: str, choices: Mapping[str, str]) -> str | None:
+def lmms_eval_can_infer(answer: str, choices: Mapping[str, str]) -> str | None:
     """lmms-eval MMBench ``can_infer`` (prefetch before the GPT judge)."""
-    return le_can_infer_option(answer) or le_can_infer_text(answer, choices)
+    return lmms_eval_can_infer_option(answer) or lmms_eval_can_infer_text(answer, choices)

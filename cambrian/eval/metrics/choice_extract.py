@@ -13,34 +13,34 @@ from collections.abc import Sequence
 from cambrian.eval.metrics.registry import HarnessError
 from cambrian.eval.metrics.text import strip_each
 
-_CB_KEYWORDS = ("answer is", "answer is:", "answer:")
+_CAMBRIAN_KEYWORDS = ("answer is", "answer is:", "answer:")
 
 
-def cb_keyword_tail(text: str) -> str:
+def cambrian_keyword_tail(text: str) -> str:
     """Cambrian: lower, strip, keep what follows the last "answer is" / "answer:", strip."""
     text = text.lower().strip()
-    for keyword in _CB_KEYWORDS:
+    for keyword in _CAMBRIAN_KEYWORDS:
         if keyword in text:
             text = text.split(keyword)[-1]
     return text.strip()
 
 
-def cb_mcq(text: str, rstrip: str = ".", truncate: bool = True) -> str:
+def cambrian_mcq(text: str, rstrip: str = ".", truncate: bool = True) -> str:
     """Cambrian ``extract_mcq_answer``: any answer *starting* with the letter counts."""
-    text = cb_keyword_tail(text).rstrip(rstrip).lstrip("(").rstrip(")")
+    text = cambrian_keyword_tail(text).rstrip(rstrip).lstrip("(").rstrip(")")
     if truncate and len(text) > 1:
         text = text[0]
     return text
 
 
-def cb_single(text: str) -> str:
+def cambrian_single(text: str) -> str:
     """Cambrian ``extract_single_answer`` / ScienceQA ``extract_answer`` (rstrip ".")."""
-    return cb_keyword_tail(text).rstrip(".")
+    return cambrian_keyword_tail(text).rstrip(".")
 
 
-def cb_first_token(text: str) -> str:
+def cambrian_first_token(text: str) -> str:
     """Cambrian RealWorldQA: ``extract_single_answer(...).split()[0]``; raises on empty output."""
-    tokens = cb_single(text).split()
+    tokens = cambrian_single(text).split()
     if not tokens:
         raise HarnessError("Cambrian's realworldqa_test takes split()[0] of an empty answer "
                            "(IndexError)")
@@ -48,8 +48,8 @@ def cb_first_token(text: str) -> str:
 
 
 # lmms-eval tasks/_task_utils/mcq_extract.py (format-priority version).
-LE_DEFAULT_CHOICES = tuple("ABCDEFGH")
-_LE_PHRASES = (
+LMMS_EVAL_DEFAULT_CHOICES = tuple("ABCDEFGH")
+_LMMS_EVAL_PHRASES = (
     "the answer is", "answer is", "the correct answer is", "correct answer is",
     "the best answer is", "best answer is", "the correct option is", "correct option is",
     "the best option is", "best option is", "the choice is", "choice is",
@@ -57,18 +57,18 @@ _LE_PHRASES = (
     "my answer is", "my choice is",
     "옵션", "정답은", "답은", "답:", "答案是", "答案为", "选", "答えは",
 )
-_LE_PRIORITY = {"start": 10, "end": 9, "phrase": 7, "parentheses": 6, "period": 5, "colon": 4,
-                "right_paren": 3, "space": 2, "fallback": 0}
+_LMMS_EVAL_PRIORITY = {"start": 10, "end": 9, "phrase": 7, "parentheses": 6, "period": 5,
+                       "colon": 4, "right_paren": 3, "space": 2, "fallback": 0}
 
 
-def le_mcq(response: str, choices: Sequence[str] | None = None) -> str:
+def lmms_eval_mcq(response: str, choices: Sequence[str] | None = None) -> str:
     """lmms-eval ``extract_mcq_answer``: best (format priority, then last position) candidate.
 
     Only upper-case letters are candidates, so "b" alone is not read.
     """
     if not response or not response.strip():
         return ""
-    letters = list(choices or LE_DEFAULT_CHOICES)
+    letters = list(choices or LMMS_EVAL_DEFAULT_CHOICES)
     text = " " + strip_each(response.strip(), ",.!?;:'\"") + " "
     cands: list[tuple[str, int, str]] = []
     for fmt, (pre, post) in (("parentheses", ("(", ")")), ("period", ("", ".")),
@@ -78,7 +78,7 @@ def le_mcq(response: str, choices: Sequence[str] | None = None) -> str:
             if pre + ch + post in text:
                 cands.append((ch, text.rfind(pre + ch + post), fmt))
     lower = text.lower()
-    for phrase in _LE_PHRASES:
+    for phrase in _LMMS_EVAL_PHRASES:
         idx = lower.find(phrase)
         if idx != -1:
             for ch in letters:
@@ -96,28 +96,28 @@ def le_mcq(response: str, choices: Sequence[str] | None = None) -> str:
         cands = [(ch, text.rfind(ch), "fallback") for ch in letters if ch in text]
     if not cands:
         return ""
-    cands.sort(key=lambda c: (_LE_PRIORITY[c[2]], c[1]), reverse=True)
+    cands.sort(key=lambda c: (_LMMS_EVAL_PRIORITY[c[2]], c[1]), reverse=True)
     return cands[0][0]
 
 
-def le_seed(pred: str) -> str:
+def lmms_eval_seed(pred: str) -> str:
     """lmms-eval SEED-Bench: the first character of the stripped output."""
     return pred.strip()[:1]
 
 
-def le_ai2d_filter(pred: str) -> str:
+def lmms_eval_ai2d_filter(pred: str) -> str:
     """lmms-eval AI2D ``MultiChoiceRegexFilter``: "X." at the start, else the raw text."""
     match = re.match(r"^\s*([A-Z])\.", pred)
     return match.group(1) if match else pred
 
 
-def le_cv_bench(text: str) -> str:
+def lmms_eval_cv_bench(text: str) -> str:
     """lmms-eval CV-Bench ``_extract_answer_letter``: a letter at the very start ("The" -> T)."""
     match = re.match(r"[\(\s]*([A-Z])[\)\.\s]*", text.strip(), flags=re.IGNORECASE)
     return match.group(1).upper() if match else ""
 
 
-_LE_VSTAR_PATTERNS = (
+_LMMS_EVAL_VSTAR_PATTERNS = (
     r"^([A-D])\s*[\.)\]]*",
     r"(?:THE\s+)?(?:ANSWER|CHOICE|OPTION)(?:\s+IS)?[\s:]+([A-D])",
     r"\(([A-D])\)",
@@ -126,10 +126,10 @@ _LE_VSTAR_PATTERNS = (
 )
 
 
-def le_vstar(response: str) -> str | None:
+def lmms_eval_vstar(response: str) -> str | None:
     """lmms-eval V*Bench ``extract_answer_letter`` (upper-cases first, so "Bicycle" -> B)."""
     response = response.strip().upper()
-    for pattern in _LE_VSTAR_PATTERNS:
+    for pattern in _LMMS_EVAL_VSTAR_PATTERNS:
         match = re.search(pattern, response, re.IGNORECASE)
         if match:
             return match.group(1).upper()
@@ -141,7 +141,7 @@ def le_vstar(response: str) -> str | None:
     return None
 
 
-_LE_MMVP_PATTERNS = (
+_LMMS_EVAL_MMVP_PATTERNS = (
     r"^\s*\(?([AB])\)?\.?\s*$",
     r"^\s*\(?([AB])\)?[\.\s]",
     r"answer\s+is\s+\(?([AB])\)?",
@@ -150,10 +150,10 @@ _LE_MMVP_PATTERNS = (
 )
 
 
-def le_mmvp(text: str) -> str:
+def lmms_eval_mmvp(text: str) -> str:
     """lmms-eval MMVP ``_extract_answer_letter``: A/B only, case-insensitive regex cascade."""
     text = text.strip()
-    for pattern in _LE_MMVP_PATTERNS:
+    for pattern in _LMMS_EVAL_MMVP_PATTERNS:
         match = re.search(pattern, text, flags=re.IGNORECASE)
         if match:
             return match.group(1).upper()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from cambrian.eval.metrics.registry import HarnessError, register
+from cambrian.eval.metrics.registry import HarnessError, labels
 
 HME_CATEGORY = "Handwritten Mathematical Expression Recognition"
 HME_DATASET = "HME100k"
@@ -43,21 +43,15 @@ def ocr_match(prediction: str, references: Sequence[str], hme: bool, exact: bool
     return 0.0
 
 
-@register("ocrbench", "cambrian", "ocrbench (cli_default: extra_penalization=False)",
-          "ocrbench", "cli_default", default=True)
 def cambrian(prediction: str, references: Sequence[str], category: str = "", **_) -> float:
     return ocr_match(prediction.strip(), references, category == HME_CATEGORY)
 
 
-@register("ocrbench", "cambrian",
-          "ocrbench (function_default_extra_penalization: extra_penalization=True)",
-          "function_default", "extra_penalization", "exact")
 def cambrian_exact(prediction: str, references: Sequence[str], category: str = "", **_) -> float:
     """``get_accuracy(extra_penalization=True)``: edit distance 0, i.e. exact match."""
     return ocr_match(prediction.strip(), references, category == HME_CATEGORY, exact=True)
 
 
-@register("ocrbench", "lmms-eval", "ocrbench", default=True)
 def lmms_eval(prediction: str, references: Sequence[str], category: str = "",
               dataset: str | None = None, **_) -> float:
     # lmms-eval keys HME on the source dataset; the category is the same split of OCRBench.
@@ -66,11 +60,21 @@ def lmms_eval(prediction: str, references: Sequence[str], category: str = "",
                      hme)
 
 
-@register("ocrbench", "vlmevalkit", "OCRBench", "ocrbench", default=True)
 def vlmevalkit(prediction: str, references: Sequence[str], category: str = "", **_) -> float:
     return ocr_match(prediction, references, category == HME_CATEGORY)
 
 
-@register("ocrbench", "fixed", "ocrbench", default=True)
 def fixed(prediction: str, references: Sequence[str], category: str = "", **_) -> float:
     return cambrian(prediction, references, category)
+
+
+SCORERS = {
+    "cambrian": labels({
+        ("ocrbench (cli_default: extra_penalization=False)", "ocrbench", "cli_default"): cambrian,
+        ("ocrbench (function_default_extra_penalization: extra_penalization=True)",
+         "function_default", "extra_penalization", "exact"): cambrian_exact,
+    }),
+    "lmms-eval": {"ocrbench": lmms_eval},
+    "vlmevalkit": labels({("OCRBench", "ocrbench"): vlmevalkit}),
+    "fixed": {"ocrbench": fixed},
+}

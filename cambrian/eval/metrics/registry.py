@@ -1,4 +1,9 @@
-"""Scorer registry: (scorer name, harness) -> variant -> scoring function.
+"""Scorer lookup: (scorer name, harness, variant) -> scoring function.
+
+A scorer is found by module path, as benchmarks and configs are: scorer ``"anls"`` is the module
+``cambrian/eval/metrics/anls.py``, whose ``SCORERS`` table maps each harness to its variants
+(``{harness: {label: function}}``, aliases as further labels of the same function). The first
+label of a harness is its default variant, unless the module sets ``VARIANT_REQUIRED = True``.
 
 A scoring function takes the raw generation and the item's fields as keywords and returns a float
 (0-1; MME: a 0-200 category score) or ``None`` where that harness would hand the item to an LLM
@@ -7,12 +12,15 @@ judge or a random fallback. It applies the harness's own whitespace handling its
 
 from __future__ import annotations
 
+import functools
+import importlib
+import pkgutil
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from types import ModuleType
 
 HARNESSES = ("cambrian", "lmms-eval", "vlmevalkit", "fixed")
-_HARNESS_ALIASES = {"cambrian": "cambrian", "cb": "cambrian", "lmmseval": "lmms-eval",
-                    "le": "lmms-eval", "vlmevalkit": "vlmevalkit", "vk": "vlmevalkit",
+_HARNESS_ALIASES = {"cambrian": "cambrian", "lmmseval": "lmms-eval", "vlmevalkit": "vlmevalkit",
                     "fixed": "fixed"}
 
 Scorer = Callable[..., float | None]
@@ -29,11 +37,6 @@ class HarnessError(RuntimeError):
     """The reference harness itself raises on this input (e.g. on an empty generation)."""
 
 
-_VARIANTS: dict[tuple[str, str], dict[str, Scorer]] = {}
-_DEFAULTS: dict[tuple[str, str], str] = {}
-_LABELS: dict[tuple[str, str], list[str]] = {}
-
-
 def _norm(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "", text.lower())
 
@@ -46,44 +49,78 @@ def harness_name(harness: str) -> str:
     return key
 
 
-def register(name: str, harness: str, variant: str, *aliases: str,
-             default: bool = False) -> Callable[[Scorer], Scorer]:
-    """Registers ``fn`` as scorer ``name`` of ``harness`` under ``variant`` and its aliases."""
+def labels(entries: Mapping[str | tuple[str, ...], Scorer]) -> dict[str, Scorer]:
+    """``{("name", "alias", ...): fn}`` -> ``{"name": fn, "alias": fn, ...}``."""
+    out: dict[str, Scorer] = {}
+    for names, fn in entries.items():
+        for name in (names,) if isinstance(names, str) else names:
+            out[name] = fn
+    return out
 
-    def wrap(fn: Scorer) -> Scorer:
-        key = (name, harness_name(harness))
-        table = _VARIANTS.setdefault(key, {})
-        for label in (variant, *aliases):
-            norm = _norm(label)
-            if norm in table and table[norm] is not fn:
-                raise ValueError(f"scorer {key} variant {label!r} registered twice")
-            table[norm] = fn
-        _LABELS.setdefault(key, []).append(variant)
-        if default:
-            _DEFAULTS[key] = _norm(variant)
-        return fn
 
-    return wrap
+def _module(name: str) -> ModuleType | None:
+    if not name.isidentifier():
+        return None
+    try:
+        module = importlib.import_module(f"cambrian.eval.metrics.{name}")
+    except ModuleNotFoundError as e:
+        if e.name != f"cambrian.eval.metrics.{name}":
+            raise
+        return None
+    return module if hasattr(module, "SCORERS") else None
+
+
+@functools.cache
+def _table(name: str, harness: str) -> dict[str, Scorer] | None:
+    """{normalised label: function} of one scorer and harness; labels that normalise alike must
+    name the same function."""
+    module = _module(name)
+    if module is None or harness not in module.SCORERS:
+        return None
+    out: dict[str, Scorer] = {}
+    for label, fn in module.SCORERS[harness].items():
+        if out.setdefault(_norm(label), fn) is not fn:
+            raise ValueError(f"{module.__name__}: {harness} variant {label!r} clashes with "
+                             "another label")
+    return out
 
 
 def resolve(name: str, harness: str = "cambrian", variant: str | None = None) -> Scorer:
     """The scoring function for ``name`` under ``harness`` (and ``variant``, default: primary)."""
-    key = (name, harness_name(harness))
-    if key not in _VARIANTS:
-        known = sorted({n for n, h in _VARIANTS if h == key[1]})
-        raise ScorerNotFound(f"no scorer {name!r} for harness {key[1]!r}; "
+    harness = harness_name(harness)
+    table = _table(name, harness)
+    if table is None:
+        known = sorted(n for n, hs in available_names().items() if harness in hs)
+        raise ScorerNotFound(f"no scorer {name!r} for harness {harness!r}; "
                              f"registered for it: {known}")
-    table = _VARIANTS[key]
-    if variant is None and key not in _DEFAULTS:
-        raise ScorerNotFound(f"scorer {name!r} of {key[1]!r} needs a variant; "
-                             f"known variants: {_LABELS[key]}")
-    fn = table.get(_DEFAULTS[key] if variant is None else _norm(variant))
+    module = _module(name)
+    known_labels = list(module.SCORERS[harness])
+    if variant is None:
+        if getattr(module, "VARIANT_REQUIRED", False):
+            raise ScorerNotFound(f"scorer {name!r} of {harness!r} needs a variant; "
+                                 f"known variants: {known_labels}")
+        return module.SCORERS[harness][known_labels[0]]
+    fn = table.get(_norm(variant))
     if fn is None:
-        raise ScorerNotFound(f"scorer {name!r} of {key[1]!r} has no variant {variant!r}; "
-                             f"known variants: {_LABELS[key]}")
+        raise ScorerNotFound(f"scorer {name!r} of {harness!r} has no variant {variant!r}; "
+                             f"known variants: {known_labels}")
     return fn
 
 
+@functools.cache
+def available_names() -> dict[str, tuple[str, ...]]:
+    """{scorer name: harnesses it has}: every module of ``cambrian/eval/metrics`` with SCORERS."""
+    from cambrian.eval import metrics
+
+    out = {}
+    for info in pkgutil.iter_modules(metrics.__path__):
+        module = _module(info.name)
+        if module is not None:
+            out[info.name] = tuple(module.SCORERS)
+    return out
+
+
 def available() -> dict[tuple[str, str], list[str]]:
-    """{(name, harness): [variant labels]} for every registered scorer."""
-    return {k: list(v) for k, v in sorted(_LABELS.items())}
+    """{(name, harness): [variant labels]} for every scorer."""
+    return {(name, h): list(_module(name).SCORERS[h])
+            for name, harnesses in sorted(available_names().items()) for h in harnesses}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import string
 
 # The EvalAI / VQA contraction table (identical in MMF, lmms-eval and VLMEvalKit). Keys with
 # capitals can never match because the text is lower-cased first; kept as published.
@@ -52,8 +53,8 @@ PUNCTUATIONS = (";", "/", "[", "]", '"', "{", "}", "(", ")", "=", "+", "\\", "_"
 _MMF_PERIOD = re.compile(r"(?!<=\d)(\.)(?!\d)")
 _MMF_COMMA = re.compile(r"(?<=\d)(\,)+(?=\d)")
 # VLMEvalKit fixed the look-behind; its comma rule is digit-comma-digit.
-_VK_PERIOD = re.compile(r"(?<!\d)\.(?!\d)")
-_VK_COMMA = re.compile(r"(\d)(,)(\d)")
+_VLMEVALKIT_PERIOD = re.compile(r"(?<!\d)\.(?!\d)")
+_VLMEVALKIT_COMMA = re.compile(r"(\d)(,)(\d)")
 
 
 def _punctuation(text: str, comma: re.Pattern, period: re.Pattern) -> str:
@@ -81,15 +82,15 @@ def evalai_answer(text: str) -> str:
     return digit_article(_punctuation(text, _MMF_COMMA, _MMF_PERIOD))
 
 
-def vk_punctuation(text: str) -> str:
+def vlmevalkit_punctuation(text: str) -> str:
     """VLMEvalKit ``process_punctuation``."""
-    return _punctuation(text, _VK_COMMA, _VK_PERIOD)
+    return _punctuation(text, _VLMEVALKIT_COMMA, _VLMEVALKIT_PERIOD)
 
 
-def vk_answer(text: str) -> str:
+def vlmevalkit_answer(text: str) -> str:
     """VLMEvalKit ``process_answer`` (TextVQA default path): no comma/'s pre-pass."""
     text = text.replace("\n", " ").replace("\t", " ").strip()
-    return digit_article(vk_punctuation(text))
+    return digit_article(vlmevalkit_punctuation(text))
 
 
 def levenshtein(a: str, b: str) -> int:
@@ -118,3 +119,16 @@ def strip_each(text: str, chars: str) -> str:
     for c in chars:
         text = text.strip(c)
     return text
+
+
+_NO_PUNCT = str.maketrans("", "", string.punctuation)
+
+
+def hf_exact_match(prediction: str, reference: str, ignore_case: bool = True,
+                   ignore_punctuation: bool = True) -> bool:
+    """HF ``evaluate`` exact_match as lmms-eval calls it (no regexes, numbers kept)."""
+    if ignore_case:
+        prediction, reference = prediction.lower(), reference.lower()
+    if ignore_punctuation:
+        prediction, reference = prediction.translate(_NO_PUNCT), reference.translate(_NO_PUNCT)
+    return prediction == reference

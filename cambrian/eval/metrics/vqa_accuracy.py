@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from cambrian.eval.metrics.registry import HarnessError, register
-from cambrian.eval.metrics.text import evalai_answer, vk_answer
+from cambrian.eval.metrics.registry import HarnessError, labels
+from cambrian.eval.metrics.text import evalai_answer, vlmevalkit_answer
 
 
 def vqa_accuracy(pred: str, answers: Sequence[str]) -> float:
@@ -26,7 +26,6 @@ def _scored(norm: Callable[[str], str], pred: str, references: Sequence[str]) ->
     return vqa_accuracy(norm(pred), [norm(r) for r in references])
 
 
-@register("vqa_accuracy", "cambrian", "textvqa", default=True)
 def cambrian(prediction: str, references: Sequence[str], **_) -> float:
     # m4c TextVQAAccuracyEvaluator asserts exactly 10 human answers per question.
     if len(references) != 10:
@@ -34,18 +33,23 @@ def cambrian(prediction: str, references: Sequence[str], **_) -> float:
     return _scored(evalai_answer, prediction.strip().lower(), [r.lower() for r in references])
 
 
-@register("vqa_accuracy", "lmms-eval", "textvqa_val", "textvqa", default=True)
 def lmms_eval(prediction: str, references: Sequence[str], **_) -> float:
     return _scored(evalai_answer, prediction.strip(), references)
 
 
-@register("vqa_accuracy", "vlmevalkit", "TextVQA_VAL", "textvqa", default=True)
 def vlmevalkit(prediction: str, references: Sequence[str], **_) -> float:
     # No strip upstream and no comma / "'s" pre-pass; a period after a digit is kept ("5." != "5").
-    return _scored(vk_answer, prediction, references)
+    return _scored(vlmevalkit_answer, prediction, references)
 
 
-@register("vqa_accuracy", "fixed", "textvqa", default=True)
 def fixed(prediction: str, references: Sequence[str], **_) -> float:
     """Cambrian's processor without the 10-answer assertion."""
     return _scored(evalai_answer, prediction.strip(), references)
+
+
+SCORERS = {
+    "cambrian": {"textvqa": cambrian},
+    "lmms-eval": labels({("textvqa_val", "textvqa"): lmms_eval}),
+    "vlmevalkit": labels({("TextVQA_VAL", "textvqa"): vlmevalkit}),
+    "fixed": {"textvqa": fixed},
+}

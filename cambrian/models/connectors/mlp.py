@@ -1,4 +1,5 @@
-"""LLaVA-style projectors ("linear", "mlp2x_gelu") over channel-concatenated encoder tokens.
+"""LLaVA-style projectors over channel-concatenated encoder tokens: the module behind the
+"mlp2x_gelu", "linear" and "concat" connectors, and ``load`` for their released weights.
 
 As Cambrian's non-SVA path: the encoders' maps are concatenated on channels (so they must share one
 grid; "concat" interpolates them to a common grid first), projected token by token to the LLM width,
@@ -104,23 +105,6 @@ class GridProjector(nnx.Module):
         tokens = append_newline(x, self.image_newline[...]) if self.newline else \
             x.reshape(x.shape[0], -1, x.shape[-1])
         return tokens, {"token_valid": grid_token_valid(v, self.newline)}
-
-
-def create_mlp2x_gelu(*, encoder_channels: Sequence[int], encoder_grids: Sequence[tuple[int, int]],
-                      llm_dim: int, rngs: nnx.Rngs, **options) -> GridProjector:
-    """Linear -> GELU -> Linear. Options: tokens (reduction), newline, depth (N of mlpNx_gelu),
-    dtype, param_dtype."""
-    options.setdefault("depth", 2)
-    return GridProjector("mlp2x_gelu", encoder_channels=encoder_channels,
-                         encoder_grids=encoder_grids, llm_dim=llm_dim, rngs=rngs,
-                         interpolate=False, **options)
-
-
-def create_linear(*, encoder_channels: Sequence[int], encoder_grids: Sequence[tuple[int, int]],
-                  llm_dim: int, rngs: nnx.Rngs, **options) -> GridProjector:
-    """One Linear layer. Options: tokens (reduction), newline, dtypes."""
-    return GridProjector("linear", encoder_channels=encoder_channels, encoder_grids=encoder_grids,
-                         llm_dim=llm_dim, rngs=rngs, depth=1, interpolate=False, **options)
 
 
 def load(checkpoint: str | Mapping[str, np.ndarray], *, encoder_channels: Sequence[int],

@@ -12,9 +12,9 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 
-from cambrian.eval.metrics.can_infer import vk_can_infer
-from cambrian.eval.metrics.choice_extract import cb_single
-from cambrian.eval.metrics.registry import HarnessError, register
+from cambrian.eval.metrics.can_infer import vlmevalkit_can_infer
+from cambrian.eval.metrics.choice_extract import cambrian_single
+from cambrian.eval.metrics.registry import HarnessError, labels
 from cambrian.eval.metrics.text import is_number, strip_each
 
 TOLERANCE = 0.05
@@ -135,14 +135,12 @@ def _need(references: Sequence[str]) -> None:
         raise HarnessError("MMMU open question needs a reference answer")
 
 
-@register("mmmu_open", "cambrian", "mmmu (open)", "mmmu", default=True)
 def cambrian(prediction: str, references: Sequence[str], **_) -> float:
     _need(references)
-    answer = cb_single(prediction.strip())
+    answer = cambrian_single(prediction.strip())
     return 1.0 if any(cambrian_match(answer, g) for g in references) else 0.0
 
 
-@register("mmmu_open", "lmms-eval", "mmmu_val (snapshot)", "mmmu_val", "snapshot", default=True)
 def lmms_eval_snapshot(prediction: str, references: Sequence[str], **_) -> float:
     # Reproduces the snapshot's bug: the parsed candidate list reaches eval_open as one string, so
     # it is compared character by character and (for any non-empty gold) never matches.
@@ -151,24 +149,30 @@ def lmms_eval_snapshot(prediction: str, references: Sequence[str], **_) -> float
     return 1.0 if eval_open(list(references), flattened) else 0.0
 
 
-@register("mmmu_open", "lmms-eval", "mmmu_val (official MMMU contract)", "official")
 def lmms_eval_official(prediction: str, references: Sequence[str], **_) -> float:
     _need(references)
     return 1.0 if eval_open(list(references), parse_open_response(prediction.strip())) else 0.0
 
 
-@register("mmmu_open", "vlmevalkit", "MMMU_DEV_VAL(exact_matching)", "mmmu", default=True)
 def vlmevalkit(prediction: str, references: Sequence[str], **_) -> float:
     # MMMU_preproc: the open question becomes A = the answer, B = "Other Answers" after inference.
     _need(references)
-    return 1.0 if vk_can_infer(prediction, {"A": references[0], "B": "Other Answers"}) == "A" \
-        else 0.0
+    choices = {"A": references[0], "B": "Other Answers"}
+    return 1.0 if vlmevalkit_can_infer(prediction, choices) == "A" else 0.0
 
 
-@register("mmmu_open", "fixed", "mmmu (open)", "mmmu", default=True)
 def fixed(prediction: str, references: Sequence[str], **_) -> float:
     """Cambrian's rule with the tolerance taken relative to the gold answer."""
     _need(references)
-    answer = cb_single(prediction.strip())
+    answer = cambrian_single(prediction.strip())
     return 1.0 if any(cambrian_match(answer, g, tolerance_of_gold=True) for g in references) \
         else 0.0
+
+
+SCORERS = {
+    "cambrian": labels({("mmmu (open)", "mmmu"): cambrian}),
+    "lmms-eval": labels({("mmmu_val (snapshot)", "mmmu_val", "snapshot"): lmms_eval_snapshot,
+                         ("mmmu_val (official MMMU contract)", "official"): lmms_eval_official}),
+    "vlmevalkit": labels({("MMMU_DEV_VAL(exact_matching)", "mmmu"): vlmevalkit}),
+    "fixed": labels({("mmmu (open)", "mmmu"): fixed}),
+}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from cambrian.eval.metrics.registry import HarnessError, register
+from cambrian.eval.metrics.registry import HarnessError, labels
 from cambrian.eval.metrics.text import is_number
 
 MAX_RELATIVE_CHANGE = 0.05
@@ -44,22 +44,26 @@ def _best(match, prediction: str, references: Sequence[str]) -> float:
     return max(1.0 if match(str(r), prediction) else 0.0 for r in references)
 
 
-@register("chartqa_relaxed", "cambrian", "chartqa", default=True)
 def cambrian(prediction: str, references: Sequence[str], **_) -> float:
     return _best(cambrian_relaxed, prediction.strip(), references)
 
 
-@register("chartqa_relaxed", "lmms-eval", "chartqa", default=True)
 def lmms_eval(prediction: str, references: Sequence[str], **_) -> float:
     return _best(pix2struct_relaxed, prediction.strip(), references)
 
 
-@register("chartqa_relaxed", "vlmevalkit", "ChartQA_TEST", "chartqa", default=True)
 def vlmevalkit(prediction: str, references: Sequence[str], **_) -> float:
     return _best(pix2struct_relaxed, prediction.strip(), references)
 
 
-@register("chartqa_relaxed", "fixed", "chartqa", default=True)
 def fixed(prediction: str, references: Sequence[str], **_) -> float:
     """The published (pix2struct) definition, which ChartQA's authors use."""
     return _best(pix2struct_relaxed, prediction.strip(), references)
+
+
+SCORERS = {
+    "cambrian": {"chartqa": cambrian},
+    "lmms-eval": {"chartqa": lmms_eval},
+    "vlmevalkit": labels({("ChartQA_TEST", "chartqa"): vlmevalkit}),
+    "fixed": {"chartqa": fixed},
+}

@@ -7,17 +7,14 @@ only their rule-based part is reproduced here (None where the extractor would be
 
 from __future__ import annotations
 
-from cambrian.eval.metrics.mmmu import cambrian_match
-from cambrian.eval.metrics.registry import register
+from cambrian.eval.metrics.mmmu_open import cambrian_match
 from cambrian.eval.metrics.text import is_number
 
 
-@register("mathvista_free", "cambrian", "mathvista", default=True)
 def cambrian(prediction: str, answer: str, **_) -> float:
     return 1.0 if cambrian_match(prediction.strip().lower().strip(), str(answer)) else 0.0
 
 
-@register("mathvista_free", "fixed", "mathvista", default=True)
 def fixed(prediction: str, answer: str, **_) -> float:
     answer_text = prediction.strip().lower().rstrip(".")
     return 1.0 if cambrian_match(answer_text, str(answer), tolerance_of_gold=True) else 0.0
@@ -33,11 +30,17 @@ def _numeric_prefetch(prediction: str, answer: str, precision: int | None) -> fl
     return 1.0 if value == gold else 0.0
 
 
-@register("mathvista_free", "lmms-eval", "mathvista", default=True)
 def lmms_eval(prediction: str, answer: str, precision: int | None = None, **_) -> float | None:
     return _numeric_prefetch(prediction, answer, precision)
 
 
-@register("mathvista_free", "vlmevalkit", "mathvista", default=True)
 def vlmevalkit(prediction: str, answer: str, precision: int | None = None, **_) -> float | None:
     return _numeric_prefetch(prediction, answer, precision)
+
+
+SCORERS = {
+    "cambrian": {"mathvista": cambrian},
+    "fixed": {"mathvista": fixed},
+    "lmms-eval": {"mathvista": lmms_eval},
+    "vlmevalkit": {"mathvista": vlmevalkit},
+}

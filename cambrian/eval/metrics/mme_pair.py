@@ -13,8 +13,8 @@ import dataclasses
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 
-from cambrian.eval.metrics.registry import HarnessError, register
-from cambrian.eval.metrics.text import vk_punctuation
+from cambrian.eval.metrics.registry import HarnessError
+from cambrian.eval.metrics.text import vlmevalkit_punctuation
 
 PERCEPTION = ("existence", "count", "position", "color", "posters", "celebrity", "scene",
               "landmark", "artwork", "OCR")
@@ -30,7 +30,7 @@ class Item:
     image: str | None = None  # question_id / image path shared by the two questions
 
 
-def le_yes_no(pred: str) -> str:
+def lmms_eval_yes_no(pred: str) -> str:
     """lmms-eval ``parse_pred_ans`` (from Otter): substring test on the first 4 characters."""
     pred = pred.lower().strip().replace(".", "")
     if pred in ("yes", "no"):
@@ -41,9 +41,9 @@ def le_yes_no(pred: str) -> str:
     return "yes" if "yes" in head else "no" if "no" in head else "other"
 
 
-def vk_yes_no(output: str) -> str:
+def vlmevalkit_yes_no(output: str) -> str:
     """VLMEvalKit ``YOrN_Extraction``: a whole-word "yes" xor "no"."""
-    words = vk_punctuation(output.lower()).split()
+    words = vlmevalkit_punctuation(output.lower()).split()
     if "yes" in words and "no" not in words:
         return "Yes"
     if "no" in words and "yes" not in words:
@@ -51,7 +51,7 @@ def vk_yes_no(output: str) -> str:
     return "Unknown"
 
 
-def _cb_correct(item: Item) -> bool:
+def _cambrian_correct(item: Item) -> bool:
     return item.prediction.strip().lower().rstrip(".") == item.answer.lower()
 
 
@@ -62,7 +62,7 @@ def cambrian_scores(items: Sequence[Item]) -> dict[str, float]:
     for idx, item in enumerate(items):
         tp, plus, total = stats.setdefault(item.category, [0.0, 0.0, 0.0])
         total += 1
-        if _cb_correct(item):
+        if _cambrian_correct(item):
             tp += 1
             if not (idx % 2 == 1 and plus % 2 == 0):
                 plus += 1
@@ -103,7 +103,8 @@ def lmms_eval_scores(items: Sequence[Item]) -> dict[str, float]:
             golds = [it.answer.lower().strip().replace(".", "") for it in group]
             if any(g not in ("yes", "no") for g in golds):
                 raise HarnessError(f"lmms-eval asserts yes/no answers; got {golds} for {key!r}")
-            hits = [1.0 if le_yes_no(it.prediction) == g else 0.0 for it, g in zip(group, golds)]
+            hits = [1.0 if lmms_eval_yes_no(it.prediction) == g else 0.0
+                    for it, g in zip(group, golds)]
             total += 100.0 * sum(hits) / 2 + 100.0 * (sum(hits) == 2)
         scores[category] = total / len(images)
     return scores
@@ -114,7 +115,7 @@ def vlmevalkit_scores(items: Sequence[Item]) -> dict[str, float]:
     matching: an 'Unknown' extraction is wrong; the answer compare is case-sensitive)."""
     scores = {}
     for category, images in _groups(items).items():
-        hits = {k: [1.0 if vk_yes_no(it.prediction) == it.answer else 0.0 for it in group]
+        hits = {k: [1.0 if vlmevalkit_yes_no(it.prediction) == it.answer else 0.0 for it in group]
                 for k, group in images.items()}
         every = [h for group in hits.values() for h in group]
         for key, group in hits.items():
@@ -130,7 +131,7 @@ def fixed_scores(items: Sequence[Item]) -> dict[str, float]:
     """Cambrian's yes/no rule with pairs formed by image id (or consecutive order) per category."""
     scores = {}
     for category, images in _groups(items).items():
-        hits = [[_cb_correct(it) for it in group] for group in images.values()]
+        hits = [[_cambrian_correct(it) for it in group] for group in images.values()]
         acc = sum(sum(h) for h in hits) / sum(len(h) for h in hits)
         scores[category] = 100.0 * acc + 100.0 * sum(all(h) for h in hits) / len(hits)
     return scores
@@ -203,9 +204,7 @@ def _scorer(harness: str):
     return score
 
 
-for _harness, _variant in (("cambrian", "mme"), ("lmms-eval", "mme"), ("vlmevalkit", "MME"),
-                           ("fixed", "mme")):
-    register("mme_pair", _harness, _variant, default=True)(_scorer(_harness))
+SCORERS = {h: {"MME" if h == "vlmevalkit" else "mme": _scorer(h)} for h in _HARNESS_SCORES}
 
 
 def category_scores(items: Sequence[Item], harness: str) -> dict[str, float]:
@@ -216,7 +215,7 @@ def category_scores(items: Sequence[Item], harness: str) -> dict[str, float]:
 def question_correct(item: Item, harness: str) -> bool:
     """Whether one question is answered right under ``harness``'s yes/no reading."""
     if harness in ("cambrian", "fixed"):
-        return _cb_correct(item)
+        return _cambrian_correct(item)
     if harness == "lmms-eval":
-        return le_yes_no(item.prediction) == item.answer.lower().strip().replace(".", "")
-    return vk_yes_no(item.prediction) == item.answer
+        return lmms_eval_yes_no(item.prediction) == item.answer.lower().strip().replace(".", "")
+    return vlmevalkit_yes_no(item.prediction) == item.answer

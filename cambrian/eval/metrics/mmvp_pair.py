@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from cambrian.eval.metrics.can_infer import vk_can_infer
-from cambrian.eval.metrics.choice_extract import le_mmvp
-from cambrian.eval.metrics.multiple_choice import cb_mmvp, gold_letter
-from cambrian.eval.metrics.registry import HarnessError, register
+from cambrian.eval.metrics.can_infer import vlmevalkit_can_infer
+from cambrian.eval.metrics.choice_extract import lmms_eval_mmvp
+from cambrian.eval.metrics.mcq_letter import cambrian_mmvp, gold_letter
+from cambrian.eval.metrics.registry import HarnessError, labels
 
 
 def parse_options(text: str) -> list[str]:
@@ -65,10 +65,10 @@ def _scorer(judge: Callable[[str, dict[str, str], str], bool],
     return score
 
 
-register("mmvp_pair", "cambrian", "mmvp", default=True)(
-    _scorer(cb_mmvp, cambrian_pair_accuracy))
-register("mmvp_pair", "lmms-eval", "mmvp", default=True)(
-    _scorer(lambda p, c, g: le_mmvp(p) == g, pair_accuracy))
-register("mmvp_pair", "vlmevalkit", "MMVP(exact_matching)", "mmvp", default=True)(
-    _scorer(lambda p, c, g: (vk_can_infer(p, c) or "Z") == g, pair_accuracy))
-register("mmvp_pair", "fixed", "mmvp", default=True)(_scorer(cb_mmvp, pair_accuracy))
+SCORERS = {
+    "cambrian": {"mmvp": _scorer(cambrian_mmvp, cambrian_pair_accuracy)},
+    "lmms-eval": {"mmvp": _scorer(lambda p, c, g: lmms_eval_mmvp(p) == g, pair_accuracy)},
+    "vlmevalkit": labels({("MMVP(exact_matching)", "mmvp"): _scorer(
+        lambda p, c, g: (vlmevalkit_can_infer(p, c) or "Z") == g, pair_accuracy)}),
+    "fixed": {"mmvp": _scorer(cambrian_mmvp, pair_accuracy)},
+}
