@@ -112,7 +112,7 @@ def model_flops(d: Dims, batch: int, seq: int) -> dict[str, float]:
 
 def dims_of(model) -> Dims:
     """Dims of a built ``vlm.Cambrian`` with one ViT encoder and a GridProjector connector."""
-    c = model.llm.cfg
+    c = model.llm.config
     (enc,) = model.encoders.values()
     v = enc.config
     m1 = v.mlp_dim * (2 if v.mlp == "swiglu" else 1)
@@ -155,9 +155,9 @@ def build(config, vocab: int, *, attention: str = "einsum", tie: bool = True):
     model = train.build_model(config, vocab_size=vocab, load_pretrained=False)
     # every module holding the LLM config (model, layers, attention) must see the same choice
     for _, node in nnx.iter_graph(model.llm):
-        cfg = getattr(node, "cfg", None)
-        if isinstance(cfg, llm.LlamaConfig):
-            node.cfg = dataclasses.replace(cfg, attention=attention, tie_word_embeddings=tie)
+        c = getattr(node, "config", None)
+        if isinstance(c, llm.LlamaConfig):
+            node.config = dataclasses.replace(c, attention=attention, tie_word_embeddings=tie)
     if tie and hasattr(model.llm, "lm_head"):
         del model.llm.lm_head
     return model
@@ -167,7 +167,7 @@ def synthetic_batch(batch: int, seq: int, vocab: int, n_image: int, image_size: 
     """BOS, ``n_image`` visual slots, random text; every text token is in the loss."""
     import numpy as np
 
-    from cambrian.data.conversation import IMAGE_TOKEN
+    from cambrian.models.tokens import IMAGE_TOKEN
 
     rng = np.random.default_rng(seed)
     tokens = rng.integers(3, vocab, (batch, seq)).astype(np.int32)

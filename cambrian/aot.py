@@ -199,7 +199,7 @@ def _random_llm(config: mlc.ConfigDict) -> mlc.ConfigDict:
 
     c = copy.deepcopy(config)
     if c.model.llm.init != "random":
-        hf = llm.LlamaConfig.from_hf(llm.read_hf_config(c.model.llm.checkpoint))
+        hf = llm.config_from_hf(llm.read_hf_config(c.model.llm.checkpoint))
         c.model.llm.init = "random"
         c.model.llm.random.update({k: getattr(hf, k) for k in (
             "hidden_size", "intermediate_size", "num_layers", "num_heads", "num_kv_heads",

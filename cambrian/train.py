@@ -11,8 +11,6 @@ the exact next batch. An eval-only run is a config whose stages have zero steps.
 from __future__ import annotations
 
 import dataclasses
-import functools
-import inspect
 import json
 import logging
 import math
@@ -30,7 +28,7 @@ from cambrian import checkpoint, distributed, fileio, optim, sharding
 from cambrian import config as config_lib
 from cambrian.data import chat_templates, loader
 from cambrian.data import tokenizer as tokenizer_lib
-from cambrian.models import vlm
+from cambrian.models import llm, losses, vlm
 
 log = logging.getLogger("cambrian")
 
@@ -42,26 +40,28 @@ _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 def build_model(config: mlc.ConfigDict, tokenizer=None, *, load_pretrained: bool = True,
                 vocab_size: int | None = None) -> vlm.Cambrian:
-    """The configured model with the run's numerics (compute dtypes, remat) applied.
+    """The configured model with the run's numerics: the LLM computes in ``model.dtype`` (its
+    weights stay fp32 masters, cast per use) with ``config.remat``; frozen encoders are cast to
+    ``model.encoder_dtype``.
 
     ``vocab_size`` replaces ``len(tokenizer)`` (abstract models of configs whose tokenizer is
     not on this machine)."""
+    dt, edt = config.model.dtype, config.model.encoder_dtype
+    if dt not in _DTYPES or edt not in _DTYPES:
+        raise ValueError(f"model.dtype={dt!r} / model.encoder_dtype={edt!r}; expected one of "
+                         f"{sorted(_DTYPES)}")
+    if config.remat not in ("none", *llm.REMAT_POLICIES):
+        raise ValueError(f"config.remat={config.remat!r}; expected none, "
+                         f"{', '.join(llm.REMAT_POLICIES)}")
     model = vlm.Cambrian(config.model, vocab_size=vocab_size or len(tokenizer),
-                         rngs=nnx.Rngs(config.seed), load_pretrained=load_pretrained)
+                         rngs=nnx.Rngs(config.seed), load_pretrained=load_pretrained,
+                         remat=config.remat)
     _apply_dtypes(model, config)
-    _apply_remat(model, config.remat)
     return model
 
 
 def _apply_dtypes(model: vlm.Cambrian, config: mlc.ConfigDict) -> None:
-    """``model.dtype``: LLM compute dtype (weights stay fp32 masters, cast per use);
-    ``model.encoder_dtype``: frozen encoders store and run in that dtype."""
-    dt = config.model.dtype
-    if dt not in _DTYPES or config.model.encoder_dtype not in _DTYPES:
-        raise ValueError(f"model.dtype={dt!r} / model.encoder_dtype="
-                         f"{config.model.encoder_dtype!r}; expected one of {sorted(_DTYPES)}")
-    if model.llm.cfg.dtype != dt:
-        model.llm.cfg = dataclasses.replace(model.llm.cfg, dtype=dt)
+    """``model.encoder_dtype``: frozen encoders store and run in that dtype."""
     edt = config.model.encoder_dtype
     if edt == "float32":
         return
@@ -75,33 +75,6 @@ def _apply_dtypes(model: vlm.Cambrian, config: mlc.ConfigDict) -> None:
         for _, p in nnx.iter_graph(enc):
             if isinstance(p, nnx.Param) and jnp.issubdtype(p.value.dtype, jnp.floating):
                 p.value = p.value.astype(_DTYPES[edt])
-
-
-REMAT_POLICIES = {
-    "full": None,  # keep only each layer's input; recompute everything in the backward pass
-    "dots": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,  # keep weight matmuls
-}
-
-
-@functools.cache
-def _remat_class(cls: type, policy: str) -> type:
-    # Python-bool flags (batch_invariant) must be static for the checkpoint; the layer's call
-    # passes them positionally.
-    names = list(inspect.signature(cls.__call__).parameters)
-    static = tuple(i for i, n in enumerate(names) if n == "batch_invariant")
-    call = nnx.remat(cls.__call__, policy=REMAT_POLICIES[policy], static_argnums=static)
-    return type(cls.__name__, (cls,), {"__call__": call, "__module__": cls.__module__,
-                                       "__qualname__": cls.__qualname__})
-
-
-def _apply_remat(model: vlm.Cambrian, policy: str) -> None:
-    """Rematerialises each LLM decoder layer (``config.remat``); parameter paths are unchanged."""
-    if policy == "none":
-        return
-    if policy not in REMAT_POLICIES:
-        raise ValueError(f"config.remat={policy!r}; expected none, {', '.join(REMAT_POLICIES)}")
-    for layer in model.llm.layers:
-        layer.__class__ = _remat_class(type(layer), policy)
 
 
 def _has_pretrained(config: mlc.ConfigDict) -> bool:
@@ -158,7 +131,7 @@ def make_train_step(graphdef, tx: optax.GradientTransformation, *, grad_accum: i
     is split into k strided microbatches (each spread over all devices) whose gradient sums are
     accumulated in a scan, so k microbatches of b rows equal one batch of k*b rows.
     ``loss_chunk`` > 0 computes the cross-entropy ``loss_chunk`` positions at a time
-    (``vlm.chunked_loss_fn``) instead of from whole float32[B, T, V] logits. ``packed=False``
+    (``losses.chunked_loss_fn``) instead of from whole float32[B, T, V] logits. ``packed=False``
     promises one conversation per row, which lets fused attention drop its mask. ``mesh`` +
     ``rules`` switch on the activation sharding constraints; ``shardings`` = (trainable, opt)
     shardings pins the outputs to the inputs' layout.
@@ -171,12 +144,12 @@ def make_train_step(graphdef, tx: optax.GradientTransformation, *, grad_accum: i
             if loss_chunk:
                 lm = model.llm
                 path = ("llm", lm.output_name)
-                loss, n = vlm.chunked_loss_fn(
+                loss, n = losses.chunked_loss_fn(
                     lm.logits, out["hidden"], lm.output_weight(), batch, out["segment_ids"],
                     loss_chunk, weight_grad=_entry(trainable, path) is not None,
                     weight_sharding=_entry(shardings[0], path) if shardings else None)
             else:
-                loss, n = vlm.loss_fn(logits, batch, out["segment_ids"])
+                loss, n = losses.loss_fn(logits, batch, out["segment_ids"])
             return loss * n, n  # token-weighted sums add up across microbatches
 
         (s, n), g = jax.value_and_grad(f, has_aux=True)(trainable)

@@ -13,7 +13,7 @@ from flax import nnx
 from cambrian import config as C
 from cambrian import sharding, train
 from cambrian.data import chat_templates, loader, tokenizer
-from cambrian.models import vlm
+from cambrian.models.losses import loss_fn
 from tests.conftest import small
 
 
@@ -82,7 +82,7 @@ def test_packed_training_step_loss_and_efficiency_log(cache_dir, tmp_path, caplo
     rows = _unpacked(config, model, n)
     assert sorted(_conversations(packed)) == sorted(_conversations(rows))
     batch = {k: jnp.asarray(v) for k, v in rows.items()}
-    loss, count = nnx.jit(lambda m, b: vlm.loss_fn(m(b)[0], b, m(b)[1]["segment_ids"]))(
+    loss, count = nnx.jit(lambda m, b: loss_fn(m(b)[0], b, m(b)[1]["segment_ids"]))(
         model, batch)
     assert count > 0
     np.testing.assert_allclose(losses[0], float(loss), rtol=0, atol=1e-5)
