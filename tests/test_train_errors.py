@@ -64,7 +64,8 @@ def _overrides(cache_dir, data, image_root):
     o = {"cache_dir": cache_dir, "log_every": 100, "save.every": 0,
          "data.efficiency_batches": 0,  # no batch drawn ahead: the bad one comes mid-run
          "model.llm.random.hidden_size": 64, "model.llm.random.intermediate_size": 128,
-         "model.llm.random.head_dim": 16, "stages.stage1.steps": STEPS,
+         "model.llm.random.head_dim": 16, "model.llm.random.num_layers": 2,
+         "stages.stage1.steps": STEPS,
          "stages.stage1.batch_size": BATCH, "stages.stage1.warmup_ratio": 0.0,
          "stages.stage1.data": data, "stages.stage1.image_root": image_root,
          "stages.stage2.steps": 0}
