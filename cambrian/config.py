@@ -145,6 +145,10 @@ def base_config() -> mlc.ConfigDict:
     # overlap the next steps.
     c.save = mlc.ConfigDict({"every": 0, "keep": 2, "asynchronous": True})
     c.log_every = 10
+    # What a run records beside WORKDIR/metrics.jsonl (cambrian/runlog.py): TensorBoard event
+    # files in WORKDIR/tensorboard/; a Weights & Biases project ("" = none; needs `pip install
+    # wandb`); the per-device peak TFLOP/s behind mfu (0 = runlog.PEAK_FLOPS by device kind).
+    c.log = mlc.ConfigDict({"tensorboard": True, "wandb": "", "peak_tflops": 0.0})
 
     from cambrian.eval import suite  # the benchmark names (here: nothing runs on import)
 

@@ -47,6 +47,39 @@ def test_lr_multiplier_scales_updates():
     np.testing.assert_allclose(np.asarray(p["b"][...]), 0.1 * np.asarray(p["a"][...]), rtol=1e-6)
 
 
+class Three(nnx.Module):
+    def __init__(self):
+        self.a = nnx.Param(jnp.zeros(2))
+        self.b = nnx.Param(jnp.zeros(2))
+        self.c = nnx.Param(jnp.zeros(2))
+
+
+def test_recorded_learning_rates_are_the_applied_ones():
+    """``learning_rates(stage, groups, k)`` is the LR of the k-th update: with a constant
+    gradient Adam's update is -lr_k * g / (|g| + eps), read back per group. The schedule's
+    values are also checked by hand: warmup 0 -> 1e-2 over 2 steps, then cosine to 0 at 10."""
+    st = _stage(lr_multipliers=mlc.ConfigDict({"^b$": 0.5, "^z$": 3.0}))
+    st.update(dict(warmup_ratio=0.2, grad_clip=0.0))
+    params = nnx.state(Three(), nnx.Param)
+    groups = optim.lr_groups(params, st)
+    assert groups == {"base": 1.0, "^b$": 0.5}  # "^z$" holds no parameter
+    tx = optim.make(st, params)
+    state = tx.init(params)
+    grads = jax.tree.map(jnp.ones_like, params)
+    by_hand = {1: 0.0, 2: 5e-3, 3: 1e-2, 10: 0.5e-2 * (1 + np.cos(np.pi * 7 / 8))}
+    for k in range(1, 11):
+        upd, state = tx.update(grads, state, params)
+        lrs = optim.learning_rates(st, groups, k)
+        assert set(lrs) == {"base", "^b$"}
+        applied = {"base": -float(upd["a"][...][0]), "^b$": -float(upd["b"][...][0])}
+        assert -float(upd["c"][...][0]) == pytest.approx(applied["base"], rel=1e-6)
+        for name in lrs:
+            # float32 bias corrections put the update ~1e-5 off the exact formula
+            assert applied[name] == pytest.approx(lrs[name] / (1 + 1e-8), rel=2e-5, abs=1e-12)
+        if k in by_hand:  # optax evaluates the schedule in float32
+            assert lrs["base"] == pytest.approx(by_hand[k], rel=1e-5, abs=1e-12)
+
+
 def test_frozen_params_get_no_optimizer_state(tiny_config):
     tok = tokenizer.load(tiny_config.model.tokenizer)
     model = train.build_model(tiny_config, tok)

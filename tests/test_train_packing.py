@@ -11,7 +11,7 @@ import numpy as np
 from flax import nnx
 
 from cambrian import config as C
-from cambrian import sharding, train
+from cambrian import sharding, train, train_data
 from cambrian.data import chat_templates, loader, tokenizer
 from cambrian.models.losses import loss_fn
 from tests.conftest import small
@@ -33,9 +33,7 @@ def _first_batch(config, workdir):
     mesh, rules = sharding.make_mesh(config.mesh), sharding.Rules.from_config(config)
     graphdef, params = train.init_params(config, tok, mesh, rules)
     model = nnx.merge(graphdef, params)
-    ctx = train._StageCtx("stage1", config.stages.stage1, config, mesh, rules, graphdef, tok,
-                          None, "", workdir, None)
-    batch = next(ctx.data(model))
+    batch = next(train_data.stage_data(config, "stage1", model, tok, mesh, workdir))
     with open(os.path.join(workdir, "stage1_data.json")) as fh:
         return batch, model, json.load(fh)
 

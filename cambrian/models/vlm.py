@@ -29,12 +29,16 @@ class Cambrian(nnx.Module):
         """config: the ``config.model`` section. Pretrained parts are read from their
         checkpoints (``load_pretrained=False`` builds the same structure with random weights,
         e.g. under ``nnx.eval_shape``). The LLM computes in ``config.dtype`` (its weights keep
-        their own dtype) and rematerialises its layers as ``remat`` says (``config.remat``)."""
+        their own dtype) and rematerialises its layers as ``remat`` says (``config.remat``);
+        frozen encoders store and compute in ``config.encoder_dtype``."""
         self.encoders = nnx.Dict()
         self.specs: dict[str, PreprocessSpec] = {}
         self.tokens_per_encoder: dict[str, int] = {}
         for alias, e in config.encoders.items():
-            kw = dict(variant=e.variant, image_size=e.image_size or None, layer=e.layer)
+            # frozen towers may store and run in bfloat16; trained ones keep fp32 weights
+            dtype = config.encoder_dtype if e.frozen else "float32"
+            kw = dict(variant=e.variant, image_size=e.image_size or None, layer=e.layer,
+                      dtype=dtype)
             if e.init == "pretrained" and load_pretrained:
                 if not e.checkpoint:
                     raise FileNotFoundError(
@@ -43,7 +47,7 @@ class Cambrian(nnx.Module):
                 enc = encoders.load(e.family, e.checkpoint, **kw)
             else:
                 enc = encoders.create(e.family, e.variant, image_size=kw["image_size"],
-                                      layer=e.layer, rngs=rngs)
+                                      layer=e.layer, rngs=rngs, dtype=dtype)
             self.encoders[alias] = enc
             spec = encoders.preprocessing(e.family, e.variant)
             size = e.image_size or spec.image_size
