@@ -36,6 +36,10 @@ FAMILY_COLORS = {"siglip": "#0072B2", "clip": "#E69F00", "dinov2": "#009E73",
                  "convnext": "#D55E00", "dfn_clip": "#56B4E9", "eva_clip": "#F0E442",
                  "mae": "#CC79A7", "sam": "#999999", "sd_diffusion": "#882255",
                  "dpt": "#44AA99", "supvit": "#332288", "mocov3": "#AA4499", "ijepa": "#117733"}
+FAMILY_NAMES = {"siglip": "SigLIP", "clip": "CLIP", "dinov2": "DINOv2", "convnext": "ConvNeXt",
+                "dfn_clip": "DFN-CLIP", "eva_clip": "EVA-CLIP", "mae": "MAE", "sam": "SAM",
+                "sd_diffusion": "SD", "dpt": "MiDaS", "supvit": "SupViT", "mocov3": "MoCo v3",
+                "ijepa": "I-JEPA", "aimv2": "AIMv2"}
 WIDTH = 10.0
 PAPER_ALPHA = 0.45
 STYLE = {"font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10, "xtick.labelsize": 9,
@@ -168,7 +172,7 @@ def heatmap(df: pd.DataFrame) -> plt.Figure:
         cb = fig.colorbar(im, ax=ax, shrink=0.8, pad=0.01)
         cb.set_label(clabel, fontsize=8)
         ax.set_title("Scores per benchmark (%; MME-P / 20)"
-                     + ("; colour ranks the runs within each benchmark" if relative else ""))
+                     + ("; colour scaled per benchmark, lowest to highest run" if relative else ""))
     return fig
 
 
@@ -209,21 +213,27 @@ def _place_labels(ax, xs, ys, labels, fontsize=7) -> None:
     a leader line. Call on the final layout."""
     fig = ax.figure
     to_pt = 72.0 / fig.dpi
-    disp = ax.transData.transform(np.c_[xs, ys])
     renderer = fig.canvas.get_renderer()
     width = [ax.text(0, 0, s, fontsize=fontsize).get_window_extent(renderer).width
              for s in labels]
     for t in ax.texts[-len(labels):]:
         t.remove()
-    order = np.argsort(xs)
-    clusters, cur = [], [order[0]]
-    for i in order[1:]:  # a point under the current column's labels joins that column
-        if disp[i, 0] < disp[cur, 0].max() + 8 + max(width[j] for j in cur):
-            cur.append(i)
-        else:
-            clusters.append(cur)
-            cur = [i]
-    clusters.append(cur)
+    for _ in range(10):  # widen the x range until the rightmost column fits in the axes
+        disp = ax.transData.transform(np.c_[xs, ys])
+        order = np.argsort(xs)
+        clusters, cur = [], [order[0]]
+        for i in order[1:]:  # a point under the current column's labels joins that column
+            if disp[i, 0] < disp[cur, 0].max() + 8 + max(width[j] for j in cur):
+                cur.append(i)
+            else:
+                clusters.append(cur)
+                cur = [i]
+        clusters.append(cur)
+        right = max(disp[c, 0].max() + 8 + max(width[j] for j in c) for c in clusters)
+        if right <= ax.bbox.x1:
+            break
+        lo, hi = ax.get_xlim()
+        ax.set_xlim(lo, hi * 1.4)
     step = fontsize * 1.35 / to_pt  # one label height, in pixels
     for members in clusters:
         members = sorted(members, key=lambda i: -disp[i, 1])
@@ -290,7 +300,7 @@ def score_vs_tokens(df: pd.DataFrame, group: str = "overall") -> plt.Figure:
             ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
             _value_ticks(ax, x[ok])
             lo, hi = np.nanmin(x[ok]), np.nanmax(x[ok])
-            ax.set_xlim(lo / 1.15, hi * 2.2)  # room for the labels on the right
+            ax.set_xlim(lo / 1.15, hi * 1.3)  # _place_labels widens it for the labels
             ax.set_xlabel(xlabel)
             ax.grid(alpha=0.3)
             points.append((ax, x[ok], means.to_numpy()[ok], list(means.index[ok])))
@@ -332,8 +342,8 @@ def loss_curves(curves: pd.DataFrame) -> plt.Figure:
             y = d["loss"].to_numpy(dtype=float)
             ax.plot(d["step"], y, color=c, alpha=0.25, linewidth=0.8)
             ax.plot(d["step"], _smooth(y), color=c, linewidth=1.8, label=label)
-            first = d.groupby("stage", sort=False)["step"].min()
-            starts.update({int(s) - 1: st for st, s in first.items()})
+            offset = (d["step"] - d["stage_step"]).groupby(d["stage"], sort=False).first()
+            starts.update({int(o): st for st, o in offset.items()})
         for x, stage in sorted(starts.items()):
             if x > 0:
                 ax.axvline(x, color="0.4", linestyle=":", linewidth=1)
@@ -367,14 +377,13 @@ def attention_mass(att: pd.DataFrame) -> plt.Figure:
             d = att[att["label"] == label]
             benches = list(dict.fromkeys(d["title"]))[::-1]
             left = np.zeros(len(benches))
-            for enc, e in d.groupby("encoder", sort=False):
+            for _, e in d.groupby("encoder", sort=False):
                 e = e.set_index("title").reindex(benches)
                 fam = e["family"].dropna().iloc[0]
                 color = FAMILY_COLORS.get(fam, "#BBBBBB")
                 w = e["mass"].fillna(0).to_numpy()
-                bars = ax.barh(benches, w, left=left, color=color, edgecolor="white",
-                               label=None if enc in seen else enc)
-                seen[enc] = bars
+                bars = ax.barh(benches, w, left=left, color=color, edgecolor="white")
+                seen.setdefault(FAMILY_NAMES.get(fam, fam), bars)  # one legend entry a family
                 for yi, (lft, v) in enumerate(zip(left, w)):
                     if v >= 6:
                         ax.text(lft + v / 2, yi, f"{v:.1f}", ha="center", va="center",
@@ -385,7 +394,7 @@ def attention_mass(att: pd.DataFrame) -> plt.Figure:
             ax.set_xlabel("share of SVA attention (%)")
             ax.set_ylabel("benchmark")
         fig.legend(handles=list(seen.values()), labels=list(seen), loc="outside lower center",
-                   ncol=min(6, len(seen)), frameon=False, title="encoder")
+                   ncol=min(6, len(seen)), frameon=False, title="encoder (family)")
     return fig
 
 
@@ -462,7 +471,8 @@ def save(fig: plt.Figure, path: str) -> str:
     if os.path.exists(manifest):
         with open(manifest) as fh:
             entries = json.load(fh)
-    entries[os.path.basename(path)] = {"kind": fig.get_label(), "axes": describe_axes(fig)}
+    entries[os.path.basename(path)] = {"kind": fig.get_label(), "suptitle": fig.get_suptitle(),
+                                       "axes": describe_axes(fig)}
     with open(manifest, "w") as fh:
         json.dump(entries, fh, indent=1)
     plt.close(fig)
