@@ -111,3 +111,20 @@ def test_select_and_relabel(loaded):
     with pytest.raises(KeyError, match="no column"):
         frames.select(df, encoder="x")
     assert set(frames.relabel(df, {"clip_mlp": "CLIP"})["label"]) >= {"CLIP", "dinov2_mlp"}
+
+
+def test_paper_suite_columns(loaded):
+    # report.json of the paper's suite: MME-P on its 0-2000 scale, CV-Bench's two columns
+    bench = {"mme": {"score": 1500.0, "n": 10, "group": "general"},
+             "mme/vision_off": {"score": 900.0, "n": 10, "group": "general"},
+             "cvbench": {"score": 60.0, "2d": 70.0, "3d": 50.0, "n": 8, "group": "vision_centric"},
+             "cvbench/vision_off": {"score": 40.0, "2d": 45.0, "3d": 35.0, "n": 8,
+                                    "group": "vision_centric"},
+             "pope": {"score": 80.0, "n": 5, "group": None}}
+    run = runs.Run("paper_suite", "x", loaded[0].config, {"benchmarks": bench}, [], {})
+    df = frames.scores([run]).set_index("benchmark")
+    assert df.loc["mme", ["score", "vision_off"]].tolist() == [75.0, 45.0]  # / 20
+    assert df.loc["cvbench_2d", ["score", "vision_off"]].tolist() == [70.0, 45.0]
+    assert df.loc["cvbench_3d", ["score", "vision_off"]].tolist() == [50.0, 35.0]
+    assert df.loc["pope", "group"] == "extra" and df.loc["mme", "title"] == "MME-P"
+    assert math.isnan(tables.group_means(df.reset_index()).loc["paper_suite", "general"])
