@@ -194,7 +194,7 @@ def evaluate(model: vlm.Cambrian, config: mlc.ConfigDict, tokenizer, workdir: st
     bs = config.eval.batch_size
     shard_rows = mesh.devices.size > 1 and bs % mesh.devices.size == 0
     attn = attention.Saver(graphdef, state, config, image_size=size, pad_color=pad_color,
-                           batch_size=bs) if config.eval.save_attention and host == 0 else None
+                           batch_size=bs) if config.eval.save_attention else None
     results: dict[str, dict] = {}
     for vision in modes:
         sub = "predictions" if vision else "predictions_vision_off"
@@ -241,7 +241,7 @@ def evaluate(model: vlm.Cambrian, config: mlc.ConfigDict, tokenizer, workdir: st
             res = bench.score([done[i] for i in ids], config.eval.profile)
             res.update(group=bench.GROUP, seconds=round(time.time() - t0, 2))
             results[bench.NAME if vision else f"{bench.NAME}/vision_off"] = res
-            if attn and vision:
+            if attn and vision and host == 0:
                 attn.save(bench.NAME, samples, workdir)
     _barrier("eval done")  # the merged files are complete when any host returns
     return results

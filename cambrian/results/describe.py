@@ -30,14 +30,14 @@ def _data(config: dict) -> str:
 
 
 @functools.lru_cache(maxsize=256)
-def _geometry(model_json: str) -> tuple[list[int], list[int], int]:
-    """(per-encoder input resolution, per-encoder tokens, visual tokens given to the LLM)."""
+def _geometry(model_json: str) -> tuple[list[int], int]:
+    """(per-encoder input resolution, visual tokens given to the LLM)."""
     from flax import nnx
 
     from cambrian.models import connectors, encoders
 
     model = json.loads(model_json)
-    res, toks, channels, grids = [], [], [], []
+    res, channels, grids = [], [], []
     for e in model["encoders"].values():
         size = e["image_size"] or encoders.preprocessing(e["family"], e["variant"]).image_size
         enc = nnx.eval_shape(lambda e=e: encoders.create(
@@ -47,7 +47,6 @@ def _geometry(model_json: str) -> tuple[list[int], list[int], int]:
             side = int(round(e["tokens"] ** 0.5))  # interpolated to a square grid
             grid = (side, side)
         res.append(int(size))
-        toks.append(int(grid[0] * grid[1]))
         channels.append(int(enc.out_channels))
         grids.append(grid)
     llm = model["llm"]
@@ -56,7 +55,7 @@ def _geometry(model_json: str) -> tuple[list[int], list[int], int]:
         model["connector"]["name"], encoder_channels=channels, encoder_grids=grids, llm_dim=dim,
         rngs=nnx.Rngs(0), **model["connector"]["options"]))
     # the paper counts grid tokens (576 for 24 x 24), not the row-end newline tokens
-    return res, toks, int(conn.grid[0] * conn.grid[1]) if conn.grid else int(conn.num_tokens)
+    return res, int(conn.grid[0] * conn.grid[1]) if conn.grid else int(conn.num_tokens)
 
 
 def describe(config: dict, where: str = "") -> dict:
@@ -81,7 +80,7 @@ def describe(config: dict, where: str = "") -> dict:
         "resolution": None, "resolutions": "", "tokens": None,
     }
     try:
-        res, _, tokens = _geometry(json.dumps(model, sort_keys=True))
+        res, tokens = _geometry(json.dumps(model, sort_keys=True))
     except Exception as e:  # an old or foreign config: the table still loads, without geometry
         warnings.warn(f"{where or 'run'}: cannot work out resolution and visual tokens from "
                       f"config.json ({type(e).__name__}: {e}); those columns are left empty",
