@@ -163,6 +163,8 @@ def base_config() -> mlc.ConfigDict:
     c.eval.max_new_tokens = 0  # 0 = each benchmark's own value
     c.eval.vision = "on"  # "on" | "off" | "both" (the paper's who's-answering check)
     c.eval.profile = "cambrian"
+    # SVA attention mass per encoder on each benchmark -> WORKDIR/attention/<benchmark>.json
+    c.eval.save_attention = False
     return c
 
 
