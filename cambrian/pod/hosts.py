@@ -36,6 +36,7 @@ def read(path: str) -> list[str]:
 class SshHosts:
     hosts: list[str]
     shell: Shell
+    poll_seconds: float = 10.0
 
     @property
     def name(self) -> str:

@@ -111,7 +111,7 @@ class Watch:
 
     STEP = re.compile(r"^\[w0\] .*?(stage\w+) step (\d+) loss")
     RESUMED = re.compile(r"^\[w0\] .*resuming from \S+ step (\d+)")
-    CONFIG = re.compile(r"^\[w0\] config \S+ \(([0-9a-f]+)\)")
+    CONFIG = re.compile(r"^\[w0\] .*?\bconfig \S+ \(([0-9a-f]{16})\)")
 
     def __init__(self, offsets: dict[str, int], config_hash: str, out=None):
         self.offsets, self.config_hash = offsets, config_hash
@@ -390,19 +390,7 @@ def _run(args, launch: Launch) -> int:
     restarts, fresh, interrupted = 0, True, False
     try:
         while True:
-            if fresh:
-                launch.sync(node)
-                launch.install_deps(node)
-            outcome = launch.start(node)
-            tries = 0
-            while outcome.kind == "detached" and tries < ATTACH_TRIES:
-                tries += 1
-                log.warning("lost the connection to the run (%s): reattaching (%d/%d)",
-                            outcome.detail, tries, ATTACH_TRIES)
-                time.sleep(min(cluster.poll_seconds if hasattr(cluster, "poll_seconds")
-                               else 10, 10))
-                launch.watch.new_attempt()
-                outcome = launch.start(node, "attach")
+            outcome = _attempt(launch, node, fresh, can_retry=restarts < args.retries)
             if outcome.kind in ("ok", "failed", "busy"):
                 return _finish(args, launch, outcome)
             if restarts >= args.retries:
@@ -427,6 +415,30 @@ def _run(args, launch: Launch) -> int:
         if args.delete_after and not interrupted:
             log.info("--delete-after: deleting %s", cluster.name)
             cluster.delete()
+
+
+def _attempt(launch: Launch, node, fresh: bool, can_retry: bool) -> Outcome:
+    """One start of the run (code and install first on ``fresh`` VMs); a dropped connection
+    is reattached to, ATTACH_TRIES times."""
+    cluster = launch.cluster
+    if fresh:
+        try:
+            launch.sync(node)
+            launch.install_deps(node)
+        except PodError as e:
+            if not can_retry or cluster.healthy():
+                raise
+            return Outcome("preempted", 143, f"slice lost while setting up ({e})")
+    outcome = launch.start(node)
+    tries = 0
+    while outcome.kind == "detached" and tries < ATTACH_TRIES:
+        tries += 1
+        log.warning("lost the connection to the run (%s): reattaching (%d/%d)",
+                    outcome.detail, tries, ATTACH_TRIES)
+        time.sleep(cluster.poll_seconds)
+        launch.watch.new_attempt()
+        outcome = launch.start(node, "attach")
+    return outcome
 
 
 def _finish(args, launch: Launch, outcome: Outcome) -> int:

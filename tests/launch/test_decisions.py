@@ -36,6 +36,9 @@ def test_watch_counts_steps_over_stages_and_logs_the_steps_a_restart_lost(caplog
                  "[w0] 10:00:01 INFO stage2 step 37 loss 1.0", "@@cambrian-worker 0 exit 143"):
         w.line(line)
     assert w.last_step == 137 and w.exits == {0: "143"}
+    with caplog.at_level(logging.WARNING, logger="cambrian.pod"):
+        w.line("[w0] config encoders/dinov2.py (0123456789abcdef) -> gs://b/r")
+    assert "worker 0 built config 0123456789abcdef, this machine abc" in caplog.text
     w.new_attempt(restart=1)
     assert w.exits == {}
     with caplog.at_level(logging.INFO, logger="cambrian.pod"):

@@ -50,4 +50,5 @@ def test_a_preempted_slice_is_recreated_and_the_run_resumes(pod, tmp_path):
     assert "restart 1/2 after SIGTERM" in r.stderr
     assert f"restart 1 resumed from step {resumed}" in r.stderr
     assert "steps lost: 0" in r.stderr
+    assert "its environment differs" not in r.stderr  # the workers built this config
     assert checkpoint.latest(checkpoint.manager(workdir, 2, read_only=True)) == STEPS
