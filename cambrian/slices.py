@@ -12,8 +12,8 @@ weights and AdamW moments -- with the numerics and memory knobs chosen for that 
   grad_accum);
 * ``tensor``: chips per tensor-parallel group (``mesh.tensor``, sharding ``fsdp_tp``); weights,
   optimizer state and gradients are sharded over all chips either way (``mesh.fsdp=-1``);
-* ``save_every``: steps between checkpoints, about 20 minutes of training at the step time
-  the README estimates, so a preemption loses at most that.
+* ``save_every``: steps between checkpoints, 8-16 minutes of training at the step times the
+  README estimates, so a preemption without warning loses at most that.
 
 The values were picked with the launcher's dry run (``launch/tpu.py --dry-run --topology``,
 ``cambrian/aot.py``); the README's "Running on a TPU pod" lists the per-chip memory of each.

@@ -92,3 +92,15 @@ def test_memory_advice_names_the_knob_of_the_largest_part():
         "or a larger slice, or the config's slice preset (:v4-128, :v5p-128; README)")
     r["per_device_gib"].update(params=9.0, optimizer=18.0, gradients=9.0, activations=5.0)
     assert memory.advice(r).startswith("the weights, optimizer state and gradients take 36.0")
+
+
+def test_memory_estimate_compiles_each_stage_for_the_slice(tiny_config):
+    tiny_config.stages.stage1.steps = 0  # stages without steps are not checked
+    out = memory.estimate(tiny_config, "v5e-1")  # one chip: this process's one CPU device
+    assert [r["stage"] for r in out] == ["stage2"]
+    for r in out:
+        assert r["method"] == "compiled" and r["fits"] and r["budget_gib"] == 14.4
+        g = r["per_device_gib"]
+        assert g["total"] == pytest.approx(g["params"] + g["optimizer"] + g["batch"]
+                                           + g["activations"], abs=0.02)
+        assert r["flops_per_device"] > 0 and r["step_seconds_estimate"] is not None
