@@ -300,76 +300,85 @@ def _workdir(args, s: settings.Settings, config_spec: str) -> str:
     return f"{s.bucket.rstrip('/')}/{w}"
 
 
+def _validate(args) -> settings.Settings:
+    """Settings and flag combinations; exports the settings' [env] before the config exists."""
+    s = settings.load()
+    if "cambrian.config" in sys.modules:  # it reads $CAMBRIAN_CHECKPOINTS / DATA on import
+        cfg = sys.modules["cambrian.config"]
+        for var in settings.FORWARDED_ENV:
+            if var in s.env and getattr(cfg, var.removeprefix("CAMBRIAN_")) != s.env[var]:
+                raise PodError(f"${var} must be set before cambrian.config is imported")
+    os.environ.update(s.env)  # the config is built here as the workers will build it
+    args.workdir = _workdir(args, s, args.config)
+    if args.tpu and args.hosts:
+        raise PodError("--tpu and --hosts exclude each other")
+    if args.tpu and not (args.zone or s.zone):
+        raise PodError(f"--zone is required with --tpu (or zone in {settings.DEFAULT_PATH} / "
+                       "$CAMBRIAN_ZONE)")
+    if args.create and not (args.accelerator and (args.version or s.runtime_version)):
+        raise PodError("--create needs --accelerator (e.g. v4-128) and --version (the TPU "
+                       "runtime, e.g. tpu-ubuntu2204-base; or runtime_version in "
+                       f"{settings.DEFAULT_PATH})")
+    if (args.attach or args.stop) and (args.create or args.delete_after):
+        raise PodError("--attach / --stop act on a running slice: drop --create / "
+                       "--delete-after")
+    if args.hosts and (args.create or args.delete_after or args.spot):
+        raise PodError("--create / --delete-after / --spot are for --tpu; --hosts uses the "
+                       "hosts as they are")
+    bad = [e for e in args.env if "=" not in e]
+    if bad:
+        raise PodError(f"--env {bad[0]!r}: expected KEY=VALUE")
+    if args.hosts and not args.accelerator and not args.no_memory_check:
+        log.info("memory check skipped: it knows TPU slices (--accelerator); check a GPU "
+                 "host with launch/tpu.py --dry-run on it")
+        args.no_memory_check = True
+    args.no_memory_check = args.no_memory_check or args.attach or args.stop
+    return s
+
+
 def main(args: argparse.Namespace, overrides: list[str]) -> int:
     """The launch; returns worker 0's exit status (2 for a config / preflight error)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s",
+                        datefmt="%H:%M:%S")
+    try:
+        s = _validate(args)
+    except (settings.SettingsError, PodError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     from cambrian import config as config_lib
     from cambrian import preflight
     from cambrian.pod import gcloud, hosts
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s",
-                        datefmt="%H:%M:%S")
     try:
-        s = settings.load()
-        os.environ.update(s.env)  # the config below is built as the workers will build it
-        for var in settings.FORWARDED_ENV:
-            if var in s.env and getattr(config_lib, var.removeprefix("CAMBRIAN_")) != s.env[var]:
-                raise PodError(f"${var} must be set before cambrian.config is imported")
-        args.workdir = _workdir(args, s, args.config)
-        if args.tpu and args.hosts:
-            raise PodError("--tpu and --hosts exclude each other")
-        if args.tpu and not (args.zone or s.zone):
-            raise PodError(f"--zone is required with --tpu (or zone in {settings.DEFAULT_PATH}"
-                           " / $CAMBRIAN_ZONE)")
-        if args.create and not (args.accelerator and (args.version or s.runtime_version)):
-            raise PodError("--create needs --accelerator (e.g. v4-128) and --version (the TPU "
-                           "runtime, e.g. tpu-ubuntu2204-base; or runtime_version in "
-                           f"{settings.DEFAULT_PATH})")
-        if (args.attach or args.stop) and (args.create or args.delete_after):
-            raise PodError("--attach / --stop act on a running slice: drop --create / "
-                           "--delete-after")
-        if args.hosts and not args.accelerator and not args.no_memory_check:
-            log.info("memory check skipped: it knows TPU slices (--accelerator); check a GPU "
-                     "host with launch/tpu.py --dry-run on it")
-            args.no_memory_check = True
-        args.no_memory_check = args.no_memory_check or args.attach or args.stop
         config = _config_and_checks(args, overrides)
-    except (config_lib.ConfigError, preflight.PreflightError, settings.SettingsError,
-            PodError) as e:
+        shell = Shell(dry_run=args.dry_run)
+        if args.tpu:
+            cluster = gcloud.TpuPod(args.tpu, args.zone or s.zone, args.project or s.project,
+                                    shell, args.accelerator, args.version or s.runtime_version,
+                                    args.spot, s.poll_seconds)
+        else:
+            cluster = hosts.SshHosts(hosts.read(args.hosts), shell)
+    except (config_lib.ConfigError, preflight.PreflightError, PodError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-
-    shell = Shell(dry_run=args.dry_run)
-    if args.tpu:
-        cluster = gcloud.TpuPod(args.tpu, args.zone or s.zone, args.project or s.project, shell,
-                                args.accelerator, args.version or s.runtime_version, args.spot,
-                                s.poll_seconds)
-    else:
-        cluster = hosts.SshHosts(hosts.read(args.hosts), shell)
     run_args = ["--config", args.config, *overrides, "--workdir", args.workdir]
     run_args += ["--skip-eval"] if args.skip_eval else []
-    bad = [e for e in args.env if "=" not in e]
-    if bad:
-        print(f"error: --env {bad[0]!r}: expected KEY=VALUE", file=sys.stderr)
-        return 2
     env = {**s.env, **dict(e.split("=", 1) for e in args.env)}
-    from cambrian.config import config_hash
-
     launch = Launch(cluster, shell, bundle.make(os.path.join(tempfile.gettempdir(),
                                                              "cambrian-bundles")),
                     run_args, args.workdir, env, not args.no_install,
-                    "tpu" if args.tpu else "gpu", Watch(stage_offsets(config),
-                                                        config_hash(config)))
+                    "tpu" if args.tpu else "gpu",
+                    Watch(stage_offsets(config), config_lib.config_hash(config)))
     try:
         return _run(args, launch)
     except PodError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
+        kept = (f"; the slice is NOT deleted: gcloud compute tpus queued-resources delete "
+                f"{args.tpu} --zone={cluster.zone} --force" if args.delete_after else "")
         print("\ninterrupted: the run goes on on the workers; follow it again with the same "
-              "command plus --attach, stop it with --stop"
-              + (f"; the slice is NOT deleted: gcloud compute tpus queued-resources delete "
-                 f"{args.tpu} --zone={cluster.zone} --force" if args.delete_after else ""),
-              file=sys.stderr)
+              "command plus --attach, stop it with --stop" + kept, file=sys.stderr)
         return 130
 
 

@@ -127,8 +127,10 @@ def check(spec: str, overrides: list[str], config, accelerator: str) -> list[dic
            "--accelerator", accelerator, *overrides]
     r = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if r.returncode:
-        raise RuntimeError(f"memory check failed ({' '.join(cmd)}):\n{r.stderr[-3000:]}\n"
-                           "skip it with --no-memory-check")
+        from cambrian.pod.shell import PodError
+
+        raise PodError(f"memory check failed ({' '.join(cmd)}):\n{r.stderr[-3000:]}\n"
+                       "skip it with --no-memory-check")
     results = json.loads(r.stdout.strip().splitlines()[-1])
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path + ".tmp", "w") as fh:

@@ -118,3 +118,16 @@ def test_hosts_fan_out_one_ssh_per_host_with_its_process_id(pod, tmp_path):
         assert f"--worker-id {i} --coordinator gpu-a:8476 --num-processes 2" in line
         assert "--env XLA_FLAGS=--x" in line and "bash cambrian/pod/install.sh" not in line
     assert "install.sh ~/cambrian/venv-" in r.stderr and " gpu" in r.stderr
+
+
+def test_launch_toml_defaults_reach_the_config_and_every_worker(pod):
+    (pod.tmp / "launch.toml").write_text(
+        'project = "p-file"\nzone = "z-file"\nbucket = "gs://bkt"\n'
+        '[env]\nCAMBRIAN_DATA = "/fake/data"\n')
+    r = pod.launch("--config", "encoders/dinov2.py", "--workdir", "runs/x", "--tpu", "t1",
+                   "--dry-run", "--no-memory-check")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert '"/fake/data/cambrian_737k.jsonl"' in r.stdout  # built as the workers build it
+    run = next(ln for ln in r.stderr.splitlines() if "worker run" in ln)
+    assert "--env CAMBRIAN_DATA=/fake/data" in run and "--workdir gs://bkt/runs/x" in run
+    assert "--zone=z-file" in run and "--project=p-file" in run
