@@ -9,7 +9,7 @@
    (``--create``), or found;
 3. ``bundle``: the code (git HEAD plus uncommitted changes) is copied to every worker and the
    ``[tpu]`` extra installed once per VM (keyed by the pyproject hash);
-4. ``worker`` (runs on each worker): the run starts detached from the ssh session, its log
+4. ``worker`` (runs on each worker): the run starts detached from the ssh connection, its log
    streams back with a worker prefix (worker 0 in full, the others' errors), and every worker
    reports its exit status;
 5. ``launch``: the loop -- a preempted slice (exit 143, a lost worker, state PREEMPTED) is

@@ -1,10 +1,10 @@
-"""What runs on each worker: start a run detached from the ssh session, stream its log, stop it.
+"""What runs on each worker: start a run detached from the ssh connection, stream its log, stop it.
 
     python -m cambrian.pod.worker run --run-dir ~/cambrian/runs/ID [--coordinator H:P
         --num-processes N] [--env K=V ...] -- launch/tpu.py --config ... --workdir ...
     python -m cambrian.pod.worker attach|stop --run-dir ~/cambrian/runs/ID
 
-``run`` starts ``python ARGS...`` under a supervisor in its own session (a dropped ssh
+``run`` starts ``python ARGS...`` under a supervisor in its own process group (a dropped ssh
 connection does not stop it), its output going to ``RUN_DIR/log``; then it follows that log:
 worker 0 prints every line, the other workers only lines that look like errors (and everything
 after a traceback), each prefixed ``[wI]``. When the run ends it prints the marker line
@@ -126,7 +126,7 @@ class Printer:
         try:
             self.out.write(f"[w{self.wid}] {text}\n")
             self.out.flush()
-        except BrokenPipeError:  # the ssh session went away; the run itself goes on
+        except BrokenPipeError:  # the ssh connection went away; the run itself goes on
             sys.exit(0)
 
     def line(self, text: str, progress: bool = False) -> None:
