@@ -49,6 +49,8 @@ import statistics
 import time
 import traceback
 
+from cambrian import runlog
+
 LLAMA_1B = dict(hidden_size=2048, intermediate_size=8192, num_layers=16, num_heads=32,
                 num_kv_heads=8, head_dim=64, rope_theta=500000.0)
 VOCAB_1B = 128256
@@ -60,8 +62,6 @@ TINY_VOCAB = 512
 ORDER = ("16:none:cudnn:512", "8:none:cudnn:512", "12:none:cudnn:512", "8:none:cudnn:0",
          "8:none:cudnn_mask:0", "16:dots:cudnn:512", "4:dots:einsum:0", "8:none:einsum:512")
 TINY_ORDER = ("2:dots:xla:0", "2:dots:xla:16")
-# bf16 dense tensor-core peaks (FLOP/s) by device kind, most specific first.
-PEAKS = (("H100 PCIe", 756e12), ("H100", 989e12), ("H200", 989e12), ("A100", 312e12))
 
 
 # ------------------------------------------------------------------------------ FLOP counting
@@ -206,9 +206,8 @@ def measured_matmul(n: int, dtype: str, repeats: int = 5, inner: int = 10) -> fl
 
 
 def device_peak(kind: str, override_tflops: float | None) -> float | None:
-    if override_tflops:
-        return override_tflops * 1e12
-    return next((p for name, p in PEAKS if name.lower() in kind.lower()), None)
+    """bf16 dense peak FLOP/s of one device: the trainer's table (``runlog.PEAK_FLOPS``)."""
+    return runlog.peak_flops(kind, override_tflops or 0.0)
 
 
 def parse_configs(text: str) -> list[tuple[int, str, str, int]]:

@@ -29,6 +29,7 @@ import logging
 import time
 
 from cambrian import fileio
+from cambrian.data import readers
 
 log = logging.getLogger("cambrian")
 
@@ -92,19 +93,12 @@ def read_rows(path: str) -> list[dict]:
     """metrics.jsonl's rows; a last line cut short by a killed run is dropped with a warning."""
     if not fileio.exists(path):
         return []
-    lines = fileio.read_text(path).splitlines()
     rows = []
-    for i, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError as e:
-            if i < len(lines):
-                raise RunError(f"{path} line {i} is not JSON ({e}); delete that line (or the "
-                               "file, losing the record of earlier steps) and rerun") from e
-            log.warning("%s line %d is cut short (the run was killed while writing it); "
-                        "dropped", path, i)
+    for rec, where in readers.read_jsonl(path, cut_last_line=True):
+        if isinstance(rec, readers.BadRecord):
+            raise RunError(f"{where} is not JSON ({rec.detail}); delete that line (or the "
+                           "file, losing the record of earlier steps) and rerun")
+        rows.append(rec)
     return rows
 
 

@@ -1,12 +1,16 @@
-"""Entry point: build + validate a config, then run it here (CPU / GPU / one TPU VM / pod worker).
+"""Entry point: build + validate a config, then run it here (CPU / GPU / one TPU VM / pod worker),
+or on every worker of a TPU pod / list of hosts (``--tpu`` / ``--hosts``: cambrian/pod/).
 
     python launch/tpu.py --config encoders/dinov2.py:runlocal --workdir runs/dinov2-local
     python launch/tpu.py --config encoders/dinov2.py --workdir gs://BUCKET/runs/x --config.seed=1
     python launch/tpu.py --config connectors/sva.py --workdir /tmp/x --dry-run --topology v4-128
+    python launch/tpu.py --config encoders/dinov2.py:v4-128 --workdir gs://BUCKET/runs/x \
+        --tpu NAME --zone us-central2-b --accelerator v4-128 [--create --version RUNTIME]
 
 Every ``--config.a.b=value`` overrides one field of the resolved config; unknown keys are errors.
-On a TPU pod run the same command on every worker (``gcloud ... tpu-vm ssh --worker=all``); CPU/GPU
-clusters add ``--coordinator HOST:PORT --num-processes N --process-id I``. ``--dry-run`` compiles
+With ``--tpu`` / ``--hosts`` the launcher runs this same command on every worker (README, "Running
+on a TPU pod"); a worker's process runs it without them. CPU/GPU clusters under a scheduler add
+``--coordinator HOST:PORT --num-processes N --process-id I``. ``--dry-run`` compiles
 the train step on abstract shapes for the configured mesh (no weights are read) and prints
 per-device memory and FLOPs. Exit status 143 means a SIGTERM checkpoint was written: rerunning
 the same command resumes. An error the user can fix (a config, a missing file, a bad record, a
@@ -50,7 +54,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--traceback", action="store_true",
                    default=os.environ.get("CAMBRIAN_TRACEBACK", "") not in ("", "0"),
                    help="on an error, show the traceback instead of one line")
+    from cambrian.pod import launch as pod
+
+    pod.add_arguments(p)
     args = p.parse_args(rest)
+    if pod.wanted(args):
+        return pod.main(args, overrides)
     if not (args.workdir or args.print_config or args.dry_run):
         p.error("--workdir is required")
 
@@ -66,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
             print(config_lib.to_json(config))
             return 0
         if not args.dry_run:
-            preflight.check(config)
+            preflight.check(config, evaluate=not args.skip_eval)
     except (config_lib.ConfigError, preflight.PreflightError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

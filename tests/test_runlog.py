@@ -48,7 +48,7 @@ def test_metrics_continue_across_a_resume_without_duplicate_steps(tmp_path, capl
     # resumed from the checkpoint at step 5 (stage 2, step 1): steps 6 and 7 are replayed
     with caplog.at_level(logging.WARNING, logger="cambrian"):
         rec = runlog.Recorder(_config(), wd, restored_step=5, main=True)
-    assert "line 8 is cut short" in caplog.text
+    assert "metrics.jsonl:8: ignoring the unfinished last line" in caplog.text
     assert rec.losses("stage2") == ([1], [4.0])
     for s in range(2, 5):
         rec.write(_row("stage2", 4 + s, s, 40.0 - s))
