@@ -66,7 +66,7 @@ def test_metrics_continue_across_a_resume_without_duplicate_steps(tmp_path, capl
 
 def test_a_corrupt_line_before_the_last_is_an_error_naming_it(tmp_path):
     (tmp_path / "metrics.jsonl").write_text('{"step": 1}\nnot json\n{"step": 2}\n')
-    with pytest.raises(runlog.RunError, match=r"metrics.jsonl line 2 is not JSON"):
+    with pytest.raises(runlog.RunError, match=r"metrics.jsonl:2 is not JSON"):
         runlog.Recorder(_config(), str(tmp_path), restored_step=2, main=True)
 
 
