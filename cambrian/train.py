@@ -133,7 +133,7 @@ def make_train_step(graphdef, tx: optax.GradientTransformation, *, grad_accum: i
 
     def sums(trainable, frozen, batch):
         def f(tr):
-            model = nnx.merge(graphdef, tr, frozen)
+            model = nnx.merge(graphdef, tr, frozen, copy=True)
             logits, out = model(batch, with_logits=not loss_chunk, packed=packed)
             if loss_chunk:
                 lm = model.llm

@@ -167,3 +167,12 @@ def test_remat_same_gradients_and_bf16_keeps_fp32_masters(cache_dir):
     dts = {path[0]: v.dtype for path, v in nnx.to_flat_state(nnx.state(model, nnx.Param))}
     assert dts["llm"] == jnp.float32 and dts["connector"] == jnp.float32
     assert dts["encoders"] == jnp.bfloat16
+
+
+def test_remat_traces_with_a_frozen_llm(tiny_config):
+    """Stage 1 freezes the LLM: its rematerialised layers must not write to the frozen params
+    (flax raised TraceContextError when the merged model shared them across trace levels)."""
+    from cambrian import aot
+
+    tiny_config.remat = "full"
+    assert aot.dry_run(tiny_config, stage="stage1", compile=False)
