@@ -23,6 +23,7 @@ import time
 import jax
 import jax.numpy as jnp
 import ml_collections as mlc
+import numpy as np
 import optax
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec
@@ -95,10 +96,13 @@ def init_params(config: mlc.ConfigDict, tokenizer, mesh, rules: sharding.Rules):
         # LLVM's optimiser spends ~10 s on a run-once RNG program on CPU; level 0 takes ~1 s.
         opts = {"xla_backend_optimization_level": 0} if jax.default_backend() == "cpu" else {}
         return graphdef, init.compile(compiler_options=opts)()
-    model = build_model(config, tokenizer)
+    # Converters read checkpoints into host memory: build there, not on accelerator 0 (an 8B
+    # model does not fit one chip), then each process puts only its own shards on its devices.
+    with jax.default_device(jax.local_devices(backend="cpu")[0]):
+        model = build_model(config, tokenizer)
     graphdef, params = nnx.split(model, nnx.Param)
     shardings = sharding.state_shardings(params, mesh, rules)
-    params = jax.tree.map(lambda x, s: sharding.put_host_array(jax.device_get(x), s),
+    params = jax.tree.map(lambda x, s: sharding.put_host_array(np.asarray(x), s),
                           params, shardings)
     return graphdef, params
 

@@ -23,6 +23,7 @@ import logging
 import time
 
 import jax
+import jax.numpy as jnp
 import ml_collections as mlc
 import numpy as np
 from flax import nnx
@@ -60,6 +61,17 @@ def _local_copy(state):
         return np.asarray(multihost_utils.process_allgather(x, tiled=True))
 
     return jax.tree.map(one, state)
+
+
+def _llm_in_compute_dtype(state, dtype: str):
+    """The LLM's floating-point weights stored in its compute dtype: the LLM casts every weight
+    to that dtype where it uses it, so the outputs are the same and a bf16 run's replicated eval
+    copy takes half the memory of its fp32 training masters."""
+    if dtype == "float32":
+        return state
+    state["llm"] = jax.tree.map(
+        lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x, state["llm"])
+    return state
 
 
 _DECODERS: list[tuple] = []  # (graphdef, settings, jitted decoder), most recent last
@@ -165,7 +177,8 @@ def evaluate(model: vlm.Cambrian, config: mlc.ConfigDict, tokenizer, workdir: st
     graphdef, state = nnx.split(model)
     # Data-parallel decoding over this process's devices: params replicated, batch rows sharded.
     mesh = Mesh(np.asarray(jax.local_devices()).reshape(-1, 1, 1), sharding.MESH_AXES)
-    state = jax.device_put(_local_copy(state), sharding.replicated(mesh))
+    state = _llm_in_compute_dtype(_local_copy(state), config.model.dtype)
+    state = jax.device_put(state, sharding.replicated(mesh))
     size, pad_color = model.host_image_size(config.data.image_size), model.pad_color
     decode = _Decoder(graphdef, state, mesh, tokenizer, config, model.num_image_tokens, size,
                       pad_color)
