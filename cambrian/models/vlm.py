@@ -18,9 +18,14 @@ import numpy as np
 from flax import nnx
 
 from cambrian.models import connectors, encoders, llm
+from cambrian.models.encoders import common as encoder_common
 from cambrian.models.encoders.preprocess import PreprocessSpec
 from cambrian.models.llm.generate import decode_embeds, eos_array, stop_table
 from cambrian.models.tokens import IMAGE_TOKEN
+
+# batch key prefix of an encoder's precomputed features: ``features/<alias>`` float32[B, (K,) h,
+# w, C] (cambrian/feature_cache.py) replaces running that encoder on ``image``
+CACHED = "features/"
 
 
 class Cambrian(nnx.Module):
@@ -30,8 +35,11 @@ class Cambrian(nnx.Module):
         checkpoints (``load_pretrained=False`` builds the same structure with random weights,
         e.g. under ``nnx.eval_shape``). The LLM computes in ``config.dtype`` (its weights keep
         their own dtype) and rematerialises its layers as ``remat`` says (``config.remat``);
-        frozen encoders store and compute in ``config.encoder_dtype``."""
+        frozen encoders store and compute in ``config.encoder_dtype``; unfrozen ones recompute
+        their blocks in the backward pass when ``config.encoder_remat``."""
         self.encoders = nnx.Dict()
+        self.remat_encoders: tuple[str, ...] = tuple(
+            a for a, e in config.encoders.items() if config.encoder_remat and not e.frozen)
         self.specs: dict[str, PreprocessSpec] = {}
         self.tokens_per_encoder: dict[str, int] = {}
         for alias, e in config.encoders.items():
@@ -103,18 +111,30 @@ class Cambrian(nnx.Module):
 
     # ----------------------------------------------------------------------------- vision
 
-    def encode_images(self, images: jax.Array, image_box: jax.Array):
-        """uint8[B, S, S, 3] + float32[B, 4] -> (visual tokens float[B, N, D], connector out)."""
-        feats, valid = [], []
+    def tower_features(self, alias: str, images: jax.Array) -> jax.Array:
+        """uint8[B, S, S, 3] -> float32[B, h, w, C]: encoder ``alias``'s features (what
+        ``cambrian.feature_cache`` stores), before any token interpolation."""
+        enc, spec = self.encoders[alias], self.specs[alias]
         x = images.astype(jnp.float32)
-        for alias, enc in self.encoders.items():
-            spec = self.specs[alias]
-            s = spec.image_size
-            pix = x if x.shape[1] == s else jax.image.resize(
-                x, (x.shape[0], s, s, 3), "bicubic", antialias=True)
-            mean = jnp.asarray(spec.mean, jnp.float32) * 255.0
-            std = jnp.asarray(spec.std, jnp.float32) * 255.0
+        s = spec.image_size
+        pix = x if x.shape[1] == s else jax.image.resize(
+            x, (x.shape[0], s, s, 3), "bicubic", antialias=True)
+        mean = jnp.asarray(spec.mean, jnp.float32) * 255.0
+        std = jnp.asarray(spec.std, jnp.float32) * 255.0
+        with encoder_common.remat_blocks(alias in self.remat_encoders):
             f, _ = enc((pix - mean) / std)
+        return f.astype(jnp.float32)
+
+    def encode_images(self, images: jax.Array | None, image_box: jax.Array,
+                      cached: dict | None = None):
+        """uint8[B, S, S, 3] + float32[B, 4] -> (visual tokens float[B, N, D], connector out).
+
+        ``cached``: alias -> float32[B, h, w, C] precomputed features of that (frozen) encoder,
+        used instead of running it (``images`` may then be None if every encoder is cached)."""
+        feats, valid = [], []
+        cached = cached or {}
+        for alias in self.encoders:
+            f = cached[alias] if alias in cached else self.tower_features(alias, images)
             n = self.tokens_per_encoder[alias]
             if n:
                 f = encoders.features.interpolate_to_tokens(f, n)
@@ -131,11 +151,15 @@ class Cambrian(nnx.Module):
         embeds = self.llm.embed(jnp.where(is_img, 0, tokens))
         seg = batch["segment_ids"]
         hook = None
-        if vision and "image" in batch:
-            images, box = batch["image"], batch["image_box"]
-            k = images.shape[1] if images.ndim == 5 else 1
-            vis, cout = self.encode_images(images.reshape(-1, *images.shape[-3:]),
-                                           box.reshape(-1, 4))
+        if vision and ("image" in batch or any(k.startswith(CACHED) for k in batch)):
+            box = batch["image_box"]
+            k = box.shape[1] if box.ndim == 3 else 1
+            images = batch.get("image")
+            if images is not None:
+                images = images.reshape(-1, *images.shape[-3:])
+            cached = {a: batch[CACHED + a].reshape(-1, *batch[CACHED + a].shape[-3:])
+                      for a in self.encoders if CACHED + a in batch}
+            vis, cout = self.encode_images(images, box.reshape(-1, 4), cached)
             b, n = tokens.shape[0], vis.shape[1]
             # A row's K images fill its visual-token slots one after another (packed rows).
             vis = vis.reshape(b, k * n, vis.shape[-1])

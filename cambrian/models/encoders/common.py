@@ -9,21 +9,31 @@ LayerNorm / Dense / attention layers and the ``PatchTower`` base of the ViT-like
 patchifying, resampling of position grids exactly as ``torch.nn.functional.interpolate`` does it,
 ``TowerConfig`` and the variant-table lookup of the config-dataclass families.
 
+Sharding: parameters are placed on the mesh by their logical names like the LLM's (``embed`` over
+``fsdp``, ``heads`` / ``mlp`` over ``tensor`` under ``fsdp_tp``); ``run_blocks`` keeps the token
+activations split over the batch axes and, inside ``remat_blocks()``, recomputes each block in
+the backward pass (unfrozen towers, ``model.encoder_remat``). Every family that runs its blocks
+through ``run_blocks`` inherits both.
+
 Einsum letters: b batch, n/m query/key tokens, h heads, d head_dim, c embed, y/x (Y/X) rows and
 columns of a grid before (after) resampling.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+
+from cambrian import sharding
 
 Array = jax.Array
 M = TypeVar("M", bound=nnx.Module)
@@ -189,12 +199,37 @@ class PatchTower(nnx.Module):
         return self.patch_embed(patchify(pixels.astype(cfg.dtype), cfg.patch))
 
 
+_REMAT = contextvars.ContextVar("remat_blocks", default=False)
+
+
+@contextlib.contextmanager
+def remat_blocks(on: bool = True) -> Iterator[None]:
+    """Towers run inside this context recompute each block's activations in the backward pass
+    (``jax.checkpoint`` per block) instead of keeping them: only block inputs are saved."""
+    token = _REMAT.set(on)
+    try:
+        yield
+    finally:
+        _REMAT.reset(token)
+
+
+def _call_block(blk, x: Array, *args) -> Array:
+    return blk(x, *args)
+
+
+_call_block_remat = nnx.remat(_call_block, prevent_cse=True)
+
+
 def run_blocks(blocks, x: Array, *args) -> tuple[Array, list[Array]]:
     """``x`` through each block in turn (extra ``args`` passed to every block); returns the output
-    and HF's ``hidden_states``: [input, after block 1, ..., after the last block]."""
+    and HF's ``hidden_states``: [input, after block 1, ..., after the last block].
+
+    Each block's output is constrained to the batch sharding (a no-op without a mesh), and is
+    rematerialised inside ``remat_blocks()``."""
+    call = _call_block_remat if _REMAT.get() else _call_block
     hidden = [x]
     for blk in blocks:
-        x = blk(x, *args)
+        x = sharding.constrain(call(blk, x, *args), ("batch",) + (None,) * (x.ndim - 1))
         hidden.append(x)
     return x, hidden
 
