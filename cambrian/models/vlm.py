@@ -43,23 +43,8 @@ class Cambrian(nnx.Module):
         self.specs: dict[str, PreprocessSpec] = {}
         self.tokens_per_encoder: dict[str, int] = {}
         for alias, e in config.encoders.items():
-            # frozen towers may store and run in bfloat16; trained ones keep fp32 weights
-            dtype = config.encoder_dtype if e.frozen else "float32"
-            kw = dict(variant=e.variant, image_size=e.image_size or None, layer=e.layer,
-                      dtype=dtype)
-            if e.init == "pretrained" and load_pretrained:
-                if not e.checkpoint:
-                    raise FileNotFoundError(
-                        f"model.encoders.{alias}.checkpoint is empty: set it to the {e.family} "
-                        f"{e.variant} checkpoint directory (see README, 'Checkpoints')")
-                enc = encoders.load(e.family, e.checkpoint, **kw)
-            else:
-                enc = encoders.create(e.family, e.variant, image_size=kw["image_size"],
-                                      layer=e.layer, rngs=rngs, dtype=dtype)
-            self.encoders[alias] = enc
-            spec = encoders.preprocessing(e.family, e.variant)
-            size = e.image_size or spec.image_size
-            self.specs[alias] = spec.with_size(size)
+            self.encoders[alias], self.specs[alias] = build_encoder(
+                config, alias, rngs=rngs, load_pretrained=load_pretrained)
             self.tokens_per_encoder[alias] = e.tokens
         self.grids = [self._grid(a) for a in self.encoders]
         numerics = dict(attention=config.llm.attention, dtype=config.dtype, remat=remat)
@@ -75,12 +60,11 @@ class Cambrian(nnx.Module):
     @property
     def pad_color(self) -> tuple[float, float, float]:
         """Pad-to-square fill: the first encoder's pad colour (Cambrian: its processor mean)."""
-        spec = next(iter(self.specs.values()))
-        return spec.pad_color or spec.mean
+        return pad_color(self.specs)
 
     def host_image_size(self, override: int = 0) -> int:
         """Side of the square images the host feeds: ``override`` or the largest encoder's."""
-        return override or max(s.image_size for s in self.specs.values())
+        return host_image_size(self.specs, override)
 
     def _grid(self, alias: str) -> tuple[int, int]:
         n = self.tokens_per_encoder[alias]
@@ -114,16 +98,8 @@ class Cambrian(nnx.Module):
     def tower_features(self, alias: str, images: jax.Array) -> jax.Array:
         """uint8[B, S, S, 3] -> float32[B, h, w, C]: encoder ``alias``'s features (what
         ``cambrian.feature_cache`` stores), before any token interpolation."""
-        enc, spec = self.encoders[alias], self.specs[alias]
-        x = images.astype(jnp.float32)
-        s = spec.image_size
-        pix = x if x.shape[1] == s else jax.image.resize(
-            x, (x.shape[0], s, s, 3), "bicubic", antialias=True)
-        mean = jnp.asarray(spec.mean, jnp.float32) * 255.0
-        std = jnp.asarray(spec.std, jnp.float32) * 255.0
-        with encoder_common.remat_blocks(alias in self.remat_encoders):
-            f, _ = enc((pix - mean) / std)
-        return f.astype(jnp.float32)
+        return run_tower(self.encoders[alias], self.specs[alias], images,
+                         remat=alias in self.remat_encoders)
 
     def encode_images(self, images: jax.Array | None, image_box: jax.Array,
                       cached: dict | None = None):
@@ -206,6 +182,54 @@ class Cambrian(nnx.Module):
                                        layer_hook=hook, with_logits=with_logits,
                                        one_segment=not packed)
         return logits, {"segment_ids": seg, "positions": pos, **out}
+
+
+def build_encoder(config: mlc.ConfigDict, alias: str, *, rngs: nnx.Rngs,
+                  load_pretrained: bool = True) -> tuple[nnx.Module, PreprocessSpec]:
+    """Encoder ``alias`` of the ``config.model`` section and its preprocessing at its resolution.
+
+    Frozen towers store and run in ``config.encoder_dtype``; trained ones keep fp32 weights."""
+    e = config.encoders[alias]
+    dtype = config.encoder_dtype if e.frozen else "float32"
+    kw = dict(variant=e.variant, image_size=e.image_size or None, layer=e.layer, dtype=dtype)
+    if e.init == "pretrained" and load_pretrained:
+        if not e.checkpoint:
+            raise FileNotFoundError(
+                f"model.encoders.{alias}.checkpoint is empty: set it to the {e.family} "
+                f"{e.variant} checkpoint directory (see README, 'Checkpoints')")
+        enc = encoders.load(e.family, e.checkpoint, **kw)
+    else:
+        enc = encoders.create(e.family, e.variant, image_size=kw["image_size"], layer=e.layer,
+                              rngs=rngs, dtype=dtype)
+    spec = encoders.preprocessing(e.family, e.variant)
+    return enc, spec.with_size(e.image_size or spec.image_size)
+
+
+def run_tower(enc: nnx.Module, spec: PreprocessSpec, images: jax.Array, *,
+              remat: bool = False) -> jax.Array:
+    """uint8[B, S, S, 3] host images -> float32[B, h, w, C] features: resized to the tower's
+    resolution on device (bicubic, antialiased), normalised as ``spec`` says, run through the
+    tower (its blocks rematerialised if ``remat``)."""
+    x = images.astype(jnp.float32)
+    s = spec.image_size
+    pix = x if x.shape[1] == s else jax.image.resize(
+        x, (x.shape[0], s, s, 3), "bicubic", antialias=True)
+    mean = jnp.asarray(spec.mean, jnp.float32) * 255.0
+    std = jnp.asarray(spec.std, jnp.float32) * 255.0
+    with encoder_common.remat_blocks(remat):
+        f, _ = enc((pix - mean) / std)
+    return f.astype(jnp.float32)
+
+
+def pad_color(specs: dict[str, PreprocessSpec]) -> tuple[float, float, float]:
+    """Pad-to-square fill: the first encoder's pad colour (Cambrian: its processor mean)."""
+    spec = next(iter(specs.values()))
+    return spec.pad_color or spec.mean
+
+
+def host_image_size(specs: dict[str, PreprocessSpec], override: int = 0) -> int:
+    """Side of the square images the host feeds: ``override`` or the largest encoder's."""
+    return override or max(s.image_size for s in specs.values())
 
 
 def box_valid(box: jax.Array, grid: tuple[int, int]) -> jax.Array:
