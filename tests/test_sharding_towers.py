@@ -95,6 +95,22 @@ def test_remat_blocks_same_gradients_and_recomputes():
     assert "checkpoint[" not in str(jax.make_jaxpr(jax.grad(loss), static_argnums=1)(state, False))
 
 
+def test_compute_dtype_bf16_with_fp32_weights():
+    """A trained tower keeps float32 weights and computes in bfloat16 inside ``compute_dtype``:
+    the blocks' activations are bf16, the features float32 and within bf16 rounding of the
+    float32 forward (measured 8e-3 relative at width 128; bf16 keeps 8 bits of mantissa)."""
+    tower = common.random_init(vit.VisionTransformer, _tower_config(32), rngs=nnx.Rngs(0))
+    px = jnp.asarray(np.random.RandomState(0).randn(2, IMAGE, IMAGE, 3), jnp.float32)
+    want, out32 = tower(px)
+    with common.compute_dtype("bfloat16"):
+        got, out16 = tower(px)
+    assert tower.blocks[0].attn.q.kernel[...].dtype == jnp.float32
+    assert out32["hidden_states"][1].dtype == jnp.float32
+    assert out16["hidden_states"][1].dtype == jnp.bfloat16 and got.dtype == jnp.float32
+    rel = float(jnp.linalg.norm(got - want) / jnp.linalg.norm(want))
+    assert 1e-4 < rel < 3e-2, rel
+
+
 # ------------------------------------------------------------------------- subprocess worker
 
 

@@ -40,6 +40,10 @@ class Cambrian(nnx.Module):
         self.encoders = nnx.Dict()
         self.remat_encoders: tuple[str, ...] = tuple(
             a for a, e in config.encoders.items() if config.encoder_remat and not e.frozen)
+        # trained towers keep fp32 weights and compute in model.dtype, like the LLM
+        self.trained_encoders: tuple[str, ...] = tuple(
+            a for a, e in config.encoders.items() if not e.frozen)
+        self.compute_dtype: str = config.dtype
         self.specs: dict[str, PreprocessSpec] = {}
         self.tokens_per_encoder: dict[str, int] = {}
         for alias, e in config.encoders.items():
@@ -98,8 +102,10 @@ class Cambrian(nnx.Module):
     def tower_features(self, alias: str, images: jax.Array) -> jax.Array:
         """uint8[B, S, S, 3] -> float32[B, h, w, C]: encoder ``alias``'s features (what
         ``cambrian.feature_cache`` stores), before any token interpolation."""
+        trained = alias in self.trained_encoders
         return run_tower(self.encoders[alias], self.specs[alias], images,
-                         remat=alias in self.remat_encoders)
+                         remat=alias in self.remat_encoders,
+                         compute_dtype=self.compute_dtype if trained else None)
 
     def encode_images(self, images: jax.Array | None, image_box: jax.Array,
                       cached: dict | None = None):
@@ -206,17 +212,18 @@ def build_encoder(config: mlc.ConfigDict, alias: str, *, rngs: nnx.Rngs,
 
 
 def run_tower(enc: nnx.Module, spec: PreprocessSpec, images: jax.Array, *,
-              remat: bool = False) -> jax.Array:
+              remat: bool = False, compute_dtype: str | None = None) -> jax.Array:
     """uint8[B, S, S, 3] host images -> float32[B, h, w, C] features: resized to the tower's
     resolution on device (bicubic, antialiased), normalised as ``spec`` says, run through the
-    tower (its blocks rematerialised if ``remat``)."""
+    tower (its blocks rematerialised if ``remat``; in ``compute_dtype`` if set, else in the
+    dtype its weights are stored in)."""
     x = images.astype(jnp.float32)
     s = spec.image_size
     pix = x if x.shape[1] == s else jax.image.resize(
         x, (x.shape[0], s, s, 3), "bicubic", antialias=True)
     mean = jnp.asarray(spec.mean, jnp.float32) * 255.0
     std = jnp.asarray(spec.std, jnp.float32) * 255.0
-    with encoder_common.remat_blocks(remat):
+    with encoder_common.remat_blocks(remat), encoder_common.compute_dtype(compute_dtype):
         f, _ = enc((pix - mean) / std)
     return f.astype(jnp.float32)
 

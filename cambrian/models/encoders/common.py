@@ -12,8 +12,9 @@ patchifying, resampling of position grids exactly as ``torch.nn.functional.inter
 Sharding: parameters are placed on the mesh by their logical names like the LLM's (``embed`` over
 ``fsdp``, ``heads`` / ``mlp`` over ``tensor`` under ``fsdp_tp``); ``run_blocks`` keeps the token
 activations split over the batch axes and, inside ``remat_blocks()``, recomputes each block in
-the backward pass (unfrozen towers, ``model.encoder_remat``). Every family that runs its blocks
-through ``run_blocks`` inherits both.
+the backward pass (unfrozen towers, ``model.encoder_remat``); inside ``compute_dtype()`` patch
+towers compute in that dtype with parameters kept in theirs. Every family built on ``PatchTower``
+and ``run_blocks`` inherits these.
 
 Einsum letters: b batch, n/m query/key tokens, h heads, d head_dim, c embed, y/x (Y/X) rows and
 columns of a grid before (after) resampling.
@@ -194,9 +195,11 @@ class PatchTower(nnx.Module):
                                  bias=patch_bias, rngs=rngs)
 
     def embed_patches(self, pixels: Array) -> Array:
-        """float32[B, H, W, 3] -> float[B, H/p, W/p, C], computed in ``config.dtype``."""
+        """float32[B, H, W, 3] -> float[B, H/p, W/p, C], computed in ``config.dtype`` or the
+        ``compute_dtype()`` in effect; the blocks follow the activations' dtype."""
         cfg = self.config
-        return self.patch_embed(patchify(pixels.astype(cfg.dtype), cfg.patch))
+        dtype = _COMPUTE.get() or cfg.dtype
+        return self.patch_embed(patchify(pixels.astype(dtype), cfg.patch))
 
 
 _REMAT = contextvars.ContextVar("remat_blocks", default=False)
@@ -211,6 +214,21 @@ def remat_blocks(on: bool = True) -> Iterator[None]:
         yield
     finally:
         _REMAT.reset(token)
+
+
+_COMPUTE = contextvars.ContextVar("compute_dtype", default=None)
+
+
+@contextlib.contextmanager
+def compute_dtype(dtype: str | None) -> Iterator[None]:
+    """Patch towers run inside this context compute in ``dtype`` whatever dtype their parameters
+    are stored in (a trained tower: float32 masters, bfloat16 compute); None = ``config.dtype``.
+    Norms and softmax stay float32 and features are float32 either way."""
+    token = _COMPUTE.set(dtype)
+    try:
+        yield
+    finally:
+        _COMPUTE.reset(token)
 
 
 def _call_block(blk, x: Array, *args) -> Array:
