@@ -286,6 +286,11 @@ def tower_features(config: mlc.ConfigDict, alias: str, images: Iterable[np.ndarr
     from cambrian import sharding
     from cambrian.models import vlm
 
+    if jax.process_count() > 1:
+        raise NotImplementedError(
+            f"python -m cambrian.feature_cache runs on one host ({jax.process_count()} processes "
+            "started): build the cache on one host (e.g. worker 0 of the slice, "
+            "--config.mesh.fsdp=-1), then point every host's model.feature_cache at it")
     mesh = sharding.make_mesh(config.mesh)
     rules = sharding.Rules.from_config(config)
     with jax.default_device(jax.local_devices(backend="cpu")[0]):
