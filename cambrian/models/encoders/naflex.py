@@ -206,7 +206,8 @@ def naflex_batch(images: Sequence[np.ndarray], *, patch: int, max_num_patches: i
     grid = canvas or (int(shapes[:, 0].max()), int(shapes[:, 1].max()))
     if (shapes > np.asarray(grid)).any():
         i = int(np.argmax((shapes > np.asarray(grid)).any(-1)))
-        raise ValueError(f"naflex_batch: image {i} needs a grid of {tuple(shapes[i])} patches, "
+        need = tuple(shapes[i].tolist())
+        raise ValueError(f"naflex_batch: image {i} needs a grid of {need} patches, "
                          f"larger than the canvas {tuple(grid)}; pass a larger canvas or None")
     out = np.zeros((len(images), grid[0] * patch, grid[1] * patch, 3), np.float32)
     m = np.asarray(mean, np.float32) * 255.0

@@ -204,6 +204,12 @@ def test_naflex_batch_matches_hf_processor():
         np.testing.assert_allclose(patches.reshape(r * c, -1), hf["pixel_values"][i, :r * c],
                                    atol=1e-6, rtol=0)
         np.testing.assert_array_equal(hf["pixel_attention_mask"][i], np.arange(16) < r * c)
+    fixed, _ = naflex.naflex_batch(images, patch=8, max_num_patches=16, canvas=(6, 8))
+    assert fixed.shape == (3, 48, 64, 3)  # a fixed canvas: one compiled shape for every batch
+    np.testing.assert_array_equal(fixed[:, :pixels.shape[1], :pixels.shape[2]], pixels)
+    with pytest.raises(ValueError, match=r"image 1 needs a grid of \(2, 6\) patches, larger "
+                                         r"than the canvas \(4, 4\)"):
+        naflex.naflex_batch(images, patch=8, max_num_patches=16, canvas=(4, 4))
 
 
 def test_runlocal_naflex_bf16_padded_batch():
@@ -238,3 +244,25 @@ def test_naflex_converted_dir_keeps_the_naflex_tower(naflex_ckpt, tmp_path, caps
     native = encoders.load("siglip2", naflex_ckpt)
     np.testing.assert_array_equal(np.asarray(forward(converted, x, shapes)[0]),
                                   np.asarray(forward(native, x, shapes)[0]))
+
+
+@pytest.mark.parametrize("name,options", [("mlp2x_gelu", {"newline": False}),
+                                          ("sva", dict(query_side=4, depth=1, vision_hidden=32,
+                                                       heads=2))])
+def test_connectors_take_the_padded_canvas_and_its_mask(name, options):
+    """The canvas grid and ``out["valid"]`` go to a connector as ``feats`` / ``valid``; its
+    tokens over padding come out invalid (a 4 x 4 token grid over the 4 x 4 canvas)."""
+    from flax import nnx
+
+    from cambrian.models import connectors
+
+    enc = encoders.create("siglip2", "runlocal")
+    shapes = jnp.asarray([[4, 2], [2, 4]], jnp.int32)
+    feats, out = forward(enc, jax.random.normal(jax.random.key(2), (2, 32, 32, 3)), shapes)
+    conn = connectors.create(name, encoder_channels=[64], encoder_grids=[(4, 4)], llm_dim=32,
+                             rngs=nnx.Rngs(0), **options)
+    tokens, cout = conn([feats], [out["valid"]])
+    assert np.isfinite(np.asarray(tokens)).all()
+    valid = np.asarray(cout["token_valid"]).reshape(2, 4, -1)[:, :, :4]  # SVA ends rows in \n
+    np.testing.assert_array_equal(valid[0], np.asarray(out["valid"][0]))  # the 4 x 2 image
+    np.testing.assert_array_equal(valid[1], np.asarray(out["valid"][1]))  # the 2 x 4 image
