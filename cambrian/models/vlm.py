@@ -31,6 +31,7 @@ from cambrian.models.encoders import vit
 from cambrian.models.encoders.preprocess import HostImages, PreprocessSpec
 from cambrian.models.llm.generate import decode_embeds, eos_array, stop_table
 from cambrian.models.tokens import IMAGE_TOKEN
+from cambrian.release.config import MODEL_TYPES as RELEASE_MODEL_TYPES
 
 
 class Cambrian(nnx.Module):
@@ -68,7 +69,7 @@ class Cambrian(nnx.Module):
             self.tokens_per_encoder[alias] = e.tokens
             order.append(alias)
         self.order: tuple[str, ...] = tuple(order)
-        self.grids = [self._grid(a) for a in self.order]
+        self.grids = tuple(self._grid(a) for a in self.order)
         numerics = dict(attention=config.llm.attention, dtype=config.dtype, remat=remat)
         self.llm = self._build_llm(config.llm, vocab_size, rngs, load_pretrained, numerics)
         self.connector = connectors.create(
@@ -114,10 +115,18 @@ class Cambrian(nnx.Module):
         if not c.checkpoint:
             raise FileNotFoundError("model.llm.checkpoint is empty: set it to the LLM's Hugging "
                                     "Face checkpoint directory (config.json + *.safetensors)")
+        hf, extra = llm.read_hf_config(c.checkpoint), {}
+        if hf.get("model_type") in RELEASE_MODEL_TYPES:
+            # a released Cambrian-1: its shards hold a Llama (plus the connector, read apart),
+            # its vocabulary resized to the tokenizer's at load (upstream builder.py:157)
+            if vocab_size > hf["vocab_size"]:
+                raise ValueError(f"{c.checkpoint}/config.json: vocab_size {hf['vocab_size']} < "
+                                 f"{vocab_size} tokens of model.tokenizer; upstream would append "
+                                 "random rows. Use the release's own tokenizer")
+            hf, extra = {**hf, "model_type": "llama"}, {"vocab_size": vocab_size}
         if not load_pretrained:
-            return llm.Llama(llm.config_from_hf(llm.read_hf_config(c.checkpoint), **numerics),
-                             rngs=rngs)
-        return llm.load(c.checkpoint, **numerics)
+            return llm.Llama(llm.config_from_hf(hf, **numerics, **extra), rngs=rngs)
+        return llm.load(c.checkpoint, hf_config=hf, **numerics, **extra)
 
     # ----------------------------------------------------------------------------- vision
 

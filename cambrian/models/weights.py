@@ -1,7 +1,8 @@
 """Reading public checkpoints tensor by tensor.
 
 ``open_checkpoint(path)`` gives a read-only mapping name -> numpy array over a safetensors file, a
-directory of safetensors shards (with or without ``model.safetensors.index.json``), or a PyTorch
+directory of safetensors shards (with or without ``model.safetensors.index.json``), a directory of
+PyTorch shards with ``pytorch_model.bin.index.json`` (read with ``weights_only``), or a PyTorch
 state-dict file (``.bin``, ``.pt``, ``.pth``, ``.pth.tar``; unwrapped from ``state_dict`` /
 ``model`` keys). Both are memory-mapped and read one tensor at a time, so converting a model
 never holds the whole checkpoint twice in host memory.
@@ -50,11 +51,12 @@ class _Safetensors(Mapping):
 
 class _TorchStateDict(Mapping):
     def __init__(self, path: str,
-                 prefix_keys=("state_dict", "model", "module", "target_encoder", "encoder")):
+                 prefix_keys=("state_dict", "model", "module", "target_encoder", "encoder"),
+                 weights_only: bool = False):
         import torch
 
         # mmap: tensors stay on disk until read, so converting never holds the file twice.
-        sd = torch.load(path, map_location="cpu", mmap=True, weights_only=False)
+        sd = torch.load(path, map_location="cpu", mmap=True, weights_only=weights_only)
         for k in prefix_keys:
             if isinstance(sd, dict) and k in sd and isinstance(sd[k], dict):
                 sd = sd[k]
@@ -70,6 +72,29 @@ class _TorchStateDict(Mapping):
 
     def __len__(self):
         return len(self._sd)
+
+
+class _TorchShards(Mapping):
+    """HF's sharded ``pytorch_model-*.bin`` through ``pytorch_model.bin.index.json``: plain state
+    dicts, so they are unpickled with ``weights_only`` (tensors only, no code)."""
+
+    def __init__(self, directory: str, index: dict):
+        self._where = dict(index["weight_map"])
+        self._shards = {f: _TorchStateDict(os.path.join(directory, f), prefix_keys=(),
+                                           weights_only=True)
+                        for f in sorted(set(self._where.values()))}
+        self.source = directory
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name not in self._where:
+            raise KeyError(name)
+        return self._shards[self._where[name]][name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._where)
+
+    def __len__(self) -> int:
+        return len(self._where)
 
 
 def _local(path: str) -> str:
@@ -93,6 +118,10 @@ def open_checkpoint(path: str) -> Mapping[str, np.ndarray]:
             with open(index) as f:
                 files = sorted(set(json.load(f)["weight_map"].values()))
             return _Safetensors([os.path.join(path, x) for x in files])
+        index = os.path.join(path, "pytorch_model.bin.index.json")
+        if os.path.exists(index):
+            with open(index) as f:
+                return _TorchShards(path, json.load(f))
         st = sorted(x for x in os.listdir(path) if x.endswith(".safetensors"))
         if st:
             return _Safetensors([os.path.join(path, x) for x in st])
