@@ -38,7 +38,7 @@ def test_chat_prints_the_reference_answer(releases, references, tmp_path, capsys
                                     max_new_tokens=5)
     cli.main(["chat", "--checkpoint", rel.checkpoint, "--towers-root", rel.towers_root,
               "--image", str(path), "--max-new-tokens", "5", "What is it?"])
-    assert capsys.readouterr().out.splitlines()[-1] == want
+    assert capsys.readouterr().out.endswith(want + "\n")  # answers may hold newlines
 
 
 @pytest.mark.slow

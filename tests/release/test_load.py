@@ -1,6 +1,6 @@
 """``release.load`` on tiny releases against the independent PyTorch reference of upstream.
 
-Last-position logits (<= 2e-3 max abs difference, same argmax) for wide, tall, square and odd
+Last-position logits (<= 5e-5 max abs difference, same argmax) for wide, tall, square and odd
 images, and the same greedy answer; every layout (8b / 13b / 34b), both shard formats, and the
 upstream options our training does not use (``image_position`` away from the image, query groups
 of other sizes). One combination runs by default; the rest are ``slow``.
@@ -17,7 +17,9 @@ from tests.release.conftest import IMAGES, image
 
 pytestmark = pytest.mark.parity
 
-TOL = 2e-3
+# The issue asks <= 2e-3; float32 on both sides agrees to ~6e-6 here, and a wrong DINOv2
+# position rule alone moves these logits by ~1e-4, so the bound is tighter than the issue's.
+TOL = 5e-5
 QUESTION = "What is it?\nAnswer the question using a single word or phrase."
 
 
