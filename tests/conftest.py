@@ -5,6 +5,8 @@ import sys
 
 import pytest
 
+from tests.fakes.gcs import gcs  # noqa: F401  (fixture: a local fake GCS server behind gs://)
+
 SMALL = {"align": 24, "train": 48, "eval": 6}
 
 
