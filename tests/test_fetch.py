@@ -136,3 +136,26 @@ def test_gs_destination_is_staged_and_uploaded(hf_hub, roots, gcs, monkeypatch, 
     capsys.readouterr()
     assert fetch_cli.main(["--checkpoints", "facebook/dinov2-large", "--dry-run"]) == 0
     assert "[present]" in capsys.readouterr().out
+
+
+def test_a_probe_config_names_everything_it_reads():
+    from cambrian import config as config_lib
+    from cambrian.eval import suite
+
+    config = config_lib.load("encoders/dinov2.py")
+    items, problems = fetch.plan_config(config)
+    assert problems == []
+    by_kind = {k: [i for i in items if i.kind == k] for k in ("checkpoint", "data", "benchmark")}
+    assert [i.name for i in by_kind["checkpoint"]] == ["facebook/dinov2-large",
+                                                       "lmsys/vicuna-7b-v1.5"]
+    assert [i.folder for i in by_kind["checkpoint"]] == [
+        config.model.encoders.dinov2.checkpoint, config.model.llm.checkpoint]
+    s1, s2 = config.stages.stage1, config.stages.stage2
+    assert [i.name for i in by_kind["data"]] == ["sharegpt4v_pt", "cambrian_737k"]
+    assert by_kind["data"][0].folder == s1.image_root and s1.data.startswith(s1.image_root)
+    assert fetch.fileio.join(by_kind["data"][1].folder, "built/cambrian_737k") == s2.data
+    assert [i.name for i in by_kind["benchmark"]] == list(suite.SUITES["cambrian"])
+    config.model.llm.checkpoint = "/elsewhere/my-llm"
+    assert fetch.plan_config(config)[1] == [
+        "model.llm.checkpoint: no source known for /elsewhere/my-llm; put the checkpoint there "
+        "yourself or use one of the names in cambrian/fetch_sources.py"]

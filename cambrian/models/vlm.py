@@ -20,7 +20,7 @@ import numpy as np
 from flax import nnx
 
 from cambrian.data.conversation import IMAGE_TOKEN
-from cambrian.models import connectors, encoders, llm
+from cambrian.models import connectors, encoders, llm, weights
 from cambrian.models.encoders.preprocess import PreprocessSpec
 
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -32,6 +32,7 @@ class Cambrian(nnx.Module):
         """cfg: the ``config.model`` section. Pretrained parts are read from their checkpoints
         (``load_pretrained=False`` builds the same structure with random weights, e.g. under
         ``nnx.eval_shape``)."""
+        cfg = weights.with_local_checkpoints(cfg, weights=load_pretrained)  # gs:// -> cache
         self.encoders = nnx.Dict()
         self.specs: dict[str, PreprocessSpec] = {}
         self.tokens_per_encoder: dict[str, int] = {}

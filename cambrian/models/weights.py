@@ -197,3 +197,30 @@ def take(reader: Mapping[str, np.ndarray], name: str, shape: tuple[int, ...] | N
         raise CheckpointError(
             f"{src}: tensor {name!r} has shape {tuple(x.shape)}, expected {tuple(shape)}")
     return np.asarray(x, dtype=np.float32) if x.dtype != np.float32 and x.dtype.kind == "f" else x
+
+
+# Files of an HF checkpoint folder needed to build the model's structure (no weights).
+CONFIG_FILES = ("config.json", "*_config.json", "model_index.json")
+
+
+def with_local_checkpoints(model_config, *, weights: bool = True):
+    """``model_config`` (a config's ``model`` section) with every ``gs://`` checkpoint of a
+    pretrained encoder or LLM replaced by its copy in the host's cache (``fileio.local_copy``);
+    ``weights=False`` copies only the LLM's config files (enough to build the structure)."""
+    import copy
+
+    remote = [e for e in model_config.encoders.values()
+              if e.init == "pretrained" and fileio.is_remote(e.checkpoint)]
+    llm = model_config.llm
+    llm_remote = llm.init == "pretrained" and fileio.is_remote(llm.checkpoint)
+    if not remote and not llm_remote:
+        return model_config
+    out = copy.deepcopy(model_config)
+    if weights:
+        for e in out.encoders.values():
+            if e.init == "pretrained":
+                e.checkpoint = fileio.local_copy(e.checkpoint)
+    if llm_remote:
+        out.llm.checkpoint = fileio.local_copy(llm.checkpoint,
+                                               only=() if weights else CONFIG_FILES)
+    return out
