@@ -131,8 +131,10 @@ def init_params(config: mlc.ConfigDict, tokenizer, mesh, rules: sharding.Rules):
     model = build_model(config, tokenizer)
     graphdef, params = nnx.split(model, nnx.Param)
     shardings = sharding.state_shardings(params, mesh, rules)
-    params = jax.tree.map(lambda x, s: sharding.put_host_array(jax.device_get(x), s),
-                          params, shardings)
+    # the shardings' leaves sit where params has its Variables: replace each one's value
+    params = jax.tree.map(
+        lambda s, v: v.replace(sharding.put_host_array(jax.device_get(v[...]), s)),
+        shardings, params, is_leaf=lambda x: isinstance(x, nnx.Variable))
     return graphdef, params
 
 

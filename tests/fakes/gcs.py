@@ -3,8 +3,8 @@ fsspec exactly as in production, and a real gcsfs client talks HTTP to a server 
 
 The server is gcp-storage-emulator (pure Python, objects in memory), which speaks the GCS JSON
 API: simple, multipart and resumable uploads, listing with prefix and delimiter, downloads with
-byte ranges, metadata, delete, copy and rewrite. It does not implement ``moveTo``: gcsfs's
-``mv`` falls back to copy + delete after its retries (a few seconds).
+byte ranges, metadata, delete, copy and rewrite; ``moveTo`` (what gcsfs's ``mv`` calls first) is
+added here as copy + delete, as the emulator lacks it and gcsfs would retry it for half a minute.
 
     from tests.fakes.gcs import gcs  # noqa: F401  (the fixture)
 
@@ -50,6 +50,16 @@ class FakeGCS:
         return self.url(prefix)
 
 
+def _move(request, response, storage, *args, **kwargs):
+    """objects.move (``.../o/SRC/moveTo/o/DST``) within a bucket: copy, then delete SRC."""
+    from gcp_storage_emulator.handlers import objects
+
+    request.params["dest_bucket_name"] = request.params["bucket_name"]
+    objects.copy(request, response, storage)
+    if response.status == 200:
+        objects.delete(request, response, storage)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -62,6 +72,9 @@ def gcs(monkeypatch) -> FakeGCS:
     gcsfs = pytest.importorskip("gcsfs")
     emulator = pytest.importorskip("gcp_storage_emulator.server")
     port = _free_port()
+    move = (r"^/storage/v1/b/(?P<bucket_name>[-.\w]+)/o/(?P<object_id>.*[^/]+)/moveTo/o/"
+            r"(?P<dest_object_id>.*[^/]+)$", {"POST": _move})
+    monkeypatch.setattr(emulator, "HANDLERS", (move, *emulator.HANDLERS))
     server = emulator.create_server("127.0.0.1", port, in_memory=True, default_bucket=BUCKET)
     server.start()
     endpoint = f"http://127.0.0.1:{port}"
