@@ -11,9 +11,9 @@ sizes, the commit they come from); ``fetch(item, surveys)`` downloads.
 
 Hub repos are listed and resolved with ``huggingface_hub`` (``HF_ENDPOINT``, ``HF_TOKEN`` and its
 errors as usual); each file is downloaded into ``<folder>/.fetch/partial/`` and resumed from there
-with an HTTP Range request after an interruption (the client itself starts a failed file over),
-checked against the sha256 (LFS) or git blob id the Hub lists, and moved into place. Archives
-are unpacked (split tars streamed without being joined on disk) and deleted, and a finished part
+with an HTTP Range request after an interruption (``downloads.py``; the client itself starts a
+failed file over), checked against the sha256 (LFS) or git blob id the Hub lists, and moved into
+place. Archives are unpacked (``archives.py``) and deleted, and a finished part
 leaves a marker (``<folder>/.fetch/<part>.json``) so a rerun skips it. A ``gs://`` destination is
 filled through a local staging folder (``$CAMBRIAN_CACHE/fetch/``) and uploaded with gcsfs,
 skipping files already there. A gated or missing repo is one line with the fix.
@@ -25,22 +25,18 @@ import concurrent.futures
 import dataclasses
 import fnmatch
 import hashlib
-import http.client
 import json
 import os
 import posixpath
-import re
 import shutil
-import tarfile
 import urllib.error
 import urllib.parse
 import urllib.request
-import zipfile
 
 import fsspec
 from tqdm import tqdm
 
-from cambrian import fileio
+from cambrian import archives, downloads, fileio
 from cambrian.fetch_sources import CHECKPOINTS, DATA, Build, Http, Hub, Part
 
 RECIPES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -322,7 +318,7 @@ def fetch(item: Item, surveys: list[Survey], *, cache_dir: str | None = None,
         got = _download(part.source, s, downloads, os.path.join(local, ".fetch", "partial"),
                         workers)
         if part.unpack:
-            _unpack(got, target, part, local)
+            _unpack(got, target, part)
             shutil.rmtree(downloads, ignore_errors=True)
         if remote:
             _upload(target, fileio.join(item.folder, part.into) if part.into else item.folder,
@@ -341,7 +337,7 @@ def _download(src: Hub | Http, s: Survey, folder: str, partial: str, workers: in
     os.makedirs(folder, exist_ok=True)
     if isinstance(src, Http):
         path = os.path.join(folder, s.files[0][0])
-        _http_get(src.url, path, s.files[0][1], partial=partial)
+        _get(src.url, path, s.files[0][1], partial=partial)
         return [path]
     from huggingface_hub import get_hf_file_metadata, hf_hub_url
     from huggingface_hub.utils import build_hf_headers
@@ -360,137 +356,26 @@ def _download(src: Hub | Http, s: Survey, folder: str, partial: str, workers: in
             raise _hub_error(src, e) from None
         same_host = urllib.parse.urlsplit(meta.location).netloc == urllib.parse.urlsplit(
             url).netloc
-        _http_get(meta.location, dest, size, partial=partial, digest=s.digests.get(path),
-                  headers=auth if same_host else {})  # a token never goes to a CDN
+        _get(meta.location, dest, size, partial=partial, digest=s.digests.get(path),
+             headers=auth if same_host else {})  # a token never goes to a CDN
         return dest
 
     with concurrent.futures.ThreadPoolExecutor(max(1, workers)) as pool:
         return list(pool.map(one, s.files))
 
 
-def _digest_ok(path: str, digest: str | None) -> bool:
-    if not digest:
-        return True
-    kind, _, want = digest.partition(":")
-    h = hashlib.sha256() if kind == "sha256" else hashlib.sha1(
-        b"blob %d\0" % os.path.getsize(path))
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 24), b""):
-            h.update(block)
-    return h.hexdigest() == want
+def _get(url: str, path: str, size: int | None, **kw) -> None:
+    try:
+        downloads.get(url, path, size, **kw)
+    except downloads.DownloadError as e:
+        raise FetchError(str(e)) from None
 
 
-def _http_get(url: str, path: str, size: int | None, *, partial: str, digest: str | None = None,
-              headers: dict | None = None, tries: int = 3) -> None:
-    """``url`` to ``path`` through a file in ``partial`` that a rerun resumes (HTTP Range)."""
-    os.makedirs(partial, exist_ok=True)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    key = hashlib.sha1(f"{url.split('?')[0]} {size} {digest}".encode()).hexdigest()[:20]
-    tmp = os.path.join(partial, f"{key}.incomplete")
-    name = posixpath.basename(path)
-    error = ""
-    for _ in range(tries):
-        have = os.path.getsize(tmp) if os.path.exists(tmp) else 0
-        if size is not None and have >= size:
-            break
-        req = urllib.request.Request(url, headers={**(headers or {}), **(
-            {"Range": f"bytes={have}-"} if have else {})})
-        try:
-            with urllib.request.urlopen(req, timeout=60) as r:
-                if have and r.status != 206:  # the server ignored the range: start over
-                    have = 0
-                with open(tmp, "ab" if have else "wb") as out, tqdm(
-                        total=size, initial=have, unit="B", unit_scale=True, desc=name,
-                        disable=(size or 0) < (1 << 26)) as bar:
-                    for block in iter(lambda: r.read(1 << 20), b""):  # noqa: B023
-                        out.write(block)
-                        bar.update(len(block))
-        except (urllib.error.URLError, http.client.HTTPException, OSError) as e:
-            error = f"{e}; "
-            continue
-        if size is None:
-            break
-        error = "the connection closed early; "  # a short body: resume from what arrived
-    got = os.path.getsize(tmp) if os.path.exists(tmp) else 0
-    if size is not None and got != size:
-        raise FetchError(f"{url}: {error}got {got} of {size} bytes of {name}; rerun to "
-                         "resume") from None
-    if not _digest_ok(tmp, digest):
-        os.remove(tmp)
-        raise FetchError(f"{url}: {name} does not match the {digest.split(':')[0]} the Hub "
-                         "lists (corrupted in transit); rerun to download it again")
-    os.replace(tmp, path)
-
-
-# --------------------------------------------------------------------------------- archives
-
-
-_SPLIT = re.compile(r"^(?P<base>.+?)(?:_part(?P<n>\d+)|\.part-?(?P<s>[a-z]{2,3}|\d+))$")
-
-
-def archive_groups(paths: list[str]) -> list[list[str]]:
-    """Archives, with the pieces of a split one (``x.tar_part1..N``, ``x.tar.part-aa..``) in
-    order as one group."""
-    groups: dict[str, list[tuple[object, str]]] = {}
-    for p in paths:
-        m = _SPLIT.match(p)
-        if m is None:
-            groups.setdefault(p, []).append((0, p))
-        else:
-            key = int(m["n"]) if m["n"] is not None else (
-                int(m["s"]) if m["s"].isdigit() else m["s"])
-            groups.setdefault(m["base"], []).append((key, p))
-    return [[p for _, p in sorted(g)] for _, g in sorted(groups.items())]
-
-
-class _Concat:
-    """The bytes of several files one after the other, for a streamed tar."""
-
-    def __init__(self, paths: list[str], bar: tqdm):
-        self._paths, self._bar, self._fh = list(paths), bar, None
-
-    def read(self, n: int = -1) -> bytes:
-        out = b""
-        while (n < 0 or len(out) < n) and (self._fh or self._paths):
-            if self._fh is None:
-                self._fh = open(self._paths.pop(0), "rb")
-            block = self._fh.read(-1 if n < 0 else n - len(out))
-            if not block:
-                self._fh.close()
-                self._fh = None
-                continue
-            out += block
-            self._bar.update(len(block))
-        return out
-
-
-def _unpack(paths: list[str], target: str, part: Part, local: str) -> None:
-    os.makedirs(target, exist_ok=True)
-    tops: set[str] = set()
-    for group in archive_groups(paths):
-        total = sum(os.path.getsize(p) for p in group)
-        name = os.path.basename(group[0])
-        with tqdm(total=total, unit="B", unit_scale=True, desc=f"unpack {name}") as bar:
-            try:
-                if group[0].endswith(".zip") and len(group) == 1:
-                    with zipfile.ZipFile(group[0]) as zf:
-                        for info in zf.infolist():
-                            dest = os.path.realpath(os.path.join(target, info.filename))
-                            if not dest.startswith(os.path.realpath(target) + os.sep):
-                                raise FetchError(f"{name}: member {info.filename!r} would land "
-                                                 f"outside {target}; not unpacked")
-                            tops.add(info.filename.split("/")[0])
-                            zf.extract(info, target)
-                            bar.update(info.compress_size)
-                else:
-                    with tarfile.open(fileobj=_Concat(group, bar), mode="r|*") as tf:
-                        for member in tf:
-                            tops.add(member.name.lstrip("./").split("/")[0])
-                            tf.extract(member, target, filter="data")
-            except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as e:
-                raise FetchError(f"{name}: not a readable archive ({e}); delete "
-                                 f"{os.path.dirname(group[0])} and rerun to download it "
-                                 "again") from None
+def _unpack(paths: list[str], target: str, part: Part) -> None:
+    try:
+        tops = archives.unpack(paths, target)
+    except archives.ArchiveError as e:
+        raise FetchError(str(e)) from None
     missing = [e for e in part.expect if not os.path.exists(os.path.join(target, e))]
     if missing:
         raise FetchError(f"{part.source.url}: unpacked into {target} but {', '.join(missing)} "

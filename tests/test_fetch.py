@@ -5,13 +5,13 @@ plain HTTP sources, archives, gs:// destinations."""
 import hashlib
 import io
 import os
-import tarfile
 import zipfile
 
 import pytest
 
 from cambrian import fetch, fetch_cli, fetch_sources
 from cambrian.fetch_sources import Data, Http, Hub, Part
+from tests.fakes.hub_repos import tar
 
 DINO = {"config.json": b'{"model_type": "dinov2"}', "preprocessor_config.json": b"{}",
         "model.safetensors": b"S" * 3000, "pytorch_model.bin": b"P" * 3000,
@@ -86,18 +86,8 @@ def test_plain_http_checkpoint_resumes(hf_hub, roots, monkeypatch, capsys):
     assert (roots / "ckpt" / "mocov3" / "vit-b-300ep.pth.tar").read_bytes() == data
 
 
-def _tar(members: dict[str, bytes], gz: bool = False) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz" if gz else "w") as tf:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tf.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
-
-
 def test_archives_unpack_split_tars_stream_and_layout_is_checked(hf_hub, roots, monkeypatch):
-    whole = _tar({f"sam/images/sa_{i}.jpg": bytes([i]) * 5000 for i in range(4)})
+    whole = tar({f"sam/images/sa_{i}.jpg": bytes([i]) * 5000 for i in range(4)})
     cut = len(whole) // 3
     pieces = {"sam.tar_part1": whole[:cut], "sam.tar_part2": whole[cut:2 * cut],
               "sam.tar_part10": whole[2 * cut:]}  # part10 sorts after part2
@@ -105,7 +95,7 @@ def test_archives_unpack_split_tars_stream_and_layout_is_checked(hf_hub, roots, 
     with zipfile.ZipFile(zbuf, "w") as zf:
         zf.writestr("00000/000000010.jpg", b"jpg")
     hf_hub.add("org/align", {**pieces, "images.zip": zbuf.getvalue(),
-                             "coco.tar.gz": _tar({"coco/train2017/1.jpg": b"c"}, gz=True)},
+                             "coco.tar.gz": tar({"coco/train2017/1.jpg": b"c"}, gz=True)},
                repo_type="dataset")
     parts = (Part(Hub("org/align", ("sam.tar_part*",), "dataset"), unpack=True,
                   expect=("sam/images",)),
