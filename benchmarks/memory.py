@@ -29,9 +29,7 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-LLAMA3_8B = dict(hidden_size=4096, intermediate_size=14336, num_layers=32, num_heads=32,
-                 num_kv_heads=8, head_dim=128, rope_theta=500000.0)
-VOCAB_8B = 128256
+LLAMA3_8B = "Meta-Llama-3-8B-Instruct"  # its shape: cambrian.aot.KNOWN_LLMS
 
 
 def fsdp_scaling(cache_dir: str) -> dict:
@@ -69,10 +67,12 @@ def fsdp_scaling(cache_dir: str) -> dict:
 
 def cambrian_8b_config(grad_accum: int = 1):
     from cambrian import config as C
+    from cambrian.aot import KNOWN_LLMS
 
     c = C.load("connectors/sva.py:preset=cambrian-8b")
     c.model.llm.init = "random"  # structure only: dry runs never read weights
-    c.model.llm.random.update(LLAMA3_8B)
+    c.model.llm.random.update({k: v for k, v in KNOWN_LLMS[LLAMA3_8B].items()
+                               if k != "vocab_size"})
     c.model.dtype = c.model.encoder_dtype = "bfloat16"
     c.model.max_len = 2048
     c.stages.stage2.batch_size = 512
@@ -85,8 +85,9 @@ def cambrian_8b_config(grad_accum: int = 1):
 def cambrian_8b(topology: str, grad_accum: int = 1) -> dict:
     from cambrian import aot
 
-    return aot.depth_extrapolated_dry_run(cambrian_8b_config(grad_accum), topology=topology,
-                                          stage="stage2", vocab_size=VOCAB_8B)
+    return aot.depth_extrapolated_dry_run(
+        cambrian_8b_config(grad_accum), topology=topology, stage="stage2",
+        vocab_size=aot.KNOWN_LLMS[LLAMA3_8B]["vocab_size"])
 
 
 def main() -> None:

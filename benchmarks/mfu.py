@@ -49,6 +49,8 @@ import statistics
 import time
 import traceback
 
+from cambrian import runlog
+
 LLAMA_1B = dict(hidden_size=2048, intermediate_size=8192, num_layers=16, num_heads=32,
                 num_kv_heads=8, head_dim=64, rope_theta=500000.0)
 VOCAB_1B = 128256
@@ -60,8 +62,6 @@ TINY_VOCAB = 512
 ORDER = ("16:none:cudnn:512", "8:none:cudnn:512", "12:none:cudnn:512", "8:none:cudnn:0",
          "8:none:cudnn_mask:0", "16:dots:cudnn:512", "4:dots:einsum:0", "8:none:einsum:512")
 TINY_ORDER = ("2:dots:xla:0", "2:dots:xla:16")
-# bf16 dense tensor-core peaks (FLOP/s) by device kind, most specific first.
-PEAKS = (("H100 PCIe", 756e12), ("H100", 989e12), ("H200", 989e12), ("A100", 312e12))
 
 
 # ------------------------------------------------------------------------------ FLOP counting
@@ -112,7 +112,7 @@ def model_flops(d: Dims, batch: int, seq: int) -> dict[str, float]:
 
 def dims_of(model) -> Dims:
     """Dims of a built ``vlm.Cambrian`` with one ViT encoder and a GridProjector connector."""
-    c = model.llm.cfg
+    c = model.llm.config
     (enc,) = model.encoders.values()
     v = enc.config
     m1 = v.mlp_dim * (2 if v.mlp == "swiglu" else 1)
@@ -155,9 +155,9 @@ def build(config, vocab: int, *, attention: str = "einsum", tie: bool = True):
     model = train.build_model(config, vocab_size=vocab, load_pretrained=False)
     # every module holding the LLM config (model, layers, attention) must see the same choice
     for _, node in nnx.iter_graph(model.llm):
-        cfg = getattr(node, "cfg", None)
-        if isinstance(cfg, llm.LlamaConfig):
-            node.cfg = dataclasses.replace(cfg, attention=attention, tie_word_embeddings=tie)
+        c = getattr(node, "config", None)
+        if isinstance(c, llm.LlamaConfig):
+            node.config = dataclasses.replace(c, attention=attention, tie_word_embeddings=tie)
     if tie and hasattr(model.llm, "lm_head"):
         del model.llm.lm_head
     return model
@@ -167,7 +167,7 @@ def synthetic_batch(batch: int, seq: int, vocab: int, n_image: int, image_size: 
     """BOS, ``n_image`` visual slots, random text; every text token is in the loss."""
     import numpy as np
 
-    from cambrian.data.conversation import IMAGE_TOKEN
+    from cambrian.models.tokens import IMAGE_TOKEN
 
     rng = np.random.default_rng(seed)
     tokens = rng.integers(3, vocab, (batch, seq)).astype(np.int32)
@@ -206,9 +206,8 @@ def measured_matmul(n: int, dtype: str, repeats: int = 5, inner: int = 10) -> fl
 
 
 def device_peak(kind: str, override_tflops: float | None) -> float | None:
-    if override_tflops:
-        return override_tflops * 1e12
-    return next((p for name, p in PEAKS if name.lower() in kind.lower()), None)
+    """bf16 dense peak FLOP/s of one device: the trainer's table (``runlog.PEAK_FLOPS``)."""
+    return runlog.peak_flops(kind, override_tflops or 0.0)
 
 
 def parse_configs(text: str) -> list[tuple[int, str, str, int]]:

@@ -90,7 +90,7 @@ def build_torch(args, batch, model, c):
     import torch
     from transformers import Dinov2Config, Dinov2Model, LlamaConfig, LlamaForCausalLM
 
-    from cambrian.data.conversation import IMAGE_TOKEN
+    from cambrian.models.tokens import IMAGE_TOKEN
 
     torch.manual_seed(0)
     v = model.encoders["dinov2"].config
@@ -99,7 +99,7 @@ def build_torch(args, batch, model, c):
                                    patch_size=v.patch, image_size=v.image_size)).eval()
     for p in vit.parameters():
         p.requires_grad_(False)
-    lc = model.llm.cfg
+    lc = model.llm.config
     llm = LlamaForCausalLM(LlamaConfig(
         vocab_size=lc.vocab_size, hidden_size=lc.hidden_size,
         intermediate_size=lc.intermediate_size, num_hidden_layers=lc.num_layers,

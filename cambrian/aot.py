@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import copy
 import math
-import re
+import os
 import time
 
 import jax
@@ -35,21 +35,7 @@ import numpy as np
 from flax import nnx
 
 from cambrian import optim, sharding
-
-GiB = 2**30
-# TPU generation -> (TensorCores counted per chip in the slice name, HBM bytes per chip)
-TPUS = {"v4": (2, 32 * GiB), "v5p": (2, 95 * GiB), "v5e": (1, 16 * GiB),
-        "v5litepod": (1, 16 * GiB), "v6e": (1, 32 * GiB)}
-
-
-def parse_topology(name: str) -> tuple[int, int]:
-    """``"v4-128"`` -> (64 chips = JAX devices, 32 GiB HBM each)."""
-    m = re.fullmatch(r"(v\d+[a-z]*)-(\d+)", name)
-    if not m or m.group(1) not in TPUS:
-        raise ValueError(f"topology {name!r}: expected e.g. v4-128, v5p-128, v5e-256 (known "
-                         f"generations: {', '.join(TPUS)})")
-    per_chip, hbm = TPUS[m.group(1)]
-    return int(m.group(2)) // per_chip, hbm
+from cambrian.tpus import HBM_MARGIN, GiB, parse_topology
 
 
 def _stage_name(config: mlc.ConfigDict, stage: str) -> str:
@@ -105,6 +91,8 @@ def dry_run(config: mlc.ConfigDict, *, topology: str = "", stage: str = "",
     st = config.stages[name]
 
     tok = None if vocab_size else tokenizer_lib.load(config.model.tokenizer, config.cache_dir)
+    if config.model.llm.init == "pretrained" and not _has_llm_config(config):
+        config = _random_llm(config)  # the KNOWN_LLMS shape of a checkpoint not on this machine
     model = nnx.eval_shape(lambda: train.build_model(config, tok, load_pretrained=False,
                                                      vocab_size=vocab_size))
     gd, trainable, frozen = nnx.split(model, optim.trainable_filter(st.trainable), ...)
@@ -140,7 +128,9 @@ def dry_run(config: mlc.ConfigDict, *, topology: str = "", stage: str = "",
                        sharding.state_shardings(opt, mesh, rules)))
         lowered = step.lower(trainable, frozen, opt, batch)
         cost = lowered.cost_analysis() or {}
-        flops = float(cost.get("flops", 0.0))
+        # XLA counts a loop body once: the grad_accum scan runs it grad_accum times (the
+        # optimizer update outside it is then over-counted, by well under 1%).
+        flops = float(cost.get("flops", 0.0)) * st.grad_accum
         out["flops_per_step"] = flops
         out["flops_per_device"] = flops / n_dev
     if lower and compile:
@@ -161,14 +151,14 @@ def dry_run(config: mlc.ConfigDict, *, topology: str = "", stage: str = "",
         if isinstance(cc, list):
             cc = cc[0] if cc else {}
         if cc and "flops" in cc:
-            out["flops_per_device_compiled"] = float(cc["flops"])
+            out["flops_per_device_compiled"] = float(cc["flops"]) * st.grad_accum
     pd = out["per_device_bytes"]
     pd["total"] = (pd["params"] + pd["optimizer"] + pd["batch"]
                    + pd.get("activations", pd["gradients"]))
     out["per_device_gib"] = {k: round(v / GiB, 3) for k, v in pd.items()}
     if hbm:
         out["hbm_per_device_gib"] = hbm / GiB
-        out["fits"] = bool(pd["total"] <= 0.9 * hbm)  # XLA keeps ~10% for its own buffers
+        out["fits"] = bool(pd["total"] <= HBM_MARGIN * hbm)
     return out
 
 
@@ -193,17 +183,55 @@ def _depth_unit(family: str, variant: str) -> tuple[dict, str, int]:
                      "for a depth-extrapolated dry run")
 
 
+_LLAMA_FIELDS = ("hidden_size", "intermediate_size", "num_layers", "num_heads", "num_kv_heads",
+                 "head_dim", "rope_theta")
+# Shapes of the LLM checkpoints the configs name, for dry runs on a machine that does not hold
+# them (a laptop launching a pod): checkpoint folder name -> Llama fields + vocab size.
+KNOWN_LLMS = {
+    "vicuna-7b-v1.5": dict(hidden_size=4096, intermediate_size=11008, num_layers=32,
+                           num_heads=32, num_kv_heads=32, head_dim=128, rope_theta=10000.0,
+                           vocab_size=32000),
+    "vicuna-13b-v1.5": dict(hidden_size=5120, intermediate_size=13824, num_layers=40,
+                            num_heads=40, num_kv_heads=40, head_dim=128, rope_theta=10000.0,
+                            vocab_size=32000),
+    "Meta-Llama-3-8B-Instruct": dict(hidden_size=4096, intermediate_size=14336, num_layers=32,
+                                     num_heads=32, num_kv_heads=8, head_dim=128,
+                                     rope_theta=500000.0, vocab_size=128256),
+}
+
+
+def llm_shape(config: mlc.ConfigDict) -> dict:
+    """The Llama fields + ``vocab_size`` of ``config``'s LLM: its checkpoint's config.json when
+    this machine holds it, else the KNOWN_LLMS entry of the checkpoint's folder name."""
+    from cambrian.models import llm
+    from cambrian.models.weights import CheckpointError
+
+    path = config.model.llm.checkpoint
+    try:
+        hf_dict = llm.read_hf_config(path)
+    except (CheckpointError, OSError):
+        name = path.rstrip("/").rsplit("/", 1)[-1]
+        if name not in KNOWN_LLMS:
+            raise ValueError(
+                f"model.llm.checkpoint: {path}/config.json is not on this machine and {name!r} "
+                f"is not in cambrian.aot.KNOWN_LLMS ({', '.join(KNOWN_LLMS)}); copy the "
+                "checkpoint's config.json there, or add its shape to KNOWN_LLMS") from None
+        return dict(KNOWN_LLMS[name])
+    hf = llm.config_from_hf(hf_dict)
+    return {**{k: getattr(hf, k) for k in _LLAMA_FIELDS}, "vocab_size": hf.vocab_size}
+
+
+def _has_llm_config(config: mlc.ConfigDict) -> bool:
+    return os.path.isfile(os.path.join(config.model.llm.checkpoint, "config.json"))
+
+
 def _random_llm(config: mlc.ConfigDict) -> mlc.ConfigDict:
     """``config`` with its LLM as a random-init Llama of the checkpoint's shape (memory only)."""
-    from cambrian.models import llm
-
     c = copy.deepcopy(config)
     if c.model.llm.init != "random":
-        hf = llm.LlamaConfig.from_hf(llm.read_hf_config(c.model.llm.checkpoint))
+        shape = llm_shape(c)
         c.model.llm.init = "random"
-        c.model.llm.random.update({k: getattr(hf, k) for k in (
-            "hidden_size", "intermediate_size", "num_layers", "num_heads", "num_kv_heads",
-            "head_dim", "rope_theta")})
+        c.model.llm.random.update({k: shape[k] for k in _LLAMA_FIELDS})
     return c
 
 
@@ -239,6 +267,7 @@ def depth_extrapolated_dry_run(config: mlc.ConfigDict, *, topology: str = "", st
     L LLM decoder layers, S in-LLM SVA layers, V vision blocks per tower (the deepest tower's
     count; staged towers grow every stage, so this over-counts them). The slopes come from
     compiles at (2, 1, 1), (2, 2, 1), (1, 1, 2); a compile at (3, 2, 2) checks the linear model.
+    The step's FLOPs per device follow the same model.
     """
     full = dry_run(config, topology=topology, stage=stage, vocab_size=vocab_size, lower=False)
     opts = config.model.connector.options
@@ -256,31 +285,43 @@ def depth_extrapolated_dry_run(config: mlc.ConfigDict, *, topology: str = "", st
                     stage=stage, vocab_size=vocab_size)
         runs[key] = {"layers": lay, "sva_layers": sva if n_sva else 0, "blocks": blk,
                      "temp_bytes": r["per_device_bytes"]["activations"],
+                     "flops_per_device": r["flops_per_device"],
                      "compile_seconds": round(time.time() - t0, 1)}
-    temp = {k: v["temp_bytes"] for k, v in runs.items()}
-    per_layer = temp["layer"] - temp["base"]
-    per_sva = temp["sva"] - temp["layer"] if n_sva else 0
-    per_block = temp["block"] - temp["base"]
 
-    def predict(lay, sva, blk):
-        return (temp["base"] + (lay - 1) * per_layer + (max(sva, 1) - 1) * per_sva
-                + (blk - 1) * per_block)
+    def linear(quantity: str):
+        """The linear model in depth of one measured quantity -> predict(L, S, V)."""
+        q = {k: v[quantity] for k, v in runs.items()}
+        per_layer, per_block = q["layer"] - q["base"], q["block"] - q["base"]
+        per_sva = q["sva"] - q["layer"] if n_sva else 0
 
+        def predict(lay, sva, blk):
+            return (q["base"] + (lay - 1) * per_layer + (max(sva, 1) - 1) * per_sva
+                    + (blk - 1) * per_block)
+        return predict, (per_layer, per_sva, per_block)
+
+    temp, (per_layer, per_sva, per_block) = linear("temp_bytes")
+    flops, _ = linear("flops_per_device")
     chk = runs["check"]
-    predicted = predict(chk["layers"], chk["sva_layers"], chk["blocks"])
-    activations = predict(n_layers, n_sva, n_blocks)
+    at_check = (chk["layers"], chk["sva_layers"], chk["blocks"])
+    activations = int(temp(n_layers, n_sva, n_blocks))
     pd = dict(full["per_device_bytes"], activations=activations)
     pd["total"] = pd["params"] + pd["optimizer"] + pd["batch"] + activations
+
+    def check(quantity: str, predict) -> dict:
+        got = chk[quantity]
+        return {"predicted": predict(*at_check), "compiled": got,
+                "rel_error": round(abs(predict(*at_check) - got) / max(got, 1), 4)}
+
     out = {**full, "per_device_bytes": pd,
            "per_device_gib": {k: round(v / GiB, 3) for k, v in pd.items()},
+           "flops_per_device": flops(n_layers, n_sva, n_blocks),
            "activations": "EXTRAPOLATED linearly in depth from shallow compiles",
            "extrapolation": {
                "full_depth": {"layers": n_layers, "sva_layers": n_sva, "blocks": n_blocks},
                "bytes_per_llm_layer": per_layer, "bytes_per_sva_layer": per_sva,
                "bytes_per_vision_block": per_block, "compiles": runs,
-               "check": {"predicted_temp_bytes": predicted, "compiled_temp_bytes": chk[
-                   "temp_bytes"], "rel_error": round(abs(predicted - chk["temp_bytes"])
-                                                     / max(chk["temp_bytes"], 1), 4)}}}
+               "check": check("temp_bytes", temp),
+               "check_flops": check("flops_per_device", flops)}}
     if "hbm_per_device_gib" in full:
-        out["fits"] = bool(pd["total"] <= 0.9 * full["hbm_per_device_gib"] * GiB)
+        out["fits"] = bool(pd["total"] <= HBM_MARGIN * full["hbm_per_device_gib"] * GiB)
     return out

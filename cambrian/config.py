@@ -134,7 +134,7 @@ def base_config() -> mlc.ConfigDict:
     c.sharding_rules = ()
     c.remat = "none"  # LLM decoder-layer rematerialisation: none | dots | full
     # Cross-entropy over this many positions at a time, each piece's gradients taken while its
-    # logits are at hand (vlm.chunked_loss_fn): float32[batch, max_len, vocab] never exists.
+    # logits are at hand (losses.chunked_loss_fn): float32[batch, max_len, vocab] never exists.
     # 0 = whole-sequence logits.
     c.loss_chunk = 512
 
@@ -145,6 +145,10 @@ def base_config() -> mlc.ConfigDict:
     # overlap the next steps.
     c.save = mlc.ConfigDict({"every": 0, "keep": 2, "asynchronous": True})
     c.log_every = 10
+    # What a run records beside WORKDIR/metrics.jsonl (cambrian/runlog.py): TensorBoard event
+    # files in WORKDIR/tensorboard/; a Weights & Biases project ("" = none; needs `pip install
+    # wandb`); the per-device peak TFLOP/s behind mfu (0 = runlog.PEAK_FLOPS by device kind).
+    c.log = mlc.ConfigDict({"tensorboard": True, "wandb": "", "peak_tflops": 0.0})
 
     from cambrian.eval import suite  # the benchmark names (here: nothing runs on import)
 
@@ -159,6 +163,8 @@ def base_config() -> mlc.ConfigDict:
     c.eval.max_new_tokens = 0  # 0 = each benchmark's own value
     c.eval.vision = "on"  # "on" | "off" | "both" (the paper's who's-answering check)
     c.eval.profile = "cambrian"
+    # SVA attention mass per encoder on each benchmark -> WORKDIR/attention/<benchmark>.json
+    c.eval.save_attention = False
     return c
 
 
@@ -211,15 +217,32 @@ def encoder_probe(alias: str, enc: mlc.ConfigDict) -> mlc.ConfigDict:
 def single_encoder_probe(arg: str | None, family: str, variant: str, *, res: int,
                          checkpoint: str, tokens: int = 0, layer: int | None = None,
                          alias: str | None = None) -> mlc.ConfigDict:
-    """The whole config of a one-encoder probe file: args ``runlocal`` and ``res=N``;
-    ``checkpoint`` is relative to ``$CAMBRIAN_CHECKPOINTS``."""
-    a = parse_arg(arg, runlocal=False, res=res)
+    """The whole config of a one-encoder probe file: args ``runlocal``, ``res=N`` and a TPU
+    slice (``v4-128``: cambrian/slices.py); ``checkpoint`` is relative to
+    ``$CAMBRIAN_CHECKPOINTS``."""
+    a = probe_arg(arg, res=res)
     c = encoder_probe(alias or family, encoder(
         family, variant, image_size=a.res, tokens=tokens, layer=layer,
         checkpoint=os.path.join(CHECKPOINTS, checkpoint)))
     if a.runlocal:
         runlocal_common(c)
+    apply_slice(c, a)
     return c
+
+
+def probe_arg(arg: str | None, **knobs: Any) -> mlc.ConfigDict:
+    """``parse_arg`` for probe files: ``runlocal``, the TPU slice words of cambrian/slices.py
+    (``v4-128``, ...) and the file's own ``knobs``."""
+    from cambrian import slices
+
+    return parse_arg(arg, runlocal=False, **knobs, **slices.arg_defaults())
+
+
+def apply_slice(c: mlc.ConfigDict, a: mlc.ConfigDict) -> None:
+    """Applies the slice settings named in ``probe_arg``'s result (last step of a probe file)."""
+    from cambrian import slices
+
+    slices.apply(c, slices.chosen(a))
 
 
 def connector_probe(connector: str, options: dict, encoders: dict[str, mlc.ConfigDict]

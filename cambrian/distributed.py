@@ -51,8 +51,6 @@ def initialize(coordinator: str = "", num_processes: int = 0, process_id: int = 
         jax.distributed.initialize()
     else:
         return False
-    log.info("process %d of %d, %d local / %d global devices", jax.process_index(),
-             jax.process_count(), jax.local_device_count(), jax.device_count())
     return True
 
 

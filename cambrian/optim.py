@@ -3,7 +3,8 @@
 Parameters are addressed by their path string (``"connector/vision_query"``). ``trainable`` is a
 regex: parameters it does not match are frozen and get no optimizer state (they are not even
 passed to optax). ``lr_multipliers`` maps regexes to factors on the stage LR (first match wins),
-e.g. Cambrian's 1e-4 for ``vision_sampler|vision_query`` under a 1e-3 connector LR.
+e.g. Cambrian's 1e-4 for ``vision_sampler|vision_query`` under a 1e-3 connector LR. The
+parameters under one multiplier are an LR group named by its pattern; the rest are ``"base"``.
 """
 
 from __future__ import annotations
@@ -39,14 +40,39 @@ def schedule(stage: mlc.ConfigDict) -> optax.Schedule:
     return optax.warmup_cosine_decay_schedule(0.0, stage.lr, warmup, steps, 0.0)
 
 
-def lr_multipliers(params, stage: mlc.ConfigDict):
-    rules = [(re.compile(k), float(v)) for k, v in stage.lr_multipliers.items()]
+BASE_GROUP = "base"
 
-    def mult(path, _):
+
+def _group_of(stage: mlc.ConfigDict):
+    """path -> (group name, LR multiplier): the first matching ``lr_multipliers`` pattern."""
+    rules = [(k, re.compile(k), float(v)) for k, v in stage.lr_multipliers.items()]
+
+    def group(path) -> tuple[str, float]:
         s = path_str(path)
-        return next((m for rx, m in rules if rx.search(s)), 1.0)
+        return next(((k, m) for k, rx, m in rules if rx.search(s)), (BASE_GROUP, 1.0))
 
-    return jax.tree_util.tree_map_with_path(mult, params)
+    return group
+
+
+def lr_multipliers(params, stage: mlc.ConfigDict):
+    group = _group_of(stage)
+    return jax.tree_util.tree_map_with_path(lambda path, _: group(path)[1], params)
+
+
+def lr_groups(params, stage: mlc.ConfigDict) -> dict[str, float]:
+    """{group name: LR multiplier} of the groups that hold some of ``params``, base first."""
+    group = _group_of(stage)
+    used = dict(group(path) for path, _ in jax.tree_util.tree_leaves_with_path(params))
+    order = [BASE_GROUP, *stage.lr_multipliers.keys()]
+    return {k: used[k] for k in order if k in used}
+
+
+def learning_rates(stage: mlc.ConfigDict, groups: dict[str, float], stage_step: int
+                   ) -> dict[str, float]:
+    """The LR of each group in the update of ``stage_step`` (1 = the stage's first step, which
+    optax's schedule sees as count 0)."""
+    lr = float(schedule(stage)(stage_step - 1))
+    return {k: lr * m for k, m in groups.items()}
 
 
 def _scale_by_tree(mults) -> optax.GradientTransformation:

@@ -69,10 +69,23 @@ class Rules:
 
     @contextlib.contextmanager
     def activations(self, mesh: Mesh) -> Iterator[None]:
-        """Context in which ``llm.constrain`` applies the activation rules on ``mesh``."""
+        """Context in which ``constrain`` applies the activation rules on ``mesh``."""
         with jax.sharding.use_abstract_mesh(mesh.abstract_mesh), \
                 spmd.logical_axis_rules(list(self.acts.items())):
             yield
+
+
+def constrain(x: jax.Array, names: tuple[str | None, ...]) -> jax.Array:
+    """Constrains an activation's sharding by logical axis names when a mesh and rules are set.
+
+    Without an active mesh or logical-axis rules (``Rules.activations``) this is the identity,
+    so single-device code needs no mesh context.
+    """
+    rules = dict(spmd.get_logical_axis_rules())
+    if not rules or jax.sharding.get_abstract_mesh().empty:
+        return x
+    spec = PartitionSpec(*(rules.get(n) if n else None for n in names))
+    return jax.lax.with_sharding_constraint(x, spec)
 
 
 # ------------------------------------------------------------------------------------- mesh

@@ -5,14 +5,16 @@ optimizer state), on its own data, with AdamW + warmup/cosine. Parameters, optim
 batches are sharded over ``config.mesh`` by the logical-axis rules of ``config.sharding`` from the
 moment they are created. A checkpoint is written at the end of every stage, every
 ``save.every`` steps and on SIGTERM; rerunning the same command resumes from the latest one with
-the exact next batch. An eval-only run is a config whose stages have zero steps.
+the exact next batch. Every ``log_every`` steps the run record (``runlog``: metrics.jsonl,
+TensorBoard) gets a row; a bad record or a non-finite loss stops the run with one line
+(``runlog.RunError``), after saving the last good state where one is due. An eval-only run is a
+config whose stages have zero steps.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import inspect
 import json
 import logging
 import math
@@ -21,20 +23,29 @@ import time
 import jax
 import jax.numpy as jnp
 import ml_collections as mlc
+import numpy as np
 import optax
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec
-from tqdm import tqdm
 
-from cambrian import checkpoint, distributed, fileio, optim, sharding
+from cambrian import (
+    checkpoint,
+    distributed,
+    fileio,
+    optim,
+    progress,
+    runlog,
+    sharding,
+    train_data,
+)
 from cambrian import config as config_lib
-from cambrian.data import chat_templates, loader
 from cambrian.data import tokenizer as tokenizer_lib
-from cambrian.models import vlm
+from cambrian.data.readers import DataError
+from cambrian.models import llm, losses, vlm
 
 log = logging.getLogger("cambrian")
 
-_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+DTYPES = ("float32", "bfloat16")  # model.dtype / model.encoder_dtype
 
 
 # ----------------------------------------------------------------------------------------- model
@@ -42,66 +53,23 @@ _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 def build_model(config: mlc.ConfigDict, tokenizer=None, *, load_pretrained: bool = True,
                 vocab_size: int | None = None) -> vlm.Cambrian:
-    """The configured model with the run's numerics (compute dtypes, remat) applied.
+    """The configured model with the run's numerics: the LLM computes in ``model.dtype`` (its
+    weights stay fp32 masters, cast per use) with ``config.remat``; frozen encoders store and
+    run in ``model.encoder_dtype``.
 
     ``vocab_size`` replaces ``len(tokenizer)`` (abstract models of configs whose tokenizer is
     not on this machine)."""
+    dt, edt = config.model.dtype, config.model.encoder_dtype
+    if dt not in DTYPES or edt not in DTYPES:
+        raise ValueError(f"model.dtype={dt!r} / model.encoder_dtype={edt!r}; expected one of "
+                         f"{DTYPES}")
+    if config.remat not in ("none", *llm.REMAT_POLICIES):
+        raise ValueError(f"config.remat={config.remat!r}; expected none, "
+                         f"{', '.join(llm.REMAT_POLICIES)}")
     model = vlm.Cambrian(config.model, vocab_size=vocab_size or len(tokenizer),
-                         rngs=nnx.Rngs(config.seed), load_pretrained=load_pretrained)
-    _apply_dtypes(model, config)
-    _apply_remat(model, config.remat)
+                         rngs=nnx.Rngs(config.seed), load_pretrained=load_pretrained,
+                         remat=config.remat)
     return model
-
-
-def _apply_dtypes(model: vlm.Cambrian, config: mlc.ConfigDict) -> None:
-    """``model.dtype``: LLM compute dtype (weights stay fp32 masters, cast per use);
-    ``model.encoder_dtype``: frozen encoders store and run in that dtype."""
-    dt = config.model.dtype
-    if dt not in _DTYPES or config.model.encoder_dtype not in _DTYPES:
-        raise ValueError(f"model.dtype={dt!r} / model.encoder_dtype="
-                         f"{config.model.encoder_dtype!r}; expected one of {sorted(_DTYPES)}")
-    if model.llm.cfg.dtype != dt:
-        model.llm.cfg = dataclasses.replace(model.llm.cfg, dtype=dt)
-    edt = config.model.encoder_dtype
-    if edt == "float32":
-        return
-    for alias, enc in model.encoders.items():
-        if not config.model.encoders[alias].frozen:
-            continue
-        for attr in ("config", "cfg"):
-            c = getattr(enc, attr, None)
-            if dataclasses.is_dataclass(c) and hasattr(c, "dtype"):
-                setattr(enc, attr, dataclasses.replace(c, dtype=edt))
-        for _, p in nnx.iter_graph(enc):
-            if isinstance(p, nnx.Param) and jnp.issubdtype(p.value.dtype, jnp.floating):
-                p.value = p.value.astype(_DTYPES[edt])
-
-
-REMAT_POLICIES = {
-    "full": None,  # keep only each layer's input; recompute everything in the backward pass
-    "dots": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,  # keep weight matmuls
-}
-
-
-@functools.cache
-def _remat_class(cls: type, policy: str) -> type:
-    # Python-bool flags (batch_invariant) must be static for the checkpoint; the layer's call
-    # passes them positionally.
-    names = list(inspect.signature(cls.__call__).parameters)
-    static = tuple(i for i, n in enumerate(names) if n == "batch_invariant")
-    call = nnx.remat(cls.__call__, policy=REMAT_POLICIES[policy], static_argnums=static)
-    return type(cls.__name__, (cls,), {"__call__": call, "__module__": cls.__module__,
-                                       "__qualname__": cls.__qualname__})
-
-
-def _apply_remat(model: vlm.Cambrian, policy: str) -> None:
-    """Rematerialises each LLM decoder layer (``config.remat``); parameter paths are unchanged."""
-    if policy == "none":
-        return
-    if policy not in REMAT_POLICIES:
-        raise ValueError(f"config.remat={policy!r}; expected none, {', '.join(REMAT_POLICIES)}")
-    for layer in model.llm.layers:
-        layer.__class__ = _remat_class(type(layer), policy)
 
 
 def _has_pretrained(config: mlc.ConfigDict) -> bool:
@@ -128,13 +96,15 @@ def init_params(config: mlc.ConfigDict, tokenizer, mesh, rules: sharding.Rules):
         # LLVM's optimiser spends ~10 s on a run-once RNG program on CPU; level 0 takes ~1 s.
         opts = {"xla_backend_optimization_level": 0} if jax.default_backend() == "cpu" else {}
         return graphdef, init.compile(compiler_options=opts)()
-    model = build_model(config, tokenizer)
+    # Converters read checkpoints into host memory: build there, not on accelerator 0 (an 8B
+    # model does not fit one chip), then each process puts only its own shards on its devices.
+    with jax.default_device(jax.local_devices(backend="cpu")[0]):
+        model = build_model(config, tokenizer)
     graphdef, params = nnx.split(model, nnx.Param)
     shardings = sharding.state_shardings(params, mesh, rules)
-    # the shardings' leaves sit where params has its Variables: replace each one's value
-    params = jax.tree.map(
-        lambda s, v: v.replace(sharding.put_host_array(jax.device_get(v[...]), s)),
-        shardings, params, is_leaf=lambda x: isinstance(x, nnx.Variable))
+    # params holds Variables where shardings holds NamedShardings: map over the Variables
+    params = jax.tree.map(lambda v, s: v.replace(sharding.put_host_array(np.asarray(v[...]), s)),
+                          params, shardings, is_leaf=lambda x: isinstance(x, nnx.Variable))
     return graphdef, params
 
 
@@ -160,7 +130,7 @@ def make_train_step(graphdef, tx: optax.GradientTransformation, *, grad_accum: i
     is split into k strided microbatches (each spread over all devices) whose gradient sums are
     accumulated in a scan, so k microbatches of b rows equal one batch of k*b rows.
     ``loss_chunk`` > 0 computes the cross-entropy ``loss_chunk`` positions at a time
-    (``vlm.chunked_loss_fn``) instead of from whole float32[B, T, V] logits. ``packed=False``
+    (``losses.chunked_loss_fn``) instead of from whole float32[B, T, V] logits. ``packed=False``
     promises one conversation per row, which lets fused attention drop its mask. ``mesh`` +
     ``rules`` switch on the activation sharding constraints; ``shardings`` = (trainable, opt)
     shardings pins the outputs to the inputs' layout.
@@ -168,17 +138,17 @@ def make_train_step(graphdef, tx: optax.GradientTransformation, *, grad_accum: i
 
     def sums(trainable, frozen, batch):
         def f(tr):
-            model = nnx.merge(graphdef, tr, frozen)
+            model = nnx.merge(graphdef, tr, frozen, copy=True)
             logits, out = model(batch, with_logits=not loss_chunk, packed=packed)
             if loss_chunk:
                 lm = model.llm
                 path = ("llm", lm.output_name)
-                loss, n = vlm.chunked_loss_fn(
+                loss, n = losses.chunked_loss_fn(
                     lm.logits, out["hidden"], lm.output_weight(), batch, out["segment_ids"],
                     loss_chunk, weight_grad=_entry(trainable, path) is not None,
                     weight_sharding=_entry(shardings[0], path) if shardings else None)
             else:
-                loss, n = vlm.loss_fn(logits, batch, out["segment_ids"])
+                loss, n = losses.loss_fn(logits, batch, out["segment_ids"])
             return loss * n, n  # token-weighted sums add up across microbatches
 
         (s, n), g = jax.value_and_grad(f, has_aux=True)(trainable)
@@ -231,7 +201,8 @@ def make_train_step(graphdef, tx: optax.GradientTransformation, *, grad_accum: i
 
 @dataclasses.dataclass
 class Fit:
-    """What training produced: the model split as ``graphdef, params`` and per-stage losses."""
+    """What training produced: the model split as ``graphdef, params`` and per-stage losses
+    (the loss at each logged step, those before a resume included)."""
 
     graphdef: object
     params: object
@@ -254,6 +225,7 @@ def run(config: mlc.ConfigDict, workdir: str, *, evaluate: bool = True) -> dict:
     fit_ = fit(config, workdir, tokenizer=tok)
     if not evaluate:
         return {"step": fit_.step, "losses": fit_.losses}
+    # ------------------------------------------------------------------- eval hooks
     t_eval = time.time()
     results = runner.evaluate(fit_.model, config, tok, workdir)
     rep = report_lib.build(
@@ -272,8 +244,8 @@ def run(config: mlc.ConfigDict, workdir: str, *, evaluate: bool = True) -> dict:
 
 def fit(config: mlc.ConfigDict, workdir: str, *, tokenizer=None, devices=None) -> Fit:
     """Runs (or resumes) every stage of ``config`` in ``workdir``; ``devices`` defaults to all."""
-    chash = config_lib.config_hash(config)
-    if jax.process_index() == 0:
+    main = jax.process_index() == 0
+    if main:
         fileio.write_text(fileio.join(workdir, "config.json"), config_lib.to_json(config))
 
     # ------------------------------------------------------------------- mesh
@@ -282,45 +254,53 @@ def fit(config: mlc.ConfigDict, workdir: str, *, tokenizer=None, devices=None) -
     log.info("mesh %s over %d devices (%d processes), sharding %s", dict(mesh.shape),
              mesh.devices.size, jax.process_count(), config.sharding)
 
+    # ------------------------------------------------------------------- run records
+    mngr = checkpoint.manager(workdir, config.save.keep, asynchronous=config.save.asynchronous)
+    resume = checkpoint.Resume.latest(mngr)
+    recorder = runlog.Recorder(config, workdir, restored_step=resume.step if resume else 0,
+                               main=main, devices=mesh.devices.size,
+                               device_kind=mesh.devices.flat[0].device_kind)
+
     # ------------------------------------------------------------------- model, born sharded
     tok = tokenizer or tokenizer_lib.load(config.model.tokenizer, config.cache_dir)
     graphdef, params = init_params(config, tok, mesh, rules)
     log.info("model: %s params", f"{vlm.num_params(params):,}")
 
     # ------------------------------------------------------------------- restore
-    mngr = checkpoint.manager(workdir, config.save.keep, asynchronous=config.save.asynchronous)
-    done_stages: dict[str, int] = {}
-    step0 = checkpoint.latest(mngr)
-    resume = None
-    if step0 is not None:
-        meta = checkpoint.restore_meta(mngr, step0)
-        done_stages = meta["done_stages"]
-        resume = (step0, meta)
-        log.info("resuming from %s step %d (%s)", workdir, step0, meta["stage"])
-    if config.checkpoint and resume is None:
-        params = _init_from(config.checkpoint, params)
+    # Where each stage starts, first match wins:
+    # 1. a stage this workdir finished is skipped; when the latest checkpoint is its end, its
+    #    params are restored for the next stage;
+    # 2. the stage the latest checkpoint interrupted restores params, optimizer state and the
+    #    data position from it (train_stage) and continues with the exact next batch;
+    # 3. without a checkpoint here, config.checkpoint (another run's workdir) gives the params;
+    # 4. else the params as initialised above.
+    done = dict(resume.done_stages) if resume else {}
+    if resume:
+        log.info("resuming from %s step %d (%s)", workdir, resume.step, resume.stage)
+    elif config.checkpoint:
+        params = checkpoint.init_from(config.checkpoint, params)
 
     # ------------------------------------------------------------------- stages
-    global_step, losses = 0, {}
     watch = distributed.PreemptionWatch()
     try:
         for name, stage in config.stages.items():
             if stage.steps <= 0:
                 continue
-            if name in done_stages:
-                global_step = done_stages[name]
-                if resume and resume[0] == global_step:
-                    params = _restore_params(mngr, global_step, params)
+            if name in done:
+                if resume.step == done[name]:
+                    params = checkpoint.restore_params(mngr, resume.step, params)
                 continue
-            ctx = _StageCtx(name, stage, config, mesh, rules, graphdef, tok, mngr, chash,
-                            workdir, watch)
-            params, global_step, losses[name], done_stages = ctx.train(
-                params, global_step, done_stages, resume)
-            resume = None
+            params, done = train_stage(
+                config, name, workdir, mesh=mesh, graphdef=graphdef, params=params,
+                tokenizer=tok, mngr=mngr, done_stages=done,
+                resume=resume if resume and resume.stage == name else None, watch=watch,
+                recorder=recorder)
     finally:
         watch.close()
         mngr.wait_until_finished()
-    return Fit(graphdef, params, global_step, losses, mesh)
+        recorder.close()
+    losses = {n: recorder.losses(n)[1] for n, st in config.stages.items() if st.steps > 0}
+    return Fit(graphdef, params, max(done.values(), default=0), losses, mesh)
 
 
 def _notes(config) -> list[str]:
@@ -332,149 +312,170 @@ def _notes(config) -> list[str]:
     return notes
 
 
-def _init_from(path: str, params):
-    """Params from the latest checkpoint of another run (``path``: its workdir)."""
-    src = checkpoint.manager(path.removesuffix("/checkpoints"), keep=1, read_only=True)
-    step = checkpoint.latest(src)
-    if step is None:
-        raise FileNotFoundError(f"config.checkpoint={path}: no checkpoint found there; point it "
-                                "at a run's workdir (the folder holding checkpoints/)")
-    log.info("initialising params from %s step %d", path, step)
-    return _restore_params(src, step, params)
+# ----------------------------------------------------------------------------------------- stage
 
 
-def _restore_params(mngr, step, params):
-    state, _ = checkpoint.restore(mngr, step,
-                                  {"params": checkpoint.abstract(nnx.to_pure_dict(params))})
-    nnx.replace_by_pure_dict(params, state["params"])
-    return params
+def train_stage(config: mlc.ConfigDict, name: str, workdir: str, *, mesh, graphdef, params,
+                tokenizer, mngr, done_stages: dict[str, int], resume: checkpoint.Resume | None,
+                watch: distributed.PreemptionWatch, recorder: runlog.Recorder):
+    """Trains stage ``name`` from its start, or from ``resume`` (a checkpoint it wrote);
+    returns (params, done_stages with this stage added)."""
+    stage = config.stages[name]
+    first_step = max(done_stages.values(), default=0)  # global step before the stage's first
+    rules = sharding.Rules.from_config(config)
+    main = jax.process_index() == 0
 
+    # ------------------------------------------------------------------- trainable / frozen
+    model = nnx.merge(graphdef, params)
+    trainable_filter = optim.trainable_filter(stage.trainable)
+    gd, trainable, frozen = nnx.split(model, trainable_filter, ...)
+    if not jax.tree.leaves(trainable):
+        raise ValueError(f"stages.{name}.trainable={stage.trainable!r} matches no parameter")
 
-@dataclasses.dataclass
-class _StageCtx:
-    name: str
-    stage: mlc.ConfigDict
-    config: mlc.ConfigDict
-    mesh: object
-    rules: sharding.Rules
-    graphdef: object
-    tok: object
-    mngr: object
-    chash: str
-    workdir: str
-    watch: distributed.PreemptionWatch
+    # ------------------------------------------------------------------- optimizer, born sharded
+    tx = optim.make(stage, trainable)
+    tr_sh = sharding.state_shardings(trainable, mesh, rules)
+    opt_sh = sharding.state_shardings(jax.eval_shape(tx.init, trainable), mesh, rules)
+    opt_state = jax.jit(tx.init, out_shardings=opt_sh)(trainable)
 
-    def data(self, model: vlm.Cambrian):
-        config, stage = self.config, self.stage
-        div = sharding.batch_divisor(self.mesh) * stage.grad_accum
-        if stage.batch_size % div:
-            raise ValueError(
-                f"stages.{self.name}.batch_size={stage.batch_size} must be a multiple of "
-                f"{div} (mesh data*fsdp={sharding.batch_divisor(self.mesh)} x "
-                f"grad_accum={stage.grad_accum})")
-        path, image_root = loader.resolve(stage.data, stage.image_root, config.cache_dir,
-                                          config.data.synthetic.to_dict())
-        enc = loader.Encoder(
-            template=chat_templates.get(config.model.template), tokenizer=self.tok,
-            num_image_tokens=model.num_image_tokens, max_len=config.model.max_len,
-            image_size=model.host_image_size(config.data.image_size), image_root=image_root,
-            pad_color=model.pad_color, skip_bad=config.data.skip_bad,
-            system=config.model.system_prompt)
-        data = config.data
-        ds = loader.dataset(loader.load_records(path), enc, batch_size=stage.batch_size,
-                            num_batches=stage.steps,
-                            seed=config.seed * 1000 + list(config.stages).index(self.name),
-                            num_workers=data.num_workers, pack=data.pack,
-                            max_images_per_row=data.max_images_per_row)
-        it = loader.Peek(iter(ds), min(data.efficiency_batches, stage.steps))
-        self._log_efficiency(loader.efficiency(it.head()))
-        return it
+    # ------------------------------------------------------------------- data
+    try:
+        it = train_data.stage_data(config, name, model, tokenizer, mesh, workdir)
+    except DataError as e:
+        raise runlog.RunError(f"{name} data: {e}; {train_data.FIX}") from e
 
-    def _log_efficiency(self, eff: dict) -> None:
-        """Logs how full the stage's first batches are; writes ``<stage>_data.json``."""
-        eff = {"pack": self.config.data.pack, **eff}
-        if eff["batches"]:
-            log.info("%s data (first %d batches, %s): %.1f%% of token slots real, %.1f%% "
-                     "supervised, %.2f examples/row, %.1f%% of image slots used", self.name,
-                     eff["batches"], "packed" if eff["pack"] else "one example per row",
-                     100 * eff["token_efficiency"], 100 * eff["supervised_efficiency"],
-                     eff["examples_per_row"], 100 * eff["image_slot_use"])
-        if jax.process_index() == 0:
-            fileio.write_text(fileio.join(self.workdir, f"{self.name}_data.json"),
-                              json.dumps(eff, indent=2))
+    # ------------------------------------------------------------------- restore
+    # One read of the checkpoint: 1. params, 2. optimizer state, 3. the data iterator's
+    # position, 4. the stage step to continue from (its meta).
+    start = 0
+    if resume is not None:
+        target = checkpoint.abstract({"params": nnx.to_pure_dict(params), "opt": opt_state})
+        state, meta = checkpoint.restore(mngr, resume.step, target, it)
+        nnx.replace_by_pure_dict(params, state["params"])
+        opt_state = state["opt"]
+        gd, trainable, frozen = nnx.split(nnx.merge(graphdef, params), trainable_filter, ...)
+        start = meta["stage_step"]
+    log.info("%s: %s trainable params, %d steps, batch %d (x%d accumulation)", name,
+             f"{vlm.num_params(trainable):,}", stage.steps, stage.batch_size, stage.grad_accum)
 
-    def train(self, params, global_step: int, done_stages: dict, resume):
-        name, stage, config, mesh = self.name, self.stage, self.config, self.mesh
-        model = nnx.merge(self.graphdef, params)
-        gd, trainable, frozen = nnx.split(model, optim.trainable_filter(stage.trainable), ...)
-        if not jax.tree.leaves(trainable):
-            raise ValueError(f"stages.{name}.trainable={stage.trainable!r} matches no parameter")
-        tx = optim.make(stage, trainable)
-        tr_sh = sharding.state_shardings(trainable, mesh, self.rules)
-        opt_sh = sharding.state_shardings(jax.eval_shape(tx.init, trainable), mesh, self.rules)
-        opt_state = jax.jit(tx.init, out_shardings=opt_sh)(trainable)
-        it = self.data(model)
+    # ------------------------------------------------------------------- loop
+    step_fn = make_train_step(gd, tx, grad_accum=stage.grad_accum, loss_chunk=config.loss_chunk,
+                              packed=config.data.pack, mesh=mesh, rules=rules,
+                              shardings=(tr_sh, opt_sh))
+    counts = jax.jit(train_data.batch_counts, out_shardings=sharding.replicated(mesh))
+    groups = optim.lr_groups(trainable, stage)
+    optim.learning_rates(stage, groups, 1)  # compiles the schedule's ops outside the timing
+    flops = None  # of one step, counted where a peak makes it useful
+    pending = []  # (stage step, device metrics) since the last synchronisation
+    t_sync = time.time()
+    chash = config_lib.config_hash(config)
 
-        start = 0
-        if resume is not None and resume[1]["stage"] == name:
-            step, _ = resume
-            target = checkpoint.abstract({"params": nnx.to_pure_dict(params), "opt": opt_state})
-            state, meta = checkpoint.restore(self.mngr, step, target, it)
-            nnx.replace_by_pure_dict(params, state["params"])
-            opt_state = state["opt"]
-            gd, trainable, frozen = nnx.split(nnx.merge(self.graphdef, params),
-                                              optim.trainable_filter(stage.trainable), ...)
-            start = meta["stage_step"]
-        log.info("%s: %s trainable params, %d steps, batch %d (x%d accumulation)", name,
-                 f"{vlm.num_params(trainable):,}", stage.steps, stage.batch_size,
-                 stage.grad_accum)
+    def meta(s: int) -> dict:  # of a checkpoint at stage step s (done_stages as it is then)
+        return {"stage": name, "stage_step": s, "done_stages": done_stages, "config_hash": chash}
 
-        step_fn = make_train_step(gd, tx, grad_accum=stage.grad_accum,
-                                  loss_chunk=self.config.loss_chunk,
-                                  packed=self.config.data.pack, mesh=mesh,
-                                  rules=self.rules, shardings=(tr_sh, opt_sh))
-        bar = tqdm(range(start, stage.steps), desc=name, initial=start, total=stage.steps,
-                   disable=jax.process_index() != 0)
-        t0, losses, pending = time.time(), [], []
-        seen = 0  # conversations trained on (a packed row holds several)
-        for s in bar:
-            host = next(it)
-            seen += loader.examples_in(host) * jax.process_count()
+    # the bar closes on errors too, so a one-line error starts a line of its own
+    with progress.Bar(name, start, stage.steps, enabled=main) as bar:
+        for s in range(start, stage.steps):  # s steps done; this iteration runs step s + 1
+            data_state = it.get_state()
+            try:
+                host = next(it)
+            except DataError as e:
+                _synced(name, first_step, pending, mngr, stage)  # a NaN state is not worth saving
+                saved = _save_last_good(mngr, first_step + s, s > start, functools.partial(
+                    _save, mngr, first_step + s, gd, trainable, frozen, opt_state, meta(s),
+                    data_state=data_state))
+                raise runlog.RunError(f"{name} step {s + 1} (global step {first_step + s + 1}): "
+                                      f"{e}; {saved}; {train_data.FIX}") from e
             batch = sharding.put_batch(host, mesh)
             trainable, opt_state, m = step_fn(trainable, frozen, opt_state, batch)
-            pending.append(m["loss"])
+            pending.append((s + 1, {**m, **counts(batch["segment_ids"])}))
+            if s == start and recorder.peak:  # counted while the device runs the first step
+                flops = step_flops(gd, tx, trainable, frozen, opt_state, batch,
+                                   packed=config.data.pack)
             last = s + 1 == stage.steps
-            if (s + 1) % config.log_every == 0 or last:
-                losses += [float(x) for x in jax.device_get(pending)]
-                pending = []
-                if not math.isfinite(losses[-1]):
-                    raise FloatingPointError(
-                        f"{name} step {s + 1}: loss is {losses[-1]}; lower the LR "
-                        f"(stages.{name}.lr) or check the data")
-                ex_s = seen / (time.time() - t0)
-                bar.set_postfix(loss=f"{losses[-1]:.3f}", ex_s=f"{ex_s:.1f}")
-                log.info("%s step %d loss %.4f grad_norm %.3f", name, s + 1, losses[-1],
-                         float(m["grad_norm"]))
-            preempted = not last and self.watch.reached(global_step + s + 1)
-            every = config.save.every and (s + 1) % config.save.every == 0
-            if last or every or preempted:
-                params = nnx.state(nnx.merge(gd, trainable, frozen), nnx.Param)
+            preempted = not last and watch.reached(first_step + s + 1)
+            save = last or preempted or bool(config.save.every and (s + 1) % config.save.every == 0)
+            logged = last or (s + 1) % config.log_every == 0
+            if logged or save or s == start:  # s == start: time the compilation apart
+                synced = _synced(name, first_step, pending, mngr, stage)
+                now = time.time()
+                if logged:
+                    recorder.log_step(name, first_step + s + 1, s + 1, synced, now - t_sync,
+                                      optim.learning_rates(stage, groups, s + 1), flops)
+                bar.sync(s + 1, synced[-1]["loss"])
+                pending, t_sync = [], now
+            if save:
                 if last:
-                    done_stages = {**done_stages, name: global_step + stage.steps}
-                meta = {"stage": name, "stage_step": s + 1, "done_stages": done_stages,
-                        "config_hash": self.chash}
-                state = {"params": nnx.to_pure_dict(params)}
-                if not last:
-                    state["opt"] = opt_state
-                checkpoint.save(self.mngr, global_step + s + 1, state, meta, it)
+                    done_stages = {**done_stages, name: first_step + s + 1}
+                _save(mngr, first_step + s + 1, gd, trainable, frozen, None if last else opt_state,
+                      meta(s + 1), data_iter=it)
             if preempted:
-                self.mngr.wait_until_finished()
-                raise distributed.Preempted(global_step + s + 1)
-        bar.close()
-        if pending:
-            losses += [float(x) for x in jax.device_get(pending)]
-        if jax.process_index() == 0:
-            fileio.write_text(fileio.join(self.workdir, f"{name}_losses.json"),
-                              json.dumps(losses))
-        params = nnx.state(nnx.merge(gd, trainable, frozen), nnx.Param)
-        return params, global_step + stage.steps, losses, done_stages
+                mngr.wait_until_finished()
+                raise distributed.Preempted(first_step + s + 1)
+    if main:
+        steps, losses = recorder.losses(name)
+        fileio.write_text(fileio.join(workdir, f"{name}_losses.json"),
+                          json.dumps({"stage_steps": steps, "losses": losses}))
+    return nnx.state(nnx.merge(gd, trainable, frozen), nnx.Param), done_stages
+
+
+def _synced(name: str, first_step: int, pending: list, mngr, stage) -> list[dict]:
+    """Waits for the pending steps; their metrics as floats. A non-finite loss or gradient norm
+    stops the run before anything saves that state."""
+    out = []
+    for s, m in zip([s for s, _ in pending], jax.device_get([m for _, m in pending])):
+        m = {k: float(v) for k, v in m.items()}
+        if not (math.isfinite(m["loss"]) and math.isfinite(m["grad_norm"])):
+            mngr.wait_until_finished()
+            latest = checkpoint.latest(mngr)
+            resume = (f"it resumes from the latest checkpoint, step {latest}"
+                      if latest is not None else "no checkpoint was written, it starts over")
+            raise runlog.RunError(
+                f"{name} step {s} (global step {first_step + s}): loss {m['loss']}, gradient "
+                f"norm {m['grad_norm']}; this state is not saved. Lower the learning rate "
+                f"(stages.{name}.lr={stage.lr:g}), keep stages.{name}.grad_clip > 0 (now "
+                f"{stage.grad_clip:g}) or check the data, then rerun the same command: {resume}")
+        out.append(m)
+    return out
+
+
+def _save_last_good(mngr, step: int, new: bool, save) -> str:
+    """Calls ``save`` (of the state after global ``step``) unless ``new`` is False (nothing
+    trained since the restore) or a checkpoint holds it; says where a rerun resumes."""
+    mngr.wait_until_finished()
+    latest = checkpoint.latest(mngr)
+    # With several processes the others are still stepping: none can save alone.
+    if new and latest != step and jax.process_count() == 1:
+        save()
+        mngr.wait_until_finished()
+        return f"checkpoint written at step {step}, the last good state"
+    return f"the latest checkpoint is step {latest}" if latest is not None else "no checkpoint yet"
+
+
+def _save(mngr, step: int, graphdef, trainable, frozen, opt_state, meta: dict, *,
+          data_iter=None, data_state=None) -> None:
+    """Checkpoints the params (and ``opt_state`` unless None: a finished stage needs none)."""
+    params = nnx.state(nnx.merge(graphdef, trainable, frozen), nnx.Param)
+    state = {"params": nnx.to_pure_dict(params)}
+    if opt_state is not None:
+        state["opt"] = opt_state
+    checkpoint.save(mngr, step, state, meta, data_iter, data_state=data_state)
+
+
+def step_flops(graphdef, tx: optax.GradientTransformation, trainable, frozen, opt_state, batch,
+               *, packed: bool = True) -> float | None:
+    """XLA's FLOP count of one training step on ``batch`` (all devices together, remat
+    recomputation included), or None if XLA gives none.
+
+    Counted on a loop-free twin of the step (the whole batch at once, whole logits): XLA's
+    cost analysis counts a loop body once, so the trainer's own step would be undercounted by
+    its microbatch (``grad_accum``) and cross-entropy (``loss_chunk``) loops. Only traced and
+    lowered, never compiled or run.
+    """
+    twin = make_train_step(graphdef, tx, packed=packed)
+    shapes = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype),
+                          (trainable, frozen, opt_state, batch))
+    cost = twin.lower(*shapes).cost_analysis()
+    if isinstance(cost, list):
+        cost = cost[0] if cost else None
+    return float((cost or {}).get("flops", 0.0)) or None

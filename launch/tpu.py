@@ -1,22 +1,28 @@
-"""Entry point: build + validate a config, then run it here (CPU / GPU / one TPU VM / pod worker).
+"""Entry point: build + validate a config, then run it here (CPU / GPU / one TPU VM / pod worker),
+or on every worker of a TPU pod / list of hosts (``--tpu`` / ``--hosts``: cambrian/pod/).
 
     python launch/tpu.py --config encoders/dinov2.py:runlocal --workdir runs/dinov2-local
     python launch/tpu.py --config encoders/dinov2.py --workdir gs://BUCKET/runs/x --config.seed=1
     python launch/tpu.py --config connectors/sva.py --workdir /tmp/x --dry-run --topology v4-128
+    python launch/tpu.py --config encoders/dinov2.py:v4-128 --workdir gs://BUCKET/runs/x \
+        --tpu NAME --zone us-central2-b --accelerator v4-128 [--create --version RUNTIME]
 
 Every ``--config.a.b=value`` overrides one field of the resolved config; unknown keys are errors.
-On a TPU pod run the same command on every worker (``gcloud ... tpu-vm ssh --worker=all``); CPU/GPU
-clusters add ``--coordinator HOST:PORT --num-processes N --process-id I``. ``--dry-run`` compiles
+With ``--tpu`` / ``--hosts`` the launcher runs this same command on every worker (README, "Running
+on a TPU pod"); a worker's process runs it without them. CPU/GPU clusters under a scheduler add
+``--coordinator HOST:PORT --num-processes N --process-id I``. ``--dry-run`` compiles
 the train step on abstract shapes for the configured mesh (no weights are read) and prints
 per-device memory and FLOPs. Exit status 143 means a SIGTERM checkpoint was written: rerunning
-the same command resumes.
+the same command resumes. An error the user can fix (a config, a missing file, a bad record, a
+NaN loss) ends the run with one line naming the file, record or step and the fix, and exit
+status 2 (before the model is built) or 1 (after); ``--traceback`` (or ``CAMBRIAN_TRACEBACK=1``)
+shows the full traceback instead.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
 
@@ -45,7 +51,15 @@ def main(argv: list[str] | None = None) -> int:
                    default=int(os.environ.get("CAMBRIAN_NUM_PROCESSES", "0")))
     p.add_argument("--process-id", type=int,
                    default=int(os.environ.get("CAMBRIAN_PROCESS_ID", "-1")))
+    p.add_argument("--traceback", action="store_true",
+                   default=os.environ.get("CAMBRIAN_TRACEBACK", "") not in ("", "0"),
+                   help="on an error, show the traceback instead of one line")
+    from cambrian.pod import launch as pod
+
+    pod.add_arguments(p)
     args = p.parse_args(rest)
+    if pod.wanted(args):
+        return pod.main(args, overrides)
     if not (args.workdir or args.print_config or args.dry_run):
         p.error("--workdir is required")
 
@@ -61,16 +75,15 @@ def main(argv: list[str] | None = None) -> int:
             print(config_lib.to_json(config))
             return 0
         if not args.dry_run:
-            preflight.check(config)
+            preflight.check(config, evaluate=not args.skip_eval)
     except (config_lib.ConfigError, preflight.PreflightError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
-                        datefmt="%H:%M:%S")
-    for noisy in ("absl", "jax", "orbax", "tensorflow"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    from cambrian import runlog
+
     if args.dry_run:
+        runlog.setup_logging(0)
         if args.topology and not _tpu_attached():
             _fake_cpu_devices(args.topology)
         from cambrian import aot
@@ -78,9 +91,12 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(aot.dry_run(config, topology=args.topology, stage=args.stage), indent=2))
         return 0
 
+    import jax
+
     from cambrian import distributed
 
     distributed.initialize(args.coordinator, args.num_processes, args.process_id)
+    runlog.setup_logging(jax.process_index())
     print(f"config {config.name} ({config_lib.config_hash(config)}) -> {args.workdir}")
     from cambrian import train
 
@@ -89,7 +105,24 @@ def main(argv: list[str] | None = None) -> int:
     except distributed.Preempted as e:
         print(e, file=sys.stderr)
         return PREEMPTED
+    except _user_errors() as e:
+        if args.traceback:
+            raise
+        print("error: " + " ".join(str(e).split()), file=sys.stderr)
+        return 1
     return 0
+
+
+def _user_errors() -> tuple[type[Exception], ...]:
+    """Errors whose message names what is wrong and the fix: shown as one line."""
+    from cambrian import config, preflight, runlog
+    from cambrian.data import images, readers, recipe
+    from cambrian.eval.benchmarks import common
+    from cambrian.models import weights
+
+    return (runlog.RunError, readers.DataError, images.ImageError, recipe.RecipeError,
+            common.DataFormatError, weights.CheckpointError, config.ConfigError,
+            preflight.PreflightError)
 
 
 def _tpu_attached() -> bool:

@@ -1,5 +1,6 @@
-"""The chunked cross-entropy (``config.loss_chunk``) against a float64 NumPy reference and
-against the whole-logits loss, in value and gradient, and inside the train step."""
+"""The losses: the whole-logits cross-entropy against a hand-derived value; the chunked one
+(``config.loss_chunk``) against a float64 NumPy reference and against the whole-logits loss, in
+value and gradient, and inside the train step."""
 
 from unittest import mock
 
@@ -10,8 +11,8 @@ import pytest
 from flax import nnx
 
 from cambrian import train
-from cambrian.models import vlm
-from cambrian.models.llm import llama
+from cambrian.models import losses
+from cambrian.models.llm import decode, llama
 from tests.test_train import one_step
 
 
@@ -46,6 +47,15 @@ def _reference(hidden, w_dv, batch):
     return total / n, n
 
 
+def test_loss_is_mean_ce_over_assistant_tokens_hand_derived():
+    logits = jnp.log(jnp.array([[[0.5, 0.5, 0.0 + 1e-9], [0.1, 0.7, 0.2], [1 / 3] * 3]]))
+    batch = {"tokens": jnp.array([[0, 1, 2]]), "loss_mask": jnp.array([[False, True, False]]),
+             "segment_ids": jnp.array([[1, 1, 1]])}
+    loss, n = losses.loss_fn(logits, batch, jnp.array([[1, 1, 1]]))
+    assert int(n) == 1
+    np.testing.assert_allclose(loss, -np.log(0.5), rtol=1e-5)  # token 1 predicted at position 0
+
+
 @pytest.mark.parametrize("tied", [True, False])
 @pytest.mark.parametrize("chunk", [1, 4, 7, 16, 64])
 def test_chunked_loss_and_grads_match_whole_logits(tied, chunk):
@@ -61,10 +71,10 @@ def test_chunked_loss_and_grads_match_whole_logits(tied, chunk):
 
     def whole(h, w):
         logits = lm.logits(h, w)
-        return vlm.loss_fn(logits, batch, seg)
+        return losses.loss_fn(logits, batch, seg)
 
     def chunked(h, w):
-        return vlm.chunked_loss_fn(lm.logits, h, w, batch, seg, chunk)
+        return losses.chunked_loss_fn(lm.logits, h, w, batch, seg, chunk)
 
     ref, n_ref = _reference(hidden, w.T if tied else w, batch)
     (l0, n0), g0 = jax.value_and_grad(whole, argnums=(0, 1), has_aux=True)(hidden, w)
@@ -88,8 +98,8 @@ def test_untrained_weight_gets_no_gradient_and_the_same_hidden_gradient():
     batch = _batch(rng, b, t, v)
 
     def loss(h, w, trained):
-        return vlm.chunked_loss_fn(lm.logits, h, w, batch, batch["segment_ids"], 5,
-                                   weight_grad=trained)[0]
+        return losses.chunked_loss_fn(lm.logits, h, w, batch, batch["segment_ids"], 5,
+                                      weight_grad=trained)[0]
 
     l1, (gh1, gw1) = jax.value_and_grad(loss, argnums=(0, 1))(hidden, w, True)
     l0, (gh0, gw0) = jax.value_and_grad(loss, argnums=(0, 1))(hidden, w, False)
@@ -103,7 +113,8 @@ def test_logits_is_project():
                             num_heads=2, num_kv_heads=1, head_dim=4)
     lm = llama.Llama(cfg, rngs=nnx.Rngs(1))
     h = jax.random.normal(jax.random.key(0), (2, 5, 8))
-    np.testing.assert_allclose(lm.logits(h, lm.output_weight()), lm.project(h), atol=1e-6)
+    np.testing.assert_allclose(lm.logits(h, lm.output_weight()),
+                               decode.project(lm, h, batch_invariant=True), atol=1e-6)
 
 
 @pytest.mark.parametrize("stage,grad_accum", [("stage2", 1), ("stage2", 2), ("stage1", 1)],

@@ -10,7 +10,6 @@ from flax import nnx
 
 from cambrian import optim, train
 from cambrian.data import chat_templates, loader, tokenizer
-from cambrian.models.llm import llama
 from tests.conftest import small
 
 
@@ -46,6 +45,39 @@ def test_lr_multiplier_scales_updates():
     # float32 bias corrections (1 - 0.999**t) put the update ~1e-5 off the exact formula
     np.testing.assert_allclose(np.asarray(p["a"][...]), want, rtol=1e-5)
     np.testing.assert_allclose(np.asarray(p["b"][...]), 0.1 * np.asarray(p["a"][...]), rtol=1e-6)
+
+
+class Three(nnx.Module):
+    def __init__(self):
+        self.a = nnx.Param(jnp.zeros(2))
+        self.b = nnx.Param(jnp.zeros(2))
+        self.c = nnx.Param(jnp.zeros(2))
+
+
+def test_recorded_learning_rates_are_the_applied_ones():
+    """``learning_rates(stage, groups, k)`` is the LR of the k-th update: with a constant
+    gradient Adam's update is -lr_k * g / (|g| + eps), read back per group. The schedule's
+    values are also checked by hand: warmup 0 -> 1e-2 over 2 steps, then cosine to 0 at 10."""
+    st = _stage(lr_multipliers=mlc.ConfigDict({"^b$": 0.5, "^z$": 3.0}))
+    st.update(dict(warmup_ratio=0.2, grad_clip=0.0))
+    params = nnx.state(Three(), nnx.Param)
+    groups = optim.lr_groups(params, st)
+    assert groups == {"base": 1.0, "^b$": 0.5}  # "^z$" holds no parameter
+    tx = optim.make(st, params)
+    state = tx.init(params)
+    grads = jax.tree.map(jnp.ones_like, params)
+    by_hand = {1: 0.0, 2: 5e-3, 3: 1e-2, 10: 0.5e-2 * (1 + np.cos(np.pi * 7 / 8))}
+    for k in range(1, 11):
+        upd, state = tx.update(grads, state, params)
+        lrs = optim.learning_rates(st, groups, k)
+        assert set(lrs) == {"base", "^b$"}
+        applied = {"base": -float(upd["a"][...][0]), "^b$": -float(upd["b"][...][0])}
+        assert -float(upd["c"][...][0]) == pytest.approx(applied["base"], rel=1e-6)
+        for name in lrs:
+            # float32 bias corrections put the update ~1e-5 off the exact formula
+            assert applied[name] == pytest.approx(lrs[name] / (1 + 1e-8), rel=2e-5, abs=1e-12)
+        if k in by_hand:  # optax evaluates the schedule in float32
+            assert lrs["base"] == pytest.approx(by_hand[k], rel=1e-5, abs=1e-12)
 
 
 def test_frozen_params_get_no_optimizer_state(tiny_config):
@@ -122,8 +154,8 @@ def test_remat_same_gradients_and_bf16_keeps_fp32_masters(cache_dir):
         step = train.make_train_step(gd, RECORD)
         _, grads, m = step(trainable, frozen, RECORD.init(trainable), batch)
         outs[remat] = (float(m["loss"]), jax.tree.map(np.asarray, grads))
-        rematted = type(model.llm.layers[0]).__call__ is not llama.DecoderLayer.__call__
-        assert rematted == (remat == "full")
+        llm_jaxpr = jax.make_jaxpr(lambda m: m(jnp.zeros((1, 4), jnp.int32)))
+        assert ("remat" in str(llm_jaxpr(model.llm))) == (remat == "full")
     np.testing.assert_allclose(outs["full"][0], outs["none"][0], rtol=1e-6)
     for a, b in zip(jax.tree.leaves(outs["full"][1]), jax.tree.leaves(outs["none"][1])):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * np.abs(b).max())
@@ -131,7 +163,16 @@ def test_remat_same_gradients_and_bf16_keeps_fp32_masters(cache_dir):
     config = small(C.load("encoders/dinov2.py:runlocal"), cache_dir)
     config.model.dtype = config.model.encoder_dtype = "bfloat16"
     model = train.build_model(config, tokenizer.load("synthetic"))
-    assert model.llm.cfg.dtype == "bfloat16"
+    assert model.llm.config.dtype == "bfloat16"
     dts = {path[0]: v.dtype for path, v in nnx.to_flat_state(nnx.state(model, nnx.Param))}
     assert dts["llm"] == jnp.float32 and dts["connector"] == jnp.float32
     assert dts["encoders"] == jnp.bfloat16
+
+
+def test_remat_traces_with_a_frozen_llm(tiny_config):
+    """Stage 1 freezes the LLM: its rematerialised layers must not write to the frozen params
+    (flax raised TraceContextError when the merged model shared them across trace levels)."""
+    from cambrian import aot
+
+    tiny_config.remat = "full"
+    assert aot.dry_run(tiny_config, stage="stage1", compile=False)

@@ -82,6 +82,20 @@ def test_two_stage_run_writes_report_and_resumes(tiny_config, tmp_path):
     assert on_disk["config"] == "encoders/dinov2.py:runlocal" and on_disk["step"] == 4
     assert on_disk["config_hash"] == C.config_hash(tiny_config)
     assert any("random-init" in n for n in on_disk["notes"])
+    # the training record: one row per step (log_every=1) with the published keys and types
+    rows = [json.loads(x) for x in open(os.path.join(wd, "metrics.jsonl"))]
+    assert [(r["stage"], r["step"], r["stage_step"]) for r in rows] == [
+        ("stage1", 1, 1), ("stage1", 2, 2), ("stage2", 3, 1), ("stage2", 4, 2)]
+    for r in rows:
+        assert list(r) == ["stage", "step", "stage_step", "loss", "lr", "grad_norm",
+                           "step_time_s", "tokens_per_s", "examples_per_s", "mfu", "time"]
+        assert list(r["lr"]) == ["base"] and r["lr"]["base"] > 0 and r["mfu"] is None  # CPU
+        assert all(isinstance(r[k], float) and r[k] > 0 for k in (
+            "loss", "grad_norm", "step_time_s", "tokens_per_s", "examples_per_s", "time"))
+        # 4 rows of one conversation each: its 20 visual tokens and its text, <= 128 a row
+        assert r["examples_per_s"] * r["step_time_s"] == pytest.approx(4)
+        assert 4 * 20 < r["tokens_per_s"] * r["step_time_s"] <= 4 * 128
+    assert glob.glob(os.path.join(wd, "tensorboard", "events.out.tfevents.*"))
     # A rerun restores the finished stages and the saved predictions instead of recomputing.
     mtime = os.path.getmtime(os.path.join(wd, "predictions", "synthetic_general.jsonl"))
     rep2 = train.run(tiny_config, wd)

@@ -11,9 +11,9 @@ import numpy as np
 from flax import nnx
 
 from cambrian import config as C
-from cambrian import sharding, train
+from cambrian import sharding, train, train_data
 from cambrian.data import chat_templates, loader, tokenizer
-from cambrian.models import vlm
+from cambrian.models.losses import loss_fn
 from tests.conftest import small
 
 
@@ -33,9 +33,7 @@ def _first_batch(config, workdir):
     mesh, rules = sharding.make_mesh(config.mesh), sharding.Rules.from_config(config)
     graphdef, params = train.init_params(config, tok, mesh, rules)
     model = nnx.merge(graphdef, params)
-    ctx = train._StageCtx("stage1", config.stages.stage1, config, mesh, rules, graphdef, tok,
-                          None, "", workdir, None)
-    batch = next(ctx.data(model))
+    batch = next(train_data.stage_data(config, "stage1", model, tok, mesh, workdir))
     with open(os.path.join(workdir, "stage1_data.json")) as fh:
         return batch, model, json.load(fh)
 
@@ -82,7 +80,7 @@ def test_packed_training_step_loss_and_efficiency_log(cache_dir, tmp_path, caplo
     rows = _unpacked(config, model, n)
     assert sorted(_conversations(packed)) == sorted(_conversations(rows))
     batch = {k: jnp.asarray(v) for k, v in rows.items()}
-    loss, count = nnx.jit(lambda m, b: vlm.loss_fn(m(b)[0], b, m(b)[1]["segment_ids"]))(
+    loss, count = nnx.jit(lambda m, b: loss_fn(m(b)[0], b, m(b)[1]["segment_ids"]))(
         model, batch)
     assert count > 0
     np.testing.assert_allclose(losses[0], float(loss), rtol=0, atol=1e-5)

@@ -3,6 +3,13 @@
 A template renders a conversation into text segments ``(text, trainable)``; ``trainable`` marks
 the assistant replies and their end-of-turn marker, which are the only tokens with loss. The image
 placeholder ``<image>`` is moved to the front of the first user turn followed by ``"\\n"``.
+
+BOS: upstream tokenises the rendered text with the tokenizer's own special tokens
+(``mm_utils.tokenizer_image_token``), so the tokenizer's BOS comes first, before whatever the
+template writes itself. The rendered text therefore starts with ``bos``: by default the BOS the
+template's released tokenizer adds (``<s>`` for Vicuna and Mistral, ``<|begin_of_text|>`` for
+Llama-3, which also writes one literally: the prompt starts with two), or ``tokenizer_bos(tok)``
+for another tokenizer.
 """
 
 from __future__ import annotations
@@ -11,6 +18,15 @@ import dataclasses
 from collections.abc import Callable, Sequence
 
 IMAGE = "<image>"
+# conversation.py:521-523 (llama_3): its newlines, indentation and trailing spaces are part of it.
+LLAMA3_SYSTEM = (
+    "You are Cambrian, a highly intelligent multimodal AI trained by NYU Vision X. \n"
+    "    As a multimodal AI, you have the ability to process and analyze images. Whenever an "
+    "image is present in the conversation, very carefully examine it and consider its content "
+    "when formulating your response.\n"
+    "    You should give concise responses to very simple questions, but provide thorough "
+    "responses to more complex and open-ended questions. ")
+# conversation.py:533 (chatml_direct, the definition that wins)
 CAMBRIAN_SYSTEM = (
     "You are Cambrian, a highly intelligent multimodal AI trained by NYU Vision X. As a multimodal "
     "AI, you have the ability to process and analyze images. Whenever an image is present in the "
@@ -30,12 +46,18 @@ class Template:
     system: str
     stop: str  # end-of-turn text of the assistant; generation stops on its token
     _render: Callable[[str, Sequence[tuple[str, str]], bool], Segments]
+    bos: str = ""  # the BOS its released tokenizer adds in front of the text
 
     def render(self, turns: Sequence[tuple[str, str]], *, add_generation_prompt: bool = False,
-               system: str | None = None) -> Segments:
-        """turns: ``[("user" | "assistant", text), ...]`` -> ``[(text, trainable), ...]``."""
-        return self._render(self.system if system is None else system,
-                            move_image_first(turns), add_generation_prompt)
+               system: str | None = None, bos: str | None = None) -> Segments:
+        """turns: ``[("user" | "assistant", text), ...]`` -> ``[(text, trainable), ...]``.
+
+        ``bos``: the text of the tokenizer's BOS (``tokenizer_bos``); None = ``self.bos``.
+        """
+        seg = self._render(self.system if system is None else system, move_image_first(turns),
+                           add_generation_prompt)
+        first = self.bos if bos is None else bos
+        return [(first + seg[0][0], seg[0][1])] + seg[1:]
 
     def text(self, turns, **kw) -> str:
         return "".join(t for t, _ in self.render(turns, **kw))
@@ -55,9 +77,17 @@ def move_image_first(turns: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
     return out
 
 
+def tokenizer_bos(tokenizer) -> str:
+    """The text of the BOS ``tokenizer`` puts in front of what it encodes ("" if none), as
+    ``tokenizer_image_token`` finds it: the first id of an encoded chunk."""
+    ids = tokenizer("a").input_ids
+    bos = tokenizer.bos_token_id
+    return tokenizer.bos_token if bos is not None and ids and ids[0] == bos else ""
+
+
 def _vicuna_v1(system, turns, gen) -> Segments:
-    # sep_style TWO: system + " " + "USER: msg ASSISTANT: msg</s>USER: ..." ; bos "<s>" first.
-    seg: Segments = [("<s>" + system + " ", False)]
+    # sep_style TWO: system + " " + "USER: msg ASSISTANT: msg</s>USER: ..."
+    seg: Segments = [(system + " ", False)]
     for role, msg in turns:
         if role == "user":
             seg.append((f"USER: {msg} ", False))
@@ -98,6 +128,32 @@ def _chatml_direct(system, turns, gen) -> Segments:
     return seg
 
 
+def _llama_2_style(system, turns, gen, reply_prefix: str, reply_suffix: str) -> Segments:
+    # LLAMA_2 / MISTRAL sep styles with sep "" (conversation.py:79-99, :124-145): the system
+    # prompt, if any, opens the first user message inside [INST]; replies follow [/INST].
+    seg: Segments = []
+    for i, (role, msg) in enumerate(turns):
+        if role == "user":
+            if i == 0 and system:
+                msg = f"<<SYS>>\n{system}\n<</SYS>>\n\n" + msg
+            seg.append((f"[INST] {msg} [/INST]", False))
+        else:
+            if reply_prefix:
+                seg.append((reply_prefix, False))
+            seg.append((msg + reply_suffix, True))
+    return seg or [("", False)]
+
+
+def _mistral_instruct(system, turns, gen) -> Segments:
+    # LLAMA_2 style, sep2 "</s>": "[INST] q [/INST] a </s>[INST] ..."
+    return _llama_2_style(system, turns, gen, " ", " </s>")
+
+
+def _mistral_v2(system, turns, gen) -> Segments:
+    # MISTRAL style, sep2 "</s>": "[INST] q [/INST]a</s>[INST] ..."
+    return _llama_2_style(system, turns, gen, "", "</s>")
+
+
 def _phi3(system, turns, gen) -> Segments:
     seg: Segments = [("<|system|>\n" + system + "<|end|>\n", False)]
     for role, msg in turns:
@@ -112,10 +168,14 @@ def _phi3(system, turns, gen) -> Segments:
 
 
 TEMPLATES = {
-    "vicuna_v1": Template("vicuna_v1", VICUNA_SYSTEM, "</s>", _vicuna_v1),
-    "llama_3": Template("llama_3", CAMBRIAN_SYSTEM, "<|eot_id|>", _llama_3),
+    "vicuna_v1": Template("vicuna_v1", VICUNA_SYSTEM, "</s>", _vicuna_v1, bos="<s>"),
+    "llama_3": Template("llama_3", LLAMA3_SYSTEM, "<|eot_id|>", _llama_3,
+                        bos="<|begin_of_text|>"),
     "chatml_direct": Template("chatml_direct", CAMBRIAN_SYSTEM, "<|im_end|>", _chatml_direct),
     "phi3": Template("phi3", "You are a helpful AI assistant.", "<|end|>", _phi3),
+    # conversation.py:475-506: no system prompt by default
+    "mistral_instruct": Template("mistral_instruct", "", "</s>", _mistral_instruct, bos="<s>"),
+    "mistral_v2": Template("mistral_v2", "", "</s>", _mistral_v2, bos="<s>"),
 }
 
 

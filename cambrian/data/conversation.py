@@ -11,8 +11,8 @@ import numpy as np
 
 from cambrian.data.chat_templates import IMAGE, Template
 from cambrian.data.readers import DataError
+from cambrian.models.tokens import IMAGE_TOKEN
 
-IMAGE_TOKEN = -200  # placeholder id of a visual token (as LLaVA/Cambrian's IMAGE_TOKEN_INDEX)
 _ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant"}
 
 

@@ -23,6 +23,7 @@ import logging
 import time
 
 import jax
+import jax.numpy as jnp
 import ml_collections as mlc
 import numpy as np
 from flax import nnx
@@ -31,7 +32,7 @@ from tqdm import tqdm
 
 from cambrian import fileio, sharding
 from cambrian.data import chat_templates, conversation, loader
-from cambrian.eval import predictions
+from cambrian.eval import attention, predictions
 from cambrian.eval import suite as suite_lib
 from cambrian.models import vlm
 
@@ -60,6 +61,17 @@ def _local_copy(state):
         return np.asarray(multihost_utils.process_allgather(x, tiled=True))
 
     return jax.tree.map(one, state)
+
+
+def _llm_in_compute_dtype(state, dtype: str):
+    """The LLM's floating-point weights stored in its compute dtype: the LLM casts every weight
+    to that dtype where it uses it, so the outputs are the same and a bf16 run's replicated eval
+    copy takes half the memory of its fp32 training masters."""
+    if dtype == "float32":
+        return state
+    state["llm"] = jax.tree.map(
+        lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x, state["llm"])
+    return state
 
 
 _DECODERS: list[tuple] = []  # (graphdef, settings, jitted decoder), most recent last
@@ -165,9 +177,15 @@ def evaluate(model: vlm.Cambrian, config: mlc.ConfigDict, tokenizer, workdir: st
     graphdef, state = nnx.split(model)
     # Data-parallel decoding over this process's devices: params replicated, batch rows sharded.
     mesh = Mesh(np.asarray(jax.local_devices()).reshape(-1, 1, 1), sharding.MESH_AXES)
-    decode = _Decoder(graphdef, jax.device_put(_local_copy(state), sharding.replicated(mesh)),
-                      mesh, tokenizer, config, model.num_image_tokens,
-                      model.host_image_size(config.data.image_size), model.pad_color)
+    state = _llm_in_compute_dtype(_local_copy(state), config.model.dtype)
+    state = jax.device_put(state, sharding.replicated(mesh))
+    size, pad_color = model.host_image_size(config.data.image_size), model.pad_color
+    decode = _Decoder(graphdef, state, mesh, tokenizer, config, model.num_image_tokens, size,
+                      pad_color)
+    attn = None
+    if config.eval.save_attention:
+        attn = attention.Saver(graphdef, state, config, image_size=size, pad_color=pad_color,
+                               batch_size=config.eval.batch_size)
     results: dict[str, dict] = {}
     for vision in modes:
         sub = "predictions" if vision else "predictions_vision_off"
@@ -193,5 +211,7 @@ def evaluate(model: vlm.Cambrian, config: mlc.ConfigDict, tokenizer, workdir: st
             res = bench.score([done[i] for i in ids], config.eval.profile)
             res.update(group=bench.GROUP, seconds=round(time.time() - t0, 2))
             results[bench.NAME if vision else f"{bench.NAME}/vision_off"] = res
+            if attn and vision and host == 0:
+                attn.save(bench.NAME, samples, workdir)
     _barrier("eval done")  # the merged files are complete when any host returns
     return results

@@ -11,33 +11,35 @@ encoder windows after the configured decoder layers, at the image positions only
 
 from __future__ import annotations
 
-import functools
-
 import jax
 import jax.numpy as jnp
 import ml_collections as mlc
 import numpy as np
 from flax import nnx
 
-from cambrian.data.conversation import IMAGE_TOKEN
 from cambrian.models import connectors, encoders, llm, weights
 from cambrian.models.encoders.preprocess import PreprocessSpec
-
-_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+from cambrian.models.llm.generate import decode_embeds, eos_array, stop_table
+from cambrian.models.tokens import IMAGE_TOKEN
 
 
 class Cambrian(nnx.Module):
-    def __init__(self, cfg: mlc.ConfigDict, *, vocab_size: int, rngs: nnx.Rngs,
-                 load_pretrained: bool = True):
-        """cfg: the ``config.model`` section. Pretrained parts are read from their checkpoints
-        (``load_pretrained=False`` builds the same structure with random weights, e.g. under
-        ``nnx.eval_shape``)."""
-        cfg = weights.with_local_checkpoints(cfg, weights=load_pretrained)  # gs:// -> cache
+    def __init__(self, config: mlc.ConfigDict, *, vocab_size: int, rngs: nnx.Rngs,
+                 load_pretrained: bool = True, remat: str = "none"):
+        """config: the ``config.model`` section. Pretrained parts are read from their
+        checkpoints (``load_pretrained=False`` builds the same structure with random weights,
+        e.g. under ``nnx.eval_shape``). The LLM computes in ``config.dtype`` (its weights keep
+        their own dtype) and rematerialises its layers as ``remat`` says (``config.remat``);
+        frozen encoders store and compute in ``config.encoder_dtype``."""
+        config = weights.with_local_checkpoints(config, weights=load_pretrained)  # gs:// -> cache
         self.encoders = nnx.Dict()
         self.specs: dict[str, PreprocessSpec] = {}
         self.tokens_per_encoder: dict[str, int] = {}
-        for alias, e in cfg.encoders.items():
-            kw = dict(variant=e.variant, image_size=e.image_size or None, layer=e.layer)
+        for alias, e in config.encoders.items():
+            # frozen towers may store and run in bfloat16; trained ones keep fp32 weights
+            dtype = config.encoder_dtype if e.frozen else "float32"
+            kw = dict(variant=e.variant, image_size=e.image_size or None, layer=e.layer,
+                      dtype=dtype)
             if e.init == "pretrained" and load_pretrained:
                 if not e.checkpoint:
                     raise FileNotFoundError(
@@ -46,19 +48,20 @@ class Cambrian(nnx.Module):
                 enc = encoders.load(e.family, e.checkpoint, **kw)
             else:
                 enc = encoders.create(e.family, e.variant, image_size=kw["image_size"],
-                                      layer=e.layer, rngs=rngs)
+                                      layer=e.layer, rngs=rngs, dtype=dtype)
             self.encoders[alias] = enc
             spec = encoders.preprocessing(e.family, e.variant)
             size = e.image_size or spec.image_size
             self.specs[alias] = spec.with_size(size)
             self.tokens_per_encoder[alias] = e.tokens
         self.grids = [self._grid(a) for a in self.encoders]
-        self.llm = self._build_llm(cfg.llm, vocab_size, rngs, load_pretrained)
+        numerics = dict(attention=config.llm.attention, dtype=config.dtype, remat=remat)
+        self.llm = self._build_llm(config.llm, vocab_size, rngs, load_pretrained, numerics)
         self.connector = connectors.create(
-            cfg.connector.name, encoder_channels=[enc.out_channels for enc in
-                                                  self.encoders.values()],
-            encoder_grids=self.grids, llm_dim=self.llm.cfg.hidden_size, rngs=rngs,
-            **cfg.connector.options.to_dict())
+            config.connector.name, encoder_channels=[enc.out_channels for enc in
+                                                     self.encoders.values()],
+            encoder_grids=self.grids, llm_dim=self.llm.config.hidden_size, rngs=rngs,
+            **config.connector.options.to_dict())
         self.num_image_tokens = int(self.connector.num_tokens)
         self.in_llm_layers = tuple(getattr(self.connector, "in_llm_layers", ()))
 
@@ -80,22 +83,24 @@ class Cambrian(nnx.Module):
         return tuple(self.encoders[alias].grid)
 
     @staticmethod
-    def _build_llm(c: mlc.ConfigDict, vocab_size: int, rngs: nnx.Rngs, load_pretrained: bool):
+    def _build_llm(c: mlc.ConfigDict, vocab_size: int, rngs: nnx.Rngs, load_pretrained: bool,
+                   numerics: dict) -> llm.Llama:
+        """``numerics``: the ``LlamaConfig`` fields the run sets (attention, dtype, remat)."""
         if c.init == "random":
             r = c.random
-            cfg = llm.LlamaConfig(
+            config = llm.LlamaConfig(
                 vocab_size=vocab_size, hidden_size=r.hidden_size,
                 intermediate_size=r.intermediate_size, num_layers=r.num_layers,
                 num_heads=r.num_heads, num_kv_heads=r.num_kv_heads, head_dim=r.head_dim,
-                rope_theta=r.rope_theta, attention=c.attention)
-            return llm.Llama(cfg, rngs=rngs)
+                rope_theta=r.rope_theta, **numerics)
+            return llm.Llama(config, rngs=rngs)
         if not c.checkpoint:
             raise FileNotFoundError("model.llm.checkpoint is empty: set it to the LLM's Hugging "
                                     "Face checkpoint directory (config.json + *.safetensors)")
         if not load_pretrained:
-            return llm.Llama(llm.LlamaConfig.from_hf(llm.read_hf_config(c.checkpoint),
-                                                     attention=c.attention), rngs=rngs)
-        return llm.load(c.checkpoint, attention=c.attention)
+            return llm.Llama(llm.config_from_hf(llm.read_hf_config(c.checkpoint), **numerics),
+                             rngs=rngs)
+        return llm.load(c.checkpoint, **numerics)
 
     # ----------------------------------------------------------------------------- vision
 
@@ -174,9 +179,9 @@ class Cambrian(nnx.Module):
         intermediates (``hidden``: the LLM's final normed hidden state). ``packed=False``
         promises one conversation per row (``Llama.forward``'s ``one_segment``)."""
         embeds, seg, pos, hook = self.prepare(batch, vision)
-        logits, _, out = self.llm.forward(embeds=embeds, positions=pos, segment_ids=seg,
-                                          layer_hook=hook, with_logits=with_logits,
-                                          one_segment=not packed)
+        logits, out = self.llm.forward(embeds=embeds, positions=pos, segment_ids=seg,
+                                       layer_hook=hook, with_logits=with_logits,
+                                       one_segment=not packed)
         return logits, {"segment_ids": seg, "positions": pos, **out}
 
 
@@ -205,108 +210,6 @@ def compact_positions(segment_ids: jax.Array, attended: jax.Array) -> jax.Array:
     return jnp.where(attended, c - 1 - base, 0).astype(jnp.int32)
 
 
-def _targets(batch: dict, seg: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Next tokens int32[B, T-1] (clipped to >= 0) and bool[B, T-1]: which are in the loss."""
-    targets = batch["tokens"][:, 1:]
-    # packed rows: a token never predicts the first token of the next sample
-    same = batch["segment_ids"][:, 1:] == batch["segment_ids"][:, :-1]
-    mask = batch["loss_mask"][:, 1:] & (seg[:, 1:] != 0) & (targets >= 0) & same
-    return jnp.maximum(targets, 0), mask
-
-
-def loss_fn(logits: jax.Array, batch: dict, seg: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Mean next-token cross-entropy over assistant tokens; returns (loss, token count)."""
-    import optax
-
-    targets, mask = _targets(batch, seg)
-    ce = optax.softmax_cross_entropy_with_integer_labels(logits[:, :-1].astype(jnp.float32),
-                                                         targets)
-    n = mask.sum()
-    return jnp.sum(ce * mask) / jnp.maximum(n, 1), n
-
-
-def chunked_loss_fn(logits_of, hidden: jax.Array, weight: jax.Array, batch: dict,
-                    seg: jax.Array, chunk: int, *, weight_grad: bool = True,
-                    weight_sharding=None) -> tuple[jax.Array, jax.Array]:
-    """``loss_fn`` without the float32[B, T, V] logits: ``logits_of(hidden piece, weight)``
-    runs on ``chunk`` positions at a time in a scan that also takes each piece's gradients
-    (softmax minus one-hot, pulled back through the projection) while its logits are at hand,
-    so the backward pass only scales them: no [B, T, V] array is kept or recomputed.
-
-    hidden float[B, T, D] (the final normed hidden state); weight: the output projection.
-    ``weight_grad``: whether the weight is trained; if so its gradient accumulates over pieces
-    in float32, laid out as ``weight_sharding`` (the weight's own sharding, under a mesh; None:
-    left to the compiler). If not, none is computed (its gradient reads as zeros).
-    """
-    targets, mask = _targets(batch, seg)
-    b, t = hidden.shape[:2]
-    pieces = -(-t // chunk)
-    pad = pieces * chunk - t
-    # position i predicts target i; the last position (and any padding) predicts nothing
-    targets = jnp.pad(targets, ((0, 0), (0, pad + 1)))
-    in_loss = jnp.pad(mask, ((0, 0), (0, pad + 1)))
-    n = mask.sum()
-    total = _fused_ce(logits_of, jnp.pad(hidden, ((0, 0), (0, pad), (0, 0))), weight,
-                      targets, in_loss, chunk, (weight_grad, weight_sharding))
-    return total / jnp.maximum(n, 1), n
-
-
-def _ce_pieces(logits_of, hidden, weight, targets, in_loss, chunk, dw_spec):
-    """(summed CE, d sum / d hidden, d sum / d weight in float32 or None), one piece at a
-    time; ``dw_spec`` = (weight_grad, weight_sharding) as in ``chunked_loss_fn``."""
-    weight_grad, weight_sharding = dw_spec
-    b, t = hidden.shape[:2]
-    pieces = t // chunk
-
-    def split(x):  # [B, pieces * chunk, ...] -> [pieces, B, chunk, ...]
-        return x.reshape(b, pieces, chunk, *x.shape[2:]).swapaxes(0, 1)
-
-    def piece(carry, xs):
-        total, dw = carry
-        h, tgt, m = xs
-        logits, pull = jax.vjp(logits_of, h, weight)  # an unused dw_piece is dead code
-        lse = jax.nn.logsumexp(logits, axis=-1)
-        picked = jnp.take_along_axis(logits, tgt[..., None], axis=-1)[..., 0]
-        total = total + jnp.sum(jnp.where(m, lse - picked, 0.0))
-        dlogits = jnp.exp(logits - lse[..., None])
-        dlogits = dlogits - jax.nn.one_hot(tgt, logits.shape[-1], dtype=dlogits.dtype)
-        dh, dw_piece = pull(jnp.where(m[..., None], dlogits, 0.0))
-        if weight_grad:
-            dw = place(dw + dw_piece.astype(jnp.float32))
-        return (total, dw), dh
-
-    def place(dw):
-        if weight_sharding is None:
-            return dw
-        return jax.lax.with_sharding_constraint(dw, weight_sharding)
-
-    dw0 = place(jnp.zeros(weight.shape, jnp.float32)) if weight_grad else jnp.zeros(())
-    zero = (jnp.zeros((), jnp.float32), dw0)
-    (total, dw), dh = jax.lax.scan(piece, zero, (split(hidden), split(targets),
-                                                  split(in_loss)))
-    return total, dh.swapaxes(0, 1).reshape(hidden.shape), dw if weight_grad else None
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 5, 6))
-def _fused_ce(logits_of, hidden, weight, targets, in_loss, chunk, dw_spec):
-    """Summed CE over ``in_loss`` positions, differentiable in hidden and weight."""
-    return _ce_pieces(logits_of, hidden, weight, targets, in_loss, chunk, dw_spec)[0]
-
-
-def _fused_ce_fwd(logits_of, hidden, weight, targets, in_loss, chunk, dw_spec):
-    total, dh, dw = _ce_pieces(logits_of, hidden, weight, targets, in_loss, chunk, dw_spec)
-    return total, (dh, dw, jnp.zeros((), weight.dtype))  # (the last: weight's dtype)
-
-
-def _fused_ce_bwd(logits_of, chunk, dw_spec, res, g):
-    dh, dw, w_like = res
-    dw = None if dw is None else (g * dw).astype(w_like.dtype)  # None: an untrained weight
-    return (g * dh).astype(dh.dtype), dw, None, None
-
-
-_fused_ce.defvjp(_fused_ce_fwd, _fused_ce_bwd)
-
-
 def num_params(tree) -> int:
     return int(sum(np.prod(x.shape) for x in jax.tree.leaves(tree)))
 
@@ -318,19 +221,16 @@ def generate_fn(graphdef, *, max_new_tokens: int, eos_ids: tuple[int, ...], visi
     ``batch`` holds left-padded prompts (``segment_ids`` 0 on the padding) and their images. The
     KV-cache decode loop is the LLM's; the visual prefix and in-LLM SVA run in its prefill.
     """
-    import importlib
-
-    gen = importlib.import_module("cambrian.models.llm.generate")  # the module, not the function
-    eos = jnp.asarray(gen._eos_array(eos_ids))
-    stops = jnp.asarray(gen.stop_table(()))
+    eos = jnp.asarray(eos_array(eos_ids))
+    stops = jnp.asarray(stop_table(()))
 
     def run(state, batch):
         model = nnx.merge(graphdef, state)
         embeds, seg, pos, hook = model.prepare(batch, vision)
         lg, ls = nnx.split(model.llm)
-        return gen.decode_embeds(lg, ls, embeds, seg, pos, jax.random.key(0), eos, stops,
-                                 jnp.float32(0.0), jnp.int32(0), max_new_tokens=max_new_tokens,
-                                 layer_hook=hook, cache_len=seg.shape[1] + max_new_tokens,
-                                 invariant=True)
+        return decode_embeds(lg, ls, embeds, seg, pos, jax.random.key(0), eos, stops,
+                             jnp.float32(0.0), jnp.int32(0), max_new_tokens=max_new_tokens,
+                             layer_hook=hook, cache_len=seg.shape[1] + max_new_tokens,
+                             invariant=True)
 
     return jax.jit(run)

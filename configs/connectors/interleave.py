@@ -3,7 +3,8 @@
     python launch/tpu.py --config connectors/interleave.py:runlocal --workdir runs/interleave-local
     python launch/tpu.py --config connectors/interleave.py --workdir gs://BUCKET/runs/interleave
 
-Encoders: CLIP-L/14@336 and DINOv2-L/14@336 (both 24x24), as in the MMVP study.
+Encoders: CLIP-L/14@336 and DINOv2-L/14@336 (both 24x24), as in the MMVP study. Args: runlocal;
+v4-8|v4-128|v5p-128 -- that TPU slice's settings (cambrian/slices.py).
 """
 
 import os
@@ -12,7 +13,7 @@ from cambrian import config as C
 
 
 def get_config(arg=None):
-    a = C.parse_arg(arg, runlocal=False)
+    a = C.probe_arg(arg)
     encs = {
         "clip": C.encoder("clip", "L/14-336", layer=-2, checkpoint=os.path.join(
             C.CHECKPOINTS, "openai/clip-vit-large-patch14-336")),
@@ -22,4 +23,5 @@ def get_config(arg=None):
     c = C.connector_probe("interleave", {}, encs)
     if a.runlocal:
         C.runlocal_connector(c)
+    C.apply_slice(c, a)
     return c

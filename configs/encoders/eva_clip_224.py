@@ -4,7 +4,8 @@
     python launch/tpu.py --config encoders/eva_clip_224.py --workdir gs://BUCKET/runs/eva_clip_224
 
 Checkpoint: ``timm/eva02_large_patch14_clip_224.merged2b_s4b_b131k`` under $CAMBRIAN_CHECKPOINTS. Args: runlocal -- tiny random-init model on
-the embedded synthetic data; res=N -- input resolution.
+the embedded synthetic data; res=N -- input resolution; v4-8|v4-128|v5p-128 -- that TPU slice's
+settings (cambrian/slices.py).
 """
 
 from cambrian import config as C

@@ -4,7 +4,8 @@
     python launch/tpu.py --config encoders/mae_l16.py --workdir gs://BUCKET/runs/mae_l16
 
 Checkpoint: ``timm/vit_large_patch16_224.mae`` under $CAMBRIAN_CHECKPOINTS. Args: runlocal -- tiny random-init model on
-the embedded synthetic data; res=N -- input resolution.
+the embedded synthetic data; res=N -- input resolution; v4-8|v4-128|v5p-128 -- that TPU slice's
+settings (cambrian/slices.py).
 """
 
 from cambrian import config as C

@@ -4,7 +4,8 @@
     python launch/tpu.py --config encoders/mocov3_l16.py --workdir gs://BUCKET/runs/mocov3_l16
 
 Checkpoint: ``mocov3/vit-l-300ep.pth.tar`` under $CAMBRIAN_CHECKPOINTS. Args: runlocal -- tiny random-init model on
-the embedded synthetic data; res=N -- input resolution.
+the embedded synthetic data; res=N -- input resolution; v4-8|v4-128|v5p-128 -- that TPU slice's
+settings (cambrian/slices.py).
 """
 
 from cambrian import config as C

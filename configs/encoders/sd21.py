@@ -4,7 +4,8 @@
     python launch/tpu.py --config encoders/sd21.py --workdir gs://BUCKET/runs/sd21
 
 Checkpoint: ``stabilityai/stable-diffusion-2-1`` under $CAMBRIAN_CHECKPOINTS. Args: runlocal -- tiny random-init model on
-the embedded synthetic data; res=N -- input resolution.
+the embedded synthetic data; res=N -- input resolution; v4-8|v4-128|v5p-128 -- that TPU slice's
+settings (cambrian/slices.py).
 """
 
 from cambrian import config as C

@@ -4,7 +4,8 @@
     python launch/tpu.py --config encoders/supvit_h14.py --workdir gs://BUCKET/runs/supvit_h14
 
 Checkpoint: ``timm/vit_huge_patch14_224.orig_in21k`` under $CAMBRIAN_CHECKPOINTS. Args: runlocal -- tiny random-init model on
-the embedded synthetic data; res=N -- input resolution.
+the embedded synthetic data; res=N -- input resolution; v4-8|v4-128|v5p-128 -- that TPU slice's
+settings (cambrian/slices.py).
 """
 
 from cambrian import config as C

@@ -1,4 +1,10 @@
-"""Templates against the exact strings of Cambrian's conversation.py (cambrian.md section 3)."""
+"""Templates against the exact strings of Cambrian's conversation.py (cambrian.md section 3).
+
+Expected strings are upstream's ``Conversation.get_prompt()`` worked out by hand for these turns,
+preceded by the BOS the template's released tokenizer adds (``mm_utils.tokenizer_image_token``).
+"""
+
+import pytest
 
 from cambrian.data import chat_templates as T
 
@@ -18,11 +24,72 @@ def test_vicuna_v1():
 
 def test_llama_3_has_no_blank_line_after_headers():
     s = T.get("llama_3").text(TURNS[:2])
-    assert s == ("<|begin_of_text|><|start_header_id|>system<|end_header_id|>" + SYS +
-                 "<|eot_id|><|start_header_id|>user<|end_header_id|><image>\nWhat is it?"
-                 "<|eot_id|><|start_header_id|>assistant<|end_header_id|>A cat.<|eot_id|>")
+    assert s == ("<|begin_of_text|><|begin_of_text|><|start_header_id|>system<|end_header_id|>" +
+                 T.LLAMA3_SYSTEM + "<|eot_id|><|start_header_id|>user<|end_header_id|><image>\n"
+                 "What is it?<|eot_id|><|start_header_id|>assistant<|end_header_id|>A cat."
+                 "<|eot_id|>")
     g = T.get("llama_3").text(TURNS[:1], add_generation_prompt=True)
     assert g.endswith("<|start_header_id|>assistant<|end_header_id|>")
+
+
+def test_llama_3_system_prompt_is_upstreams_own_string():
+    # conversation.py:521-523: a triple-quoted string whose line breaks and 4-space indents (and
+    # the spaces before them) are part of the prompt; it is not the chatml_direct text
+    assert T.get("llama_3").system == (
+        "You are Cambrian, a highly intelligent multimodal AI trained by NYU Vision X. \n"
+        "    As a multimodal AI, you have the ability to process and analyze images. Whenever an "
+        "image is present in the conversation, very carefully examine it and consider its "
+        "content when formulating your response.\n    You should give concise responses to very "
+        "simple questions, but provide thorough responses to more complex and open-ended "
+        "questions. ")
+    assert T.get("chatml_direct").system == SYS
+
+
+def test_llama_3_prompt_starts_with_two_bos():
+    # the Llama-3 tokenizer adds <|begin_of_text|> and the template writes one too: upstream's
+    # eval (tokenizer_image_token) keeps both
+    g = T.get("llama_3").text([("user", "<image>\nHi")], add_generation_prompt=True)
+    assert g.startswith("<|begin_of_text|><|begin_of_text|><|start_header_id|>system")
+
+
+def test_bos_follows_the_tokenizer():
+    assert T.get("vicuna_v1").text(TURNS[:1], add_generation_prompt=True).startswith("<s>A chat")
+    assert T.get("chatml_direct").text(TURNS[:1]).startswith("<|im_start|>system")  # Yi: none
+    no_bos = T.get("llama_3").text(TURNS[:1], bos="")
+    assert no_bos.startswith("<|begin_of_text|><|start_header_id|>")
+    tokenizers = pytest.importorskip("tokenizers")
+    from transformers import PreTrainedTokenizerFast
+
+    tok = tokenizers.Tokenizer(tokenizers.models.WordLevel({"<s>": 0, "a": 1, "[UNK]": 2},
+                                                           unk_token="[UNK]"))
+    plain = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>")
+    assert T.tokenizer_bos(plain) == ""
+    tok.post_processor = tokenizers.processors.TemplateProcessing(
+        single="<s> $A", special_tokens=[("<s>", 0)])
+    adds = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>")
+    assert T.tokenizer_bos(adds) == "<s>"
+
+
+def test_mistral_instruct():
+    # LLAMA_2 sep style, sep "" and sep2 "</s>" (conversation.py:79-99, :475-484)
+    t = T.get("mistral_instruct")
+    assert t.text(TURNS) == ("<s>[INST] <image>\nWhat is it? [/INST] A cat. </s>[INST] Sure? "
+                             "[/INST] Yes. </s>")
+    assert t.text(TURNS[:1], add_generation_prompt=True) == \
+        "<s>[INST] <image>\nWhat is it? [/INST]"
+    assert t.text(TURNS[:2], system="Be brief.") == (
+        "<s>[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\n<image>\nWhat is it? [/INST] A cat. </s>")
+    assert [x for x, train in t.render(TURNS) if train] == ["A cat. </s>", "Yes. </s>"]
+
+
+def test_mistral_v2():
+    # MISTRAL sep style: replies follow [/INST] with no space, "</s>" right after (:124-145)
+    t = T.get("mistral_v2")
+    assert t.text(TURNS) == ("<s>[INST] <image>\nWhat is it? [/INST]A cat.</s>[INST] Sure? "
+                             "[/INST]Yes.</s>")
+    assert t.text(TURNS[:1], add_generation_prompt=True) == \
+        "<s>[INST] <image>\nWhat is it? [/INST]"
+    assert t.stop == "</s>"
 
 
 def test_chatml_direct_has_no_newline_after_im_end():

@@ -118,3 +118,31 @@ def test_data_parallel_eval_on_8_devices_matches_one(tmp_path, cache_dir):
                        cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
         outs[n] = _preds(wd)
     assert len(outs[1]) == 24 and outs[1] == outs[8]
+
+
+def test_bf16_eval_stores_the_llm_in_bf16_with_the_same_predictions(setup, tmp_path,
+                                                                     monkeypatch):
+    """A bf16 run's eval copy of the LLM is cast to bf16 (half the replicated memory); the LLM
+    casts each weight to its compute dtype anyway, so the predictions are those of the fp32
+    masters."""
+    import copy
+
+    import jax
+    import jax.numpy as jnp
+    from flax import nnx
+
+    cfg, tok, _ = setup
+    cfg = copy.deepcopy(cfg)
+    cfg.model.dtype = "bfloat16"
+    cfg.eval.batch_size = 8
+    cfg.eval.suite = "synthetic_vision_centric"
+    model = build_model(cfg, tok)
+    _, state = nnx.split(model)
+    cast = runner._llm_in_compute_dtype(state, "bfloat16")
+    kinds = {x.dtype for x in jax.tree.leaves(cast["llm"])}
+    assert kinds == {jnp.dtype(jnp.bfloat16)}
+    assert {x.dtype for x in jax.tree.leaves(cast["connector"])} == {jnp.dtype(jnp.float32)}
+    runner.evaluate(model, cfg, tok, str(tmp_path / "cast"))
+    monkeypatch.setattr(runner, "_llm_in_compute_dtype", lambda s, d: s)
+    runner.evaluate(model, cfg, tok, str(tmp_path / "masters"))
+    assert _preds(str(tmp_path / "cast")) == _preds(str(tmp_path / "masters"))

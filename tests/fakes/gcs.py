@@ -92,6 +92,18 @@ def _with_generation(handler):
     return download
 
 
+def _routes(emulator) -> tuple:
+    """The emulator's routes with ``moveTo`` and GCS's media-download behaviour added."""
+    from gcp_storage_emulator.handlers import objects
+
+    move = (r"^/storage/v1/b/(?P<bucket_name>[-.\w]+)/o/(?P<object_id>.*[^/]+)/moveTo/o/"
+            r"(?P<dest_object_id>.*[^/]+)$", {"POST": _move})
+    media = {objects.get: _with_generation(objects.get),
+             objects.download: _with_generation(objects.download)}
+    return (move, *((rx, {m: media.get(f, f) for m, f in handlers.items()})
+                    for rx, handlers in emulator.HANDLERS))
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -103,29 +115,21 @@ def gcs(monkeypatch) -> FakeGCS:
     """An empty bucket ``test-bucket`` on a fresh server; fsspec's ``gs://`` points at it."""
     gcsfs = pytest.importorskip("gcsfs")
     emulator = pytest.importorskip("gcp_storage_emulator.server")
+    registry = importlib.import_module("fsspec.registry")  # the module, not fsspec.registry
     port = _free_port()
-    from gcp_storage_emulator.handlers import objects
-
-    move = (r"^/storage/v1/b/(?P<bucket_name>[-.\w]+)/o/(?P<object_id>.*[^/]+)/moveTo/o/"
-            r"(?P<dest_object_id>.*[^/]+)$", {"POST": _move})
-    media = {objects.get: _with_generation(objects.get),
-             objects.download: _with_generation(objects.download)}
-    routes = tuple((rx, {m: media.get(f, f) for m, f in handlers.items()})
-                   for rx, handlers in emulator.HANDLERS)
-    monkeypatch.setattr(emulator, "HANDLERS", (move, *routes))
+    monkeypatch.setattr(emulator, "HANDLERS", _routes(emulator))
     server = emulator.create_server("127.0.0.1", port, in_memory=True, default_bucket=BUCKET)
     server.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    monkeypatch.setenv("STORAGE_EMULATOR_HOST", endpoint)
-    # gcsfs's default client first asks the gRPC storage-control API for the bucket's layout,
-    # which no emulator serves (a 60 s timeout per bucket): use its JSON-API client, without
-    # looking for credentials.
-    registry = importlib.import_module("fsspec.registry")  # ``fsspec.registry`` is its mapping
-    for proto in ("gs", "gcs"):
-        monkeypatch.setitem(registry._registry, proto, gcsfs.core.GCSFileSystem)
-        monkeypatch.setitem(fsspec.config.conf, proto, {"token": "anon"})
-    gcsfs.core.GCSFileSystem.clear_instance_cache()
-    try:
+    try:  # the server thread keeps the process alive until stopped, whatever fails
+        endpoint = f"http://127.0.0.1:{port}"
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", endpoint)
+        # gcsfs's default client first asks the gRPC storage-control API for the bucket's
+        # layout, which no emulator serves (a 60 s timeout per bucket): use its JSON-API
+        # client, without looking for credentials.
+        for proto in ("gs", "gcs"):
+            monkeypatch.setitem(registry._registry, proto, gcsfs.core.GCSFileSystem)
+            monkeypatch.setitem(fsspec.config.conf, proto, {"token": "anon"})
+        gcsfs.core.GCSFileSystem.clear_instance_cache()
         yield FakeGCS(endpoint, BUCKET, fsspec.filesystem("gs"))
     finally:
         gcsfs.core.GCSFileSystem.clear_instance_cache()

@@ -11,6 +11,7 @@ At other image sizes a learned position grid is resampled bicubic with antialias
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Mapping
 
 import jax
@@ -19,7 +20,7 @@ import numpy as np
 from flax import nnx
 
 from cambrian.models import weights
-from cambrian.models.encoders import common, convert, features
+from cambrian.models.encoders import common, features, layout
 from cambrian.models.encoders.common import ONES, Dense, Init, param
 from cambrian.models.encoders.preprocess import CLIP_MEAN, CLIP_STD, PreprocessSpec
 
@@ -40,10 +41,10 @@ DEFAULT_LAYER = None  # last_hidden_state (after the final RMSNorm)
 
 
 @dataclasses.dataclass(frozen=True)
-class Aimv2Config:
+class Aimv2Config(common.TowerConfig):
     """AIMv2 ViT. ``pos_size``: side of the learned position grid, None for sin-cos positions;
     ``layer`` indexes ``hidden_states`` (0 = embeddings, i = after block i; None = final output);
-    ``dtype``: compute dtype ("float32" | "bfloat16"), norms / softmax stay float32."""
+    ``dtype``: parameter and compute dtype (``common.TowerConfig``)."""
 
     width: int
     depth: int
@@ -57,17 +58,13 @@ class Aimv2Config:
     layer: int | None = None
     dtype: str = "float32"
 
-    @property
-    def grid(self) -> tuple[int, int]:
-        return (self.image_size // self.patch, self.image_size // self.patch)
-
     def check(self) -> Aimv2Config:
         if self.width % self.heads:
             raise ValueError(f"Aimv2Config: width {self.width} not divisible by {self.heads} heads")
         if self.pos_size is None and self.width % 4:
             raise ValueError(
                 f"Aimv2Config: sin-cos positions need width % 4 == 0, got {self.width}")
-        common.check_tower(self)
+        self.check_tower()
         return self
 
 
@@ -116,7 +113,7 @@ class Block(nnx.Module):
         return x + self.mlp(self.norm2(x))
 
 
-class Aimv2VisionTransformer(nnx.Module):
+class Aimv2VisionTransformer(common.PatchTower):
     """``feats, out = enc(pixels)``: float32[B, H, W, 3] -> float32[B, H/14, W/14, C].
 
     ``out``: ``hidden_states`` (tuple of float32[B, h*w, C]; 0 = embeddings, i = after block i),
@@ -124,12 +121,8 @@ class Aimv2VisionTransformer(nnx.Module):
     """
 
     def __init__(self, cfg: Aimv2Config, *, rngs: nnx.Rngs):
-        cfg = cfg.check()
-        self.config = cfg
-        self.out_channels: int = cfg.width
-        self.grid: tuple[int, int] = cfg.grid
-        c, p = cfg.width, cfg.patch
-        self.patch_embed = Dense((p, p, 3), (c,), (None, None, None, "embed"), rngs=rngs)
+        super().__init__(cfg, rngs=rngs)
+        c = cfg.width
         self.patch_norm = RMSNorm(c, cfg.rms_eps)
         self.pos_embed = (None if cfg.pos_size is None else
                           param(Init(std=0.02), (cfg.pos_size ** 2, c), (None, "embed"), rngs))
@@ -147,7 +140,7 @@ class Aimv2VisionTransformer(nnx.Module):
         cfg = self.config
         b, hh, ww, _ = pixels.shape
         gh, gw = hh // cfg.patch, ww // cfg.patch
-        x = self.patch_embed(common.patchify(pixels.astype(cfg.dtype), cfg.patch))
+        x = self.embed_patches(pixels)
         x = self.patch_norm(x.reshape(b, gh * gw, -1))
         x = x + self._positions(gh, gw).astype(x.dtype)
         x, hidden = common.run_blocks(self.blocks, x)
@@ -156,15 +149,17 @@ class Aimv2VisionTransformer(nnx.Module):
         return feats, {"hidden_states": tuple(hidden), "last_hidden_state": last}
 
 
-def _config(variant: str, image_size: int | None, layer: int | None) -> Aimv2Config:
+def _config(variant: str, image_size: int | None, layer: int | None,
+            dtype: str) -> Aimv2Config:
     return common.variant_config("aimv2", Aimv2Config, VARIANTS, variant, image_size=image_size,
-                                 layer=layer)
+                                 layer=layer, dtype=dtype)
 
 
 def create(variant: str = DEFAULT_VARIANT, *, image_size: int | None = None,
-           layer: int | None = None, rngs: nnx.Rngs) -> Aimv2VisionTransformer:
+           layer: int | None = None, rngs: nnx.Rngs,
+           dtype: str = "float32") -> Aimv2VisionTransformer:
     """A randomly initialised AIMv2 encoder (tests, ``:runlocal``)."""
-    return common.random_init(Aimv2VisionTransformer, _config(variant, image_size, layer),
+    return common.random_init(Aimv2VisionTransformer, _config(variant, image_size, layer, dtype),
                               rngs=rngs)
 
 
@@ -202,54 +197,82 @@ def _detect(reader: Mapping[str, np.ndarray]) -> tuple[dict, str]:
         f"tensors: {', '.join(list(reader)[:5])})")
 
 
-def layout(cfg: Aimv2Config, names: Mapping[str, str], pre: str = "") -> dict:
+def checkpoint_layout(cfg: Aimv2Config, names: Mapping[str, str], pre: str = "") -> dict:
     """Parameter path -> (checkpoint name, its shape, transform) for one checkpoint layout."""
     c, h, f, p = cfg.width, cfg.heads, cfg.mlp_dim, cfg.patch
-    out = {"patch_embed.kernel": (pre + names["patch"] + ".weight", (c, 3, p, p), convert.t_conv),
+    out = {"patch_embed.kernel": (pre + names["patch"] + ".weight", (c, 3, p, p), layout.t_conv),
            "patch_embed.bias": (pre + names["patch"] + ".bias", (c,), None),
-           **convert.norm_layout("patch_norm", pre + names["patch_norm"], c, bias=False),
-           **convert.norm_layout("norm", pre + names["norm"], c, bias=False)}
+           **layout.norm_layout("patch_norm", pre + names["patch_norm"], c, bias=False),
+           **layout.norm_layout("norm", pre + names["norm"], c, bias=False)}
     if cfg.pos_size is not None:
         n = cfg.pos_size ** 2
         hf = "qkv" not in names  # HF stores an nn.Embedding [n, C], the others [1, n, C]
         out["pos_embed"] = (pre + names["pos"], (n, c) if hf else (1, n, c),
-                            None if hf else convert.t_squeeze)
+                            None if hf else layout.t_squeeze)
     for i in range(cfg.depth):
         b, me = f"{pre}{names['blocks']}.{i}.", f"blocks.{i}."
         out |= {
-            **convert.norm_layout(me + "norm1", b + names["norm1"], c, bias=False),
-            **convert.norm_layout(me + "norm2", b + names["norm2"], c, bias=False),
-            me + "attn.out.kernel": (b + names["out"] + ".weight", (c, c), convert.heads_out(h)),
-            me + "mlp.gate.kernel": (b + names["gate"] + ".weight", (f, c), convert.t_linear),
-            me + "mlp.up.kernel": (b + names["up"] + ".weight", (f, c), convert.t_linear),
-            me + "mlp.down.kernel": (b + names["down"] + ".weight", (c, f), convert.t_linear),
+            **layout.norm_layout(me + "norm1", b + names["norm1"], c, bias=False),
+            **layout.norm_layout(me + "norm2", b + names["norm2"], c, bias=False),
+            me + "attn.out.kernel": (b + names["out"] + ".weight", (c, c), layout.heads_out(h)),
+            me + "mlp.gate.kernel": (b + names["gate"] + ".weight", (f, c), layout.t_linear),
+            me + "mlp.up.kernel": (b + names["up"] + ".weight", (f, c), layout.t_linear),
+            me + "mlp.down.kernel": (b + names["down"] + ".weight", (c, f), layout.t_linear),
         }
         if cfg.qkv_bias:
             out[me + "attn.out.bias"] = (b + names["out"] + ".bias", (c,), None)
         for j, x in enumerate("qkv"):
             fused = "qkv" in names
             name, shape = (names["qkv"], 3 * c) if fused else (names[x], c)
-            part = convert.qkv_part(j, c) if fused else None
+            part = layout.qkv_part(j, c) if fused else None
             out[f"{me}attn.{x}.kernel"] = (f"{b}{name}.weight", (shape, c),
-                                           convert.heads_in(h, part))
+                                           layout.heads_in(h, part))
             if cfg.qkv_bias:
                 out[f"{me}attn.{x}.bias"] = (f"{b}{name}.bias", (shape,),
-                                             convert.heads_bias(h, part))
+                                             layout.heads_bias(h, part))
     return out
 
 
 def load(checkpoint: str, *, variant: str | None = None, image_size: int | None = None,
-         layer: int | None = None) -> Aimv2VisionTransformer:
+         layer: int | None = None, dtype: str = "float32") -> Aimv2VisionTransformer:
     """From HF ``Aimv2VisionModel`` / ``Aimv2Model`` safetensors, a timm ``aimv2_*`` or an
-    Apple AIMv2 state dict, or a converted dir."""
-    restored = convert.restore(checkpoint, "aimv2", image_size=image_size, layer=layer)
-    if restored is not None:
-        return restored
-    cfg = _config(variant or DEFAULT_VARIANT, image_size, layer)
+    Apple AIMv2 state dict."""
+    cfg = _config(variant or DEFAULT_VARIANT, image_size, layer, dtype)
     reader = weights.open_checkpoint(checkpoint)
     names, pre = _detect(reader)
-    return convert.fill(common.abstract(Aimv2VisionTransformer, cfg), layout(cfg, names, pre),
-                        reader)
+    return layout.fill(common.abstract(Aimv2VisionTransformer, cfg),
+                       checkpoint_layout(cfg, names, pre), reader)
+
+
+def reference(src: str, px, config: Aimv2Config) -> np.ndarray:
+    """HF ``Aimv2VisionModel``, or timm's AIMv2 ``VisionTransformer`` (timm / Apple names)."""
+    from cambrian.models.encoders import reference as ref
+    from cambrian.models.encoders import vit
+
+    if vit.hf_config(src) is not None:
+        out = ref.hf_model(src)(px, output_hidden_states=True)
+        return ref.to_grid(ref.pick(out.hidden_states, out.last_hidden_state, config), 0, px,
+                           config.patch)
+    if config.pos_size is None:
+        raise NotImplementedError("aimv2: sin-cos (native) checkpoints without an HF config.json "
+                                  "have no timm reference")
+    from timm.layers import RmsNorm, SwiGLU
+    from timm.models.vision_transformer import VisionTransformer, _convert_aimv2
+
+    c = config
+    norm = functools.partial(RmsNorm, eps=c.rms_eps)
+    model = VisionTransformer(
+        img_size=c.pos_size * c.patch, patch_size=c.patch, embed_dim=c.width, depth=c.depth,
+        num_heads=c.heads, mlp_ratio=c.mlp_dim / c.width, class_token=False, fc_norm=False,
+        global_pool="avg", qkv_bias=c.qkv_bias, proj_bias=c.qkv_bias, act_layer="silu",
+        norm_layer=norm, embed_norm_layer=norm, mlp_layer=SwiGLU, num_classes=0,
+        dynamic_img_size=True).eval()
+    reader = weights.open_checkpoint(src)
+    if "preprocessor.patchifier.proj.weight" in reader:  # Apple's names: timm's own converter
+        ref.load_state(model, _convert_aimv2(ref.tensors(reader, "", lambda k: True), model), src)
+    else:
+        ref.timm_state(src, "patch_embed.proj.weight", ("visual.trunk.", ""), model)
+    return ref.to_grid(ref.timm_tokens(model, px, config), 0, px, config.patch)
 
 
 def preprocessing(variant: str = DEFAULT_VARIANT) -> PreprocessSpec:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from flax import nnx
 
 from cambrian.models import weights
-from cambrian.models.encoders import convert, vit
+from cambrian.models.encoders import layout, vit
 from cambrian.models.encoders.preprocess import CLIP_MEAN, CLIP_STD, PreprocessSpec
 
 _BASE = dict(act="quick_gelu", ln_eps=1e-5, pre_norm=True, final_norm=False, patch_bias=False)
@@ -25,9 +25,10 @@ DEFAULT_LAYER = -2
 
 
 def create(variant: str = DEFAULT_VARIANT, *, image_size: int | None = None,
-           layer: int | None = None, rngs: nnx.Rngs) -> vit.VisionTransformer:
+           layer: int | None = None, rngs: nnx.Rngs,
+           dtype: str = "float32") -> vit.VisionTransformer:
     return vit.create("clip", VARIANTS, variant, image_size=image_size, layer=layer,
-                      default_layer=DEFAULT_LAYER, rngs=rngs)
+                      default_layer=DEFAULT_LAYER, rngs=rngs, dtype=dtype)
 
 
 def _config_from_hf(hf: dict) -> vit.ViTConfig:
@@ -35,23 +36,23 @@ def _config_from_hf(hf: dict) -> vit.ViTConfig:
 
 
 def load(checkpoint: str, *, variant: str | None = None, image_size: int | None = None,
-         layer: int | None = None) -> vit.VisionTransformer:
-    """From an HF CLIP directory (vision tower only or the full model) or a converted dir."""
-    restored = convert.restore(checkpoint, "clip", image_size=image_size, layer=layer)
-    if restored is not None:
-        return restored
+         layer: int | None = None, dtype: str = "float32") -> vit.VisionTransformer:
+    """From an HF CLIP directory (vision tower only or the full model)."""
     reader = weights.open_checkpoint(checkpoint)
     cfg = vit.pick_config("clip", VARIANTS, checkpoint, variant=variant,
                           default_variant=DEFAULT_VARIANT, image_size=image_size, layer=layer,
-                          default_layer=DEFAULT_LAYER, from_hf=_config_from_hf)
-    pre = convert.find_prefix(reader, "embeddings.class_embedding", ("vision_model.", ""))
+                          default_layer=DEFAULT_LAYER, dtype=dtype, from_hf=_config_from_hf)
+    pre = layout.find_prefix(reader, "embeddings.class_embedding", ("vision_model.", ""))
     e = pre + "embeddings."
-    layout = vit.embed_layout(cfg, {
+    entries = vit.embed_layout(cfg, {
         "patch": e + "patch_embedding", "pos": e + "position_embedding.weight",
         "pos_shape": (cfg.pos_size ** 2 + 1, cfg.width), "cls": e + "class_embedding",
         "cls_shape": (cfg.width,), "pre_norm": pre + "pre_layrnorm"})
-    layout |= vit.hf_clip_blocks_layout(cfg, pre)
-    return vit.load_layout(cfg, reader, layout)
+    entries |= vit.hf_clip_blocks_layout(cfg, pre)
+    return vit.load_layout(cfg, reader, entries)
+
+
+reference = vit.reference  # HF, timm or open_clip: whichever layout the checkpoint has
 
 
 def preprocessing(variant: str = DEFAULT_VARIANT) -> PreprocessSpec:

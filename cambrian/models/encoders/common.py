@@ -4,10 +4,10 @@ Every parameter carries its logical axis names (``cambrian.sharding`` maps them 
 an ``Init`` saying how it is randomly initialised. ``random_init`` builds a random encoder from
 those: the module is traced for shapes only and filled from one normal draw, where running the
 initialisers op by op compiles one small random program per parameter shape (about a minute for
-the Stable Diffusion UNet on CPU). Also here: the LayerNorm / Dense / attention layers of the
-ViT-like towers, patchifying, resampling of position grids exactly as
-``torch.nn.functional.interpolate`` does it, and the variant-table lookup of the config-dataclass
-families.
+the Stable Diffusion UNet on CPU); parameters are stored in ``config.dtype``. Also here: the
+LayerNorm / Dense / attention layers and the ``PatchTower`` base of the ViT-like towers,
+patchifying, resampling of position grids exactly as ``torch.nn.functional.interpolate`` does it,
+``TowerConfig`` and the variant-table lookup of the config-dataclass families.
 
 Einsum letters: b batch, n/m query/key tokens, h heads, d head_dim, c embed, y/x (Y/X) rows and
 columns of a grid before (after) resampling.
@@ -70,19 +70,20 @@ class _ShapeRngs(nnx.Rngs):
         return jax.random.key(0)
 
 
-def abstract(cls: Callable[..., M], *args, **kwargs) -> M:
-    """``cls(*args, **kwargs, rngs=...)`` with shapes only: nothing is allocated or drawn."""
-    return nnx.eval_shape(lambda: cls(*args, **kwargs, rngs=_ShapeRngs(0)))
+def abstract(cls: Callable[..., M], config: Any) -> M:
+    """``cls(config, rngs=...)`` with shapes only: nothing is allocated or drawn."""
+    return nnx.eval_shape(lambda: cls(config, rngs=_ShapeRngs(0)))
 
 
-def random_init(cls: Callable[..., M], *args, rngs: nnx.Rngs, **kwargs) -> M:
-    """``cls(*args, **kwargs)`` with every variable drawn as its ``init`` metadata says.
+def random_init(cls: Callable[..., M], config: Any, *, rngs: nnx.Rngs) -> M:
+    """``cls(config, rngs=rngs)`` with every variable drawn as its ``init`` metadata says and the
+    parameters stored in ``config.dtype`` (other variables keep their own dtype).
 
     One normal draw of all random values (one compiled program, whatever the model), sliced in
     parameter-path order; outside ``jit`` the slicing runs in numpy, so nothing else compiles.
     Under ``jit`` / ``eval_shape`` the same values come out of the same operations traced.
     """
-    graphdef, state = nnx.split(abstract(cls, *args, **kwargs))
+    graphdef, state = nnx.split(abstract(cls, config))
     flat = list(nnx.to_flat_state(state))
     inits = []
     for path, var in flat:
@@ -98,7 +99,8 @@ def random_init(cls: Callable[..., M], *args, rngs: nnx.Rngs, **kwargs) -> M:
         noise = np.asarray(noise)
     offset = 0
     for (_, var), init in zip(flat, inits):
-        shape, dtype = tuple(var.shape), var.dtype
+        shape = tuple(var.shape)
+        dtype = config.dtype if isinstance(var, nnx.Param) else var.dtype
         if init.std:
             n = math.prod(shape)
             value = noise[offset:offset + n].reshape(shape) * np.float32(init.std)
@@ -167,6 +169,24 @@ class Attention(nnx.Module):
     def __call__(self, x: Array) -> Array:
         """float[B, N, C] -> float[B, N, C]."""
         return self.out(attention(self.q(x), self.k(x), self.v(x)))
+
+
+class PatchTower(nnx.Module):
+    """Base of the ViT-like towers: ``config`` (a checked ``TowerConfig`` with ``width``),
+    ``out_channels``, ``grid`` and the patch embedding, a p x p / p conv kept as a Dense."""
+
+    def __init__(self, config: Any, *, rngs: nnx.Rngs, patch_bias: bool = True):
+        self.config = config.check()
+        self.out_channels: int = config.width
+        self.grid: tuple[int, int] = config.grid
+        p = config.patch
+        self.patch_embed = Dense((p, p, 3), (config.width,), (None, None, None, "embed"),
+                                 bias=patch_bias, rngs=rngs)
+
+    def embed_patches(self, pixels: Array) -> Array:
+        """float32[B, H, W, 3] -> float[B, H/p, W/p, C], computed in ``config.dtype``."""
+        cfg = self.config
+        return self.patch_embed(patchify(pixels.astype(cfg.dtype), cfg.patch))
 
 
 def run_blocks(blocks, x: Array, *args) -> tuple[Array, list[Array]]:
@@ -260,6 +280,37 @@ def resample_grid(grid: Array, size: tuple[int, int], method: str) -> Array:
 
 # --- configs ------------------------------------------------------------------------------------
 
+class TowerConfig:
+    """Base of the token towers' config dataclasses (fields ``image_size``, ``patch``, ``depth``,
+    ``layer``, ``dtype``): the patch grid and the checks they share.
+
+    ``dtype`` ("float32" | "bfloat16") is the dtype the parameters are stored in and the blocks
+    compute in; norms and softmax stay float32 and the features are float32. ``layer`` indexes
+    ``hidden_states`` (0 = embeddings, i = after block i, negative from the end).
+    """
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        return (self.image_size // self.patch, self.image_size // self.patch)
+
+    def check_tower(self, none_means: str = "the output") -> None:
+        """Raises ValueError for a bad ``dtype``, ``image_size`` or ``layer`` (None means
+        ``none_means``)."""
+        check_dtype(self)
+        if self.image_size < self.patch:
+            raise ValueError(f"image_size {self.image_size} is smaller than the patch {self.patch}")
+        if self.layer is not None and not -(self.depth + 1) <= self.layer <= self.depth:
+            raise ValueError(f"layer {self.layer} out of range for depth {self.depth} "
+                             f"(valid: {-(self.depth + 1)}..{self.depth}, or None for "
+                             f"{none_means})")
+
+
+def check_dtype(cfg: Any) -> None:
+    if cfg.dtype not in DTYPES:
+        raise ValueError(f"{type(cfg).__name__}.dtype={cfg.dtype!r}; expected one of "
+                         f"{' or '.join(map(repr, DTYPES))}")
+
+
 def variant_config(family: str, cls: Callable[..., Any], variants: Mapping[str, Mapping],
                    variant: str, **overrides) -> Any:
     """``cls(**variants[variant])`` with the ``overrides`` that are not None, checked."""
@@ -268,17 +319,3 @@ def variant_config(family: str, cls: Callable[..., Any], variants: Mapping[str, 
                          f"{', '.join(variants)}")
     cfg = cls(**variants[variant])
     return dataclasses.replace(cfg, **{k: v for k, v in overrides.items() if v is not None}).check()
-
-
-def check_tower(cfg: Any, none_means: str = "the output") -> None:
-    """Checks shared by the token towers' configs (fields ``dtype``, ``image_size``, ``patch``,
-    ``depth``, ``layer``): ``layer`` indexes ``hidden_states`` (0 = embeddings, i = after block
-    i, negative from the end) and None means ``none_means``."""
-    name = type(cfg).__name__
-    if cfg.dtype not in DTYPES:
-        raise ValueError(f"{name}.dtype={cfg.dtype!r}; expected 'float32' or 'bfloat16'")
-    if cfg.image_size < cfg.patch:
-        raise ValueError(f"image_size {cfg.image_size} is smaller than the patch {cfg.patch}")
-    if cfg.layer is not None and not -(cfg.depth + 1) <= cfg.layer <= cfg.depth:
-        raise ValueError(f"layer {cfg.layer} out of range for depth {cfg.depth} "
-                         f"(valid: {-(cfg.depth + 1)}..{cfg.depth}, or None for {none_means})")

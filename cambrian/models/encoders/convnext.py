@@ -19,10 +19,11 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from cambrian.models import weights
-from cambrian.models.encoders import common, convert, features
+from cambrian.models.encoders import common, features, layout
 from cambrian.models.encoders.common import ZEROS, Dense, Init, LayerNorm, param
 from cambrian.models.encoders.preprocess import CLIP_MEAN, CLIP_STD, PreprocessSpec
 
@@ -41,6 +42,7 @@ VARIANTS = {
 }
 DEFAULT_VARIANT = "XXL@1024-multi-stage"
 DEFAULT_LAYER = None  # the variant's stages
+_PREFIXES = ("visual.trunk.", "trunk.", "")  # open_clip, open_clip trunk, timm
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,8 +52,8 @@ class ConvNeXtConfig:
     stages: stage indices whose maps are resized to ``grid`` and concatenated (in this order).
     layer: when set, the single stage used instead of ``stages``.
     num_tokens: output grid side**2; None -> the native grid of the last used stage.
-    dtype: compute dtype ("float32" | "bfloat16" for a frozen tower); norms stay float32 and
-      the features are float32.
+    dtype: parameter and compute dtype ("float32" | "bfloat16" for a frozen tower); norms stay
+      float32 and the features are float32.
     """
 
     depths: tuple[int, ...]
@@ -93,9 +95,7 @@ class ConvNeXtConfig:
         return sum(self.dims[s] for s in self.used_stages)
 
     def check(self) -> ConvNeXtConfig:
-        if self.dtype not in common.DTYPES:
-            raise ValueError(f"{type(self).__name__}.dtype={self.dtype!r}; expected 'float32' "
-                             "or 'bfloat16'")
+        common.check_dtype(self)
         n = len(self.dims)
         if len(self.depths) != n:
             raise ValueError(f"ConvNeXtConfig: {len(self.depths)} depths for {n} dims")
@@ -199,26 +199,27 @@ class ConvNeXt(nnx.Module):
         return feats.astype(jnp.float32), {"stem": stem, "stages": tuple(maps)}
 
 
-def _config(variant: str, image_size: int | None, layer: int | None,
-            num_tokens: int | None) -> ConvNeXtConfig:
+def _config(variant: str, image_size: int | None, layer: int | None, num_tokens: int | None,
+            dtype: str) -> ConvNeXtConfig:
     return common.variant_config("convnext", ConvNeXtConfig, VARIANTS, variant,
-                                 image_size=image_size, layer=layer, num_tokens=num_tokens)
+                                 image_size=image_size, layer=layer, num_tokens=num_tokens,
+                                 dtype=dtype)
 
 
 def create(variant: str = DEFAULT_VARIANT, *, image_size: int | None = None,
-           layer: int | None = None, num_tokens: int | None = None,
-           rngs: nnx.Rngs) -> ConvNeXt:
+           layer: int | None = None, num_tokens: int | None = None, rngs: nnx.Rngs,
+           dtype: str = "float32") -> ConvNeXt:
     """A randomly initialised ConvNeXt tower (tests, ``:runlocal``)."""
-    return common.random_init(ConvNeXt, _config(variant, image_size, layer, num_tokens),
+    return common.random_init(ConvNeXt, _config(variant, image_size, layer, num_tokens, dtype),
                               rngs=rngs)
 
 
 # --- checkpoint layout ----------------------------------------------------------------------
 
-def layout(cfg: ConvNeXtConfig, prefix: str = "") -> dict:
+def checkpoint_layout(cfg: ConvNeXtConfig, prefix: str = "") -> dict:
     """Parameter path -> (timm tensor name, its shape, transform) for the trunk under ``prefix``."""
-    d, norm = cfg.dims, convert.norm_layout
-    out = {"stem.kernel": (prefix + "stem.0.weight", (d[0], 3, 4, 4), convert.t_conv),
+    d, norm = cfg.dims, layout.norm_layout
+    out = {"stem.kernel": (prefix + "stem.0.weight", (d[0], 3, 4, 4), layout.t_conv),
            "stem.bias": (prefix + "stem.0.bias", (d[0],), None),
            **norm("stem_norm", prefix + "stem.1", d[0])}
     for i, depth in enumerate(cfg.depths):
@@ -226,18 +227,18 @@ def layout(cfg: ConvNeXtConfig, prefix: str = "") -> dict:
         if i > 0:
             out |= norm(me + "down_norm", s + "downsample.0", d[i - 1])
             out[me + "down.kernel"] = (s + "downsample.1.weight", (d[i], d[i - 1], 2, 2),
-                                       convert.t_conv)
+                                       layout.t_conv)
             out[me + "down.bias"] = (s + "downsample.1.bias", (d[i],), None)
         c = d[i]
         for j in range(depth):
             b, mb = f"{s}blocks.{j}.", f"{me}blocks.{j}."
             out |= {
-                mb + "conv_dw.kernel": (b + "conv_dw.weight", (c, 1, 7, 7), convert.t_conv),
+                mb + "conv_dw.kernel": (b + "conv_dw.weight", (c, 1, 7, 7), layout.t_conv),
                 mb + "conv_dw.bias": (b + "conv_dw.bias", (c,), None),
                 **norm(mb + "norm", b + "norm", c),
-                mb + "fc1.kernel": (b + "mlp.fc1.weight", (4 * c, c), convert.t_linear),
+                mb + "fc1.kernel": (b + "mlp.fc1.weight", (4 * c, c), layout.t_linear),
                 mb + "fc1.bias": (b + "mlp.fc1.bias", (4 * c,), None),
-                mb + "fc2.kernel": (b + "mlp.fc2.weight", (c, 4 * c), convert.t_linear),
+                mb + "fc2.kernel": (b + "mlp.fc2.weight", (c, 4 * c), layout.t_linear),
                 mb + "fc2.bias": (b + "mlp.fc2.bias", (c,), None),
                 mb + "gamma": (b + "gamma", (c,), None),
             }
@@ -245,16 +246,35 @@ def layout(cfg: ConvNeXtConfig, prefix: str = "") -> dict:
 
 
 def load(checkpoint: str, *, variant: str | None = None, image_size: int | None = None,
-         layer: int | None = None, num_tokens: int | None = None) -> ConvNeXt:
-    """From an open_clip state dict (``visual.trunk.*``), a timm ConvNeXt state dict or a
-    converted dir."""
-    restored = convert.restore(checkpoint, "convnext", image_size=image_size, layer=layer)
-    if restored is not None:
-        return restored
-    cfg = _config(variant or DEFAULT_VARIANT, image_size, layer, num_tokens)
+         layer: int | None = None, num_tokens: int | None = None,
+         dtype: str = "float32") -> ConvNeXt:
+    """From an open_clip state dict (``visual.trunk.*``) or a timm ConvNeXt state dict."""
+    cfg = _config(variant or DEFAULT_VARIANT, image_size, layer, num_tokens, dtype)
     reader = weights.open_checkpoint(checkpoint)
-    prefix = convert.find_prefix(reader, "stem.0.weight", ("visual.trunk.", "trunk.", ""))
-    return convert.fill(common.abstract(ConvNeXt, cfg), layout(cfg, prefix), reader)
+    prefix = layout.find_prefix(reader, "stem.0.weight", _PREFIXES)
+    return layout.fill(common.abstract(ConvNeXt, cfg), checkpoint_layout(cfg, prefix), reader)
+
+
+def reference(src: str, px, config: ConvNeXtConfig) -> np.ndarray:
+    """timm ConvNeXt trunk: the used stage maps, bilinear to the output grid, concatenated
+    (Cambrian's ``CLIPConvNextTower``)."""
+    import torch
+    from timm.models.convnext import ConvNeXt as TimmConvNeXt
+
+    from cambrian.models.encoders import reference as ref
+
+    model = TimmConvNeXt(depths=config.depths, dims=config.dims, norm_eps=config.norm_eps,
+                         num_classes=0).eval()
+    ref.timm_state(src, "stem.0.weight", _PREFIXES, model)
+    x, maps = model.stem(px), []
+    for stage in model.stages:
+        x = stage(x)
+        maps.append(x)
+    used = [maps[s] for s in config.used_stages]
+    size = tuple(used[-1].shape[-2:]) if config.num_tokens is None else config.grid
+    used = [m if tuple(m.shape[-2:]) == size else torch.nn.functional.interpolate(
+        m, size=size, mode="bilinear", align_corners=False) for m in used]
+    return ref.to_numpy(torch.cat(used, dim=1).permute(0, 2, 3, 1))
 
 
 def preprocessing(variant: str = DEFAULT_VARIANT) -> PreprocessSpec:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from flax import nnx
 
 from cambrian.models import weights
-from cambrian.models.encoders import convert, vit
+from cambrian.models.encoders import layout, vit
 from cambrian.models.encoders.preprocess import IMAGENET_MEAN, IMAGENET_STD, PreprocessSpec
 
 _BASE = dict(patch=14, pos_size=37, act="gelu", ln_eps=1e-6, layerscale=True)
@@ -29,9 +29,10 @@ DEFAULT_LAYER = None
 
 
 def create(variant: str = DEFAULT_VARIANT, *, image_size: int | None = None,
-           layer: int | None = None, rngs: nnx.Rngs) -> vit.VisionTransformer:
+           layer: int | None = None, rngs: nnx.Rngs,
+           dtype: str = "float32") -> vit.VisionTransformer:
     return vit.create("dinov2", VARIANTS, variant, image_size=image_size, layer=layer,
-                      default_layer=DEFAULT_LAYER, rngs=rngs)
+                      default_layer=DEFAULT_LAYER, rngs=rngs, dtype=dtype)
 
 
 def _config_from_hf(hf: dict) -> vit.ViTConfig:
@@ -46,20 +47,20 @@ def _config_from_hf(hf: dict) -> vit.ViTConfig:
 
 
 def load(checkpoint: str, *, variant: str | None = None, image_size: int | None = None,
-         layer: int | None = None) -> vit.VisionTransformer:
-    """From an HF DINOv2 directory (``config.json`` + safetensors/bin) or a converted dir."""
-    restored = convert.restore(checkpoint, "dinov2", image_size=image_size, layer=layer)
-    if restored is not None:
-        return restored
+         layer: int | None = None, dtype: str = "float32") -> vit.VisionTransformer:
+    """From an HF DINOv2 directory (``config.json`` + safetensors/bin)."""
     reader = weights.open_checkpoint(checkpoint)
     cfg = vit.pick_config("dinov2", VARIANTS, checkpoint, variant=variant,
                           default_variant=DEFAULT_VARIANT, image_size=image_size, layer=layer,
-                          default_layer=DEFAULT_LAYER, from_hf=_config_from_hf)
-    prefix = convert.find_prefix(reader, "embeddings.cls_token", ("", "dinov2."))
-    layout = vit.hf_vit_layout(cfg, prefix, norm_names=("norm1", "norm2"),
-                               mlp_names=(("mlp.weights_in", "mlp.weights_out")
-                                          if cfg.mlp == "swiglu" else ("mlp.fc1", "mlp.fc2")))
-    return vit.load_layout(cfg, reader, layout)
+                          default_layer=DEFAULT_LAYER, dtype=dtype, from_hf=_config_from_hf)
+    prefix = layout.find_prefix(reader, "embeddings.cls_token", ("", "dinov2."))
+    entries = vit.hf_vit_layout(cfg, prefix, norm_names=("norm1", "norm2"),
+                                mlp_names=(("mlp.weights_in", "mlp.weights_out")
+                                           if cfg.mlp == "swiglu" else ("mlp.fc1", "mlp.fc2")))
+    return vit.load_layout(cfg, reader, entries)
+
+
+reference = vit.reference  # HF, timm or open_clip: whichever layout the checkpoint has
 
 
 def preprocessing(variant: str = DEFAULT_VARIANT) -> PreprocessSpec:

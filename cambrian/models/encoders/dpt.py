@@ -12,7 +12,7 @@ import dataclasses
 from flax import nnx
 
 from cambrian.models import weights
-from cambrian.models.encoders import convert, vit
+from cambrian.models.encoders import layout, vit
 from cambrian.models.encoders.preprocess import HALF, PreprocessSpec
 
 _BASE = dict(act="gelu", ln_eps=1e-12, pos_interp="bilinear")
@@ -25,9 +25,10 @@ DEFAULT_LAYER = -1
 
 
 def create(variant: str = DEFAULT_VARIANT, *, image_size: int | None = None,
-           layer: int | None = None, rngs: nnx.Rngs) -> vit.VisionTransformer:
+           layer: int | None = None, rngs: nnx.Rngs,
+           dtype: str = "float32") -> vit.VisionTransformer:
     return vit.create("dpt", VARIANTS, variant, image_size=image_size, layer=layer,
-                      default_layer=DEFAULT_LAYER, rngs=rngs)
+                      default_layer=DEFAULT_LAYER, rngs=rngs, dtype=dtype)
 
 
 def _config_from_hf(hf: dict) -> vit.ViTConfig:
@@ -38,22 +39,22 @@ def _config_from_hf(hf: dict) -> vit.ViTConfig:
 
 
 def load(checkpoint: str, *, variant: str | None = None, image_size: int | None = None,
-         layer: int | None = None) -> vit.VisionTransformer:
-    """From an HF DPT directory (``DPTForDepthEstimation`` or ``DPTModel``) or a converted dir."""
-    restored = convert.restore(checkpoint, "dpt", image_size=image_size, layer=layer)
-    if restored is not None:
-        return restored
+         layer: int | None = None, dtype: str = "float32") -> vit.VisionTransformer:
+    """From an HF DPT directory (``DPTForDepthEstimation`` or ``DPTModel``)."""
     reader = weights.open_checkpoint(checkpoint)
     cfg = vit.pick_config("dpt", VARIANTS, checkpoint, variant=variant,
                           default_variant=DEFAULT_VARIANT, image_size=image_size, layer=layer,
-                          default_layer=DEFAULT_LAYER, from_hf=_config_from_hf)
-    pre = convert.find_prefix(reader, "embeddings.cls_token", ("dpt.", ""))
+                          default_layer=DEFAULT_LAYER, dtype=dtype, from_hf=_config_from_hf)
+    pre = layout.find_prefix(reader, "embeddings.cls_token", ("dpt.", ""))
     # DPTForDepthEstimation has no final LayerNorm; hidden_states[-1] never needs one
     has_norm = pre + "layernorm.weight" in reader
     cfg = dataclasses.replace(cfg, final_norm=has_norm).check()
     if cfg.layer is None and not has_norm:
         cfg = dataclasses.replace(cfg, layer=-1)
     return vit.load_layout(cfg, reader, vit.hf_vit_layout(cfg, pre))
+
+
+reference = vit.reference  # HF, timm or open_clip: whichever layout the checkpoint has
 
 
 def preprocessing(variant: str = DEFAULT_VARIANT) -> PreprocessSpec:

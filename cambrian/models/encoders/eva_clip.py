@@ -14,6 +14,7 @@ Weights load from a timm Eva state dict, bare or under open_clip's ``visual.trun
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -21,7 +22,7 @@ import numpy as np
 from flax import nnx
 
 from cambrian.models import weights
-from cambrian.models.encoders import common, convert, features
+from cambrian.models.encoders import common, features, layout
 from cambrian.models.encoders.common import ZEROS, Dense, Init, LayerNorm, param
 from cambrian.models.encoders.preprocess import CLIP_MEAN, CLIP_STD, PreprocessSpec
 
@@ -39,11 +40,11 @@ DEFAULT_LAYER = None  # forward_features: the last block + final LayerNorm
 
 
 @dataclasses.dataclass(frozen=True)
-class EvaConfig:
+class EvaConfig(common.TowerConfig):
     """EVA-02 trunk. ``pos_size``: side of the checkpoint's position grid; ``rope_ref``: the grid
     side the rotary frequencies are scaled to (16 for both released L/14 towers);
     ``layer`` indexes ``hidden_states`` (0 = embeddings, i = after block i; None = final output);
-    ``dtype``: compute dtype ("float32" | "bfloat16"), norms / softmax stay float32."""
+    ``dtype``: parameter and compute dtype (``common.TowerConfig``)."""
 
     width: int
     depth: int
@@ -58,15 +59,11 @@ class EvaConfig:
     layer: int | None = None
     dtype: str = "float32"
 
-    @property
-    def grid(self) -> tuple[int, int]:
-        return (self.image_size // self.patch, self.image_size // self.patch)
-
     def check(self) -> EvaConfig:
         if self.width % self.heads or (self.width // self.heads) % 4:
             raise ValueError(f"EvaConfig: head_dim {self.width}/{self.heads} must be a multiple "
                              "of 4 for 2-D rotary embeddings")
-        common.check_tower(self)
+        self.check_tower()
         return self
 
 
@@ -138,7 +135,7 @@ class Block(nnx.Module):
         return x + self.mlp(self.norm2(x))
 
 
-class EvaVisionTransformer(nnx.Module):
+class EvaVisionTransformer(common.PatchTower):
     """``feats, out = enc(pixels)``: float32[B, H, W, 3] -> float32[B, H/14, W/14, C].
 
     ``out``: ``hidden_states`` (tuple of float32[B, 1 + h*w, C], CLS first; 0 = embeddings,
@@ -146,12 +143,8 @@ class EvaVisionTransformer(nnx.Module):
     """
 
     def __init__(self, cfg: EvaConfig, *, rngs: nnx.Rngs):
-        cfg = cfg.check()
-        self.config = cfg
-        self.out_channels: int = cfg.width
-        self.grid: tuple[int, int] = cfg.grid
-        c, p = cfg.width, cfg.patch
-        self.patch_embed = Dense((p, p, 3), (c,), (None, None, None, "embed"), rngs=rngs)
+        super().__init__(cfg, rngs=rngs)
+        c = cfg.width
         self.cls_token = param(ZEROS, (c,), ("embed",))
         self.pos_embed = param(Init(std=0.02), (1 + cfg.pos_size ** 2, c), (None, "embed"), rngs)
         self.blocks = nnx.List([Block(cfg, rngs=rngs) for _ in range(cfg.depth)])
@@ -162,7 +155,7 @@ class EvaVisionTransformer(nnx.Module):
         b, hh, ww, _ = pixels.shape
         s = cfg.pos_size
         gh, gw = hh // cfg.patch, ww // cfg.patch
-        x = self.patch_embed(common.patchify(pixels.astype(cfg.dtype), cfg.patch))
+        x = self.embed_patches(pixels)
         pos = self.pos_embed[...]
         grid_pos = common.resample_grid(pos[1:].reshape(s, s, -1), (gh, gw), "bicubic_aa")
         x = (x + grid_pos.astype(x.dtype)).reshape(b, gh * gw, -1)
@@ -175,38 +168,40 @@ class EvaVisionTransformer(nnx.Module):
         return feats, {"hidden_states": tuple(hidden), "last_hidden_state": last}
 
 
-def _config(variant: str, image_size: int | None, layer: int | None) -> EvaConfig:
+def _config(variant: str, image_size: int | None, layer: int | None,
+            dtype: str) -> EvaConfig:
     return common.variant_config("eva_clip", EvaConfig, VARIANTS, variant, image_size=image_size,
-                                 layer=layer)
+                                 layer=layer, dtype=dtype)
 
 
 def create(variant: str = DEFAULT_VARIANT, *, image_size: int | None = None,
-           layer: int | None = None, rngs: nnx.Rngs) -> EvaVisionTransformer:
+           layer: int | None = None, rngs: nnx.Rngs,
+           dtype: str = "float32") -> EvaVisionTransformer:
     """A randomly initialised EVA-02 trunk (tests, ``:runlocal``)."""
-    return common.random_init(EvaVisionTransformer, _config(variant, image_size, layer),
+    return common.random_init(EvaVisionTransformer, _config(variant, image_size, layer, dtype),
                               rngs=rngs)
 
 
-def layout(cfg: EvaConfig, prefix: str = "") -> dict:
+def checkpoint_layout(cfg: EvaConfig, prefix: str = "") -> dict:
     """Parameter path -> (timm tensor name, its shape, transform)."""
     c, h, f, p = cfg.width, cfg.heads, cfg.mlp_dim, cfg.patch
 
     def lin(ours: str, theirs: str, n_in: int, n_out: int, *, heads: bool = False,
             bias: bool = True) -> dict:
         # q / k / v kernels are [C, h, d] and their biases [h, d]
-        w_t = convert.heads_in(h) if heads else convert.t_linear
+        w_t = layout.heads_in(h) if heads else layout.t_linear
         out = {f"{ours}.kernel": (f"{theirs}.weight", (n_out, n_in), w_t)}
         if bias:
             out[f"{ours}.bias"] = (f"{theirs}.bias", (n_out,),
-                                   convert.heads_bias(h) if heads else None)
+                                   layout.heads_bias(h) if heads else None)
         return out
 
-    norm = convert.norm_layout
+    norm = layout.norm_layout
     out = {"patch_embed.kernel": (prefix + "patch_embed.proj.weight", (c, 3, p, p),
-                                  convert.t_conv),
+                                  layout.t_conv),
            "patch_embed.bias": (prefix + "patch_embed.proj.bias", (c,), None),
-           "cls_token": (prefix + "cls_token", (1, 1, c), convert.t_vec),
-           "pos_embed": (prefix + "pos_embed", (1, 1 + cfg.pos_size ** 2, c), convert.t_squeeze),
+           "cls_token": (prefix + "cls_token", (1, 1, c), layout.t_vec),
+           "pos_embed": (prefix + "pos_embed", (1, 1 + cfg.pos_size ** 2, c), layout.t_squeeze),
            **norm("norm", prefix + "norm", c)}
     for i in range(cfg.depth):
         b, me = f"{prefix}blocks.{i}.", f"blocks.{i}."
@@ -224,16 +219,40 @@ def layout(cfg: EvaConfig, prefix: str = "") -> dict:
 
 
 def load(checkpoint: str, *, variant: str | None = None, image_size: int | None = None,
-         layer: int | None = None) -> EvaVisionTransformer:
-    """From a timm Eva state dict (bare, or open_clip's ``visual.trunk.*``) or a converted dir."""
-    restored = convert.restore(checkpoint, "eva_clip", image_size=image_size, layer=layer)
-    if restored is not None:
-        return restored
-    cfg = _config(variant or DEFAULT_VARIANT, image_size, layer)
+         layer: int | None = None, dtype: str = "float32") -> EvaVisionTransformer:
+    """From a timm Eva state dict (bare, or open_clip's ``visual.trunk.*``)."""
+    cfg = _config(variant or DEFAULT_VARIANT, image_size, layer, dtype)
     reader = weights.open_checkpoint(checkpoint)
-    prefix = convert.find_prefix(reader, "blocks.0.attn.q_proj.weight",
+    prefix = layout.find_prefix(reader, "blocks.0.attn.q_proj.weight",
                                  ("visual.trunk.", "trunk.", ""))
-    return convert.fill(common.abstract(EvaVisionTransformer, cfg), layout(cfg, prefix), reader)
+    return layout.fill(common.abstract(EvaVisionTransformer, cfg), checkpoint_layout(cfg, prefix),
+                       reader)
+
+
+def reference(src: str, px, config: EvaConfig) -> np.ndarray:
+    """timm ``Eva`` built at the image size; its ``checkpoint_filter_fn`` resamples the
+    positions, as timm does when it loads a checkpoint at another size."""
+    import torch
+    from timm.models.eva import Eva, checkpoint_filter_fn
+
+    from cambrian.models.encoders import reference as ref
+
+    c = config
+    reader = weights.open_checkpoint(src)
+    pre = layout.find_prefix(reader, "blocks.0.attn.q_proj.weight", ("visual.trunk.", "trunk.", ""))
+    model = Eva(img_size=c.image_size, patch_size=c.patch, embed_dim=c.width, depth=c.depth,
+                num_heads=c.heads, mlp_ratio=c.mlp_dim / c.width, qkv_fused=False,
+                swiglu_mlp=True, scale_mlp=True, scale_attn_inner=True, use_rot_pos_emb=True,
+                ref_feat_shape=(c.rope_ref, c.rope_ref), global_pool="token", num_classes=0,
+                norm_layer=functools.partial(torch.nn.LayerNorm, eps=c.ln_eps)).eval()
+    # open_clip keeps its projection in the trunk head, which Cambrian does not use
+    sd = ref.tensors(reader, pre, lambda k: not k.startswith("head."))
+    ref.load_state(model, checkpoint_filter_fn(sd, model), src)
+    x, rope = model._pos_embed(model.patch_embed(px))
+    hidden = [model.norm_pre(x)]
+    for blk in model.blocks:
+        hidden.append(blk(hidden[-1], rope=rope))
+    return ref.to_grid(ref.pick(hidden, model.norm(hidden[-1]), config), 1, px, c.patch)
 
 
 def preprocessing(variant: str = DEFAULT_VARIANT) -> PreprocessSpec:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from flax import nnx
 
 from cambrian.models import weights
-from cambrian.models.encoders import convert, vit
+from cambrian.models.encoders import layout, vit
 from cambrian.models.encoders.preprocess import IMAGENET_MEAN, IMAGENET_STD, PreprocessSpec
 
 _BASE = dict(act="gelu", ln_eps=1e-6, cls_token=False, pos_cls=False)
@@ -24,9 +24,10 @@ DEFAULT_LAYER = None
 
 
 def create(variant: str = DEFAULT_VARIANT, *, image_size: int | None = None,
-           layer: int | None = None, rngs: nnx.Rngs) -> vit.VisionTransformer:
+           layer: int | None = None, rngs: nnx.Rngs,
+           dtype: str = "float32") -> vit.VisionTransformer:
     return vit.create("ijepa", VARIANTS, variant, image_size=image_size, layer=layer,
-                      default_layer=DEFAULT_LAYER, rngs=rngs)
+                      default_layer=DEFAULT_LAYER, rngs=rngs, dtype=dtype)
 
 
 def _config_from_hf(hf: dict) -> vit.ViTConfig:
@@ -34,17 +35,17 @@ def _config_from_hf(hf: dict) -> vit.ViTConfig:
 
 
 def load(checkpoint: str, *, variant: str | None = None, image_size: int | None = None,
-         layer: int | None = None) -> vit.VisionTransformer:
-    """From an HF I-JEPA directory or a converted dir."""
-    restored = convert.restore(checkpoint, "ijepa", image_size=image_size, layer=layer)
-    if restored is not None:
-        return restored
+         layer: int | None = None, dtype: str = "float32") -> vit.VisionTransformer:
+    """From an HF I-JEPA directory."""
     reader = weights.open_checkpoint(checkpoint)
     cfg = vit.pick_config("ijepa", VARIANTS, checkpoint, variant=variant,
                           default_variant=DEFAULT_VARIANT, image_size=image_size, layer=layer,
-                          default_layer=DEFAULT_LAYER, from_hf=_config_from_hf)
-    pre = convert.find_prefix(reader, "embeddings.position_embeddings", ("", "ijepa."))
+                          default_layer=DEFAULT_LAYER, dtype=dtype, from_hf=_config_from_hf)
+    pre = layout.find_prefix(reader, "embeddings.position_embeddings", ("", "ijepa."))
     return vit.load_layout(cfg, reader, vit.hf_vit_layout(cfg, pre))
+
+
+reference = vit.reference  # HF, timm or open_clip: whichever layout the checkpoint has
 
 
 def preprocessing(variant: str = DEFAULT_VARIANT) -> PreprocessSpec:

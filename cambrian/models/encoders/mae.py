@@ -8,7 +8,7 @@ from __future__ import annotations
 from flax import nnx
 
 from cambrian.models import weights
-from cambrian.models.encoders import convert, vit
+from cambrian.models.encoders import layout, vit
 from cambrian.models.encoders.preprocess import (
     CLIP_MEAN,
     IMAGENET_MEAN,
@@ -22,9 +22,10 @@ DEFAULT_LAYER = None
 
 
 def create(variant: str = DEFAULT_VARIANT, *, image_size: int | None = None,
-           layer: int | None = None, rngs: nnx.Rngs) -> vit.VisionTransformer:
+           layer: int | None = None, rngs: nnx.Rngs,
+           dtype: str = "float32") -> vit.VisionTransformer:
     return vit.create("mae", VARIANTS, variant, image_size=image_size, layer=layer,
-                      default_layer=DEFAULT_LAYER, rngs=rngs)
+                      default_layer=DEFAULT_LAYER, rngs=rngs, dtype=dtype)
 
 
 def _config_from_hf(hf: dict) -> vit.ViTConfig:
@@ -32,21 +33,21 @@ def _config_from_hf(hf: dict) -> vit.ViTConfig:
 
 
 def load(checkpoint: str, *, variant: str | None = None, image_size: int | None = None,
-         layer: int | None = None) -> vit.VisionTransformer:
-    """From a timm MAE state dict, an HF ViTMAE directory, or a converted dir."""
-    restored = convert.restore(checkpoint, "mae", image_size=image_size, layer=layer)
-    if restored is not None:
-        return restored
+         layer: int | None = None, dtype: str = "float32") -> vit.VisionTransformer:
+    """From a timm MAE state dict, or an HF ViTMAE directory."""
     if vit.hf_config(checkpoint) is None:
         return vit.load_timm("mae", VARIANTS, checkpoint, variant=variant,
                              default_variant=DEFAULT_VARIANT, image_size=image_size, layer=layer,
-                             default_layer=DEFAULT_LAYER, prefixes=("", "model.", "module."))
+                             default_layer=DEFAULT_LAYER, dtype=dtype)
     reader = weights.open_checkpoint(checkpoint)
     cfg = vit.pick_config("mae", VARIANTS, checkpoint, variant=variant,
                           default_variant=DEFAULT_VARIANT, image_size=image_size, layer=layer,
-                          default_layer=DEFAULT_LAYER, from_hf=_config_from_hf)
-    pre = convert.find_prefix(reader, "embeddings.cls_token", ("", "vit."))
+                          default_layer=DEFAULT_LAYER, dtype=dtype, from_hf=_config_from_hf)
+    pre = layout.find_prefix(reader, "embeddings.cls_token", ("", "vit."))
     return vit.load_layout(cfg, reader, vit.hf_vit_layout(cfg, pre))
+
+
+reference = vit.reference  # HF, timm or open_clip: whichever layout the checkpoint has
 
 
 def preprocessing(variant: str = DEFAULT_VARIANT) -> PreprocessSpec:

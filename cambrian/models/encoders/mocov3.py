@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from flax import nnx
 
-from cambrian.models.encoders import convert, vit
+from cambrian.models.encoders import vit
 from cambrian.models.encoders.preprocess import (
     CLIP_MEAN,
     IMAGENET_MEAN,
@@ -26,20 +26,21 @@ PREFIXES = ("module.base_encoder.", "base_encoder.", "module.", "")
 
 
 def create(variant: str = DEFAULT_VARIANT, *, image_size: int | None = None,
-           layer: int | None = None, rngs: nnx.Rngs) -> vit.VisionTransformer:
+           layer: int | None = None, rngs: nnx.Rngs,
+           dtype: str = "float32") -> vit.VisionTransformer:
     return vit.create("mocov3", VARIANTS, variant, image_size=image_size, layer=layer,
-                      default_layer=DEFAULT_LAYER, rngs=rngs)
+                      default_layer=DEFAULT_LAYER, rngs=rngs, dtype=dtype)
 
 
 def load(checkpoint: str, *, variant: str | None = None, image_size: int | None = None,
-         layer: int | None = None) -> vit.VisionTransformer:
-    """From a MoCo v3 / timm ViT state dict or a converted dir."""
-    restored = convert.restore(checkpoint, "mocov3", image_size=image_size, layer=layer)
-    if restored is not None:
-        return restored
+         layer: int | None = None, dtype: str = "float32") -> vit.VisionTransformer:
+    """From a MoCo v3 / timm ViT state dict."""
     return vit.load_timm("mocov3", VARIANTS, checkpoint, variant=variant,
                          default_variant=DEFAULT_VARIANT, image_size=image_size, layer=layer,
-                         default_layer=DEFAULT_LAYER, prefixes=PREFIXES)
+                         default_layer=DEFAULT_LAYER, dtype=dtype, prefixes=PREFIXES)
+
+
+reference = vit.reference  # HF, timm or open_clip: whichever layout the checkpoint has
 
 
 def preprocessing(variant: str = DEFAULT_VARIANT) -> PreprocessSpec:

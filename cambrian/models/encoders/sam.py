@@ -26,7 +26,7 @@ import numpy as np
 from flax import nnx
 
 from cambrian.models import weights
-from cambrian.models.encoders import common, convert
+from cambrian.models.encoders import common, layout
 from cambrian.models.encoders.common import ZEROS, Dense, LayerNorm, param
 from cambrian.models.encoders.preprocess import IMAGENET_MEAN, IMAGENET_STD, PreprocessSpec
 
@@ -45,10 +45,10 @@ DEFAULT_LAYER = None  # the last block's output (before the neck)
 
 
 @dataclasses.dataclass(frozen=True)
-class SamConfig:
+class SamConfig(common.TowerConfig):
     """SAM ViT. ``pos_size``: side of the checkpoint's position grid (image 1024 / patch 16);
     ``layer`` indexes ``hidden_states`` (0 = embeddings, i = after block i; None = last block);
-    ``dtype``: compute dtype ("float32" | "bfloat16"), norms / softmax stay float32."""
+    ``dtype``: parameter and compute dtype (``common.TowerConfig``)."""
 
     width: int
     depth: int
@@ -67,10 +67,6 @@ class SamConfig:
         object.__setattr__(self, "global_layers", tuple(self.global_layers))
 
     @property
-    def grid(self) -> tuple[int, int]:
-        return (self.image_size // self.patch, self.image_size // self.patch)
-
-    @property
     def mlp_dim(self) -> int:
         return int(self.width * self.mlp_ratio)
 
@@ -78,7 +74,7 @@ class SamConfig:
         if self.width % self.heads:
             raise ValueError(
                 f"SamConfig: width {self.width} is not divisible by {self.heads} heads")
-        common.check_tower(self, none_means="the last")
+        self.check_tower(none_means="the last")
         return self
 
 
@@ -164,7 +160,7 @@ class Block(nnx.Module):
         return x + self.mlp(self.norm2(x))
 
 
-class SamEncoder(nnx.Module):
+class SamEncoder(common.PatchTower):
     """``feats, out = enc(pixels)``: float32[B, H, W, 3] -> float32[B, H/16, W/16, C].
 
     ``out["hidden_states"]``: tuple of float32[B, h, w, C] (0 = patch + position embeddings,
@@ -172,12 +168,8 @@ class SamEncoder(nnx.Module):
     """
 
     def __init__(self, cfg: SamConfig, *, rngs: nnx.Rngs):
-        cfg = cfg.check()
-        self.config = cfg
-        self.out_channels: int = cfg.width
-        self.grid: tuple[int, int] = cfg.grid
-        c, p = cfg.width, cfg.patch
-        self.patch_embed = Dense((p, p, 3), (c,), (None, None, None, "embed"), rngs=rngs)
+        super().__init__(cfg, rngs=rngs)
+        c = cfg.width
         self.pos_embed = param(ZEROS, (cfg.pos_size, cfg.pos_size, c), (None, None, "embed"))
         self.blocks = nnx.List([
             Block(cfg, 0 if i in cfg.global_layers else cfg.window, rngs=rngs)
@@ -186,22 +178,23 @@ class SamEncoder(nnx.Module):
     def __call__(self, pixels: Array) -> tuple[Array, dict]:
         cfg = self.config
         gh, gw = pixels.shape[1] // cfg.patch, pixels.shape[2] // cfg.patch
-        x = self.patch_embed(common.patchify(pixels.astype(cfg.dtype), cfg.patch))
+        x = self.embed_patches(pixels)
         x = x + common.resample_grid(self.pos_embed[...], (gh, gw), "bicubic_aa").astype(x.dtype)
         x, hidden = common.run_blocks(self.blocks, x)
         feats = x if cfg.layer is None else hidden[cfg.layer]
         return feats.astype(jnp.float32), {"hidden_states": tuple(hidden)}
 
 
-def _config(variant: str, image_size: int | None, layer: int | None) -> SamConfig:
+def _config(variant: str, image_size: int | None, layer: int | None,
+            dtype: str) -> SamConfig:
     return common.variant_config("sam", SamConfig, VARIANTS, variant, image_size=image_size,
-                                 layer=layer)
+                                 layer=layer, dtype=dtype)
 
 
 def create(variant: str = DEFAULT_VARIANT, *, image_size: int | None = None,
-           layer: int | None = None, rngs: nnx.Rngs) -> SamEncoder:
+           layer: int | None = None, rngs: nnx.Rngs, dtype: str = "float32") -> SamEncoder:
     """A randomly initialised SAM encoder (tests, ``:runlocal``)."""
-    return common.random_init(SamEncoder, _config(variant, image_size, layer), rngs=rngs)
+    return common.random_init(SamEncoder, _config(variant, image_size, layer, dtype), rngs=rngs)
 
 
 # --- checkpoint layouts -----------------------------------------------------------------------
@@ -230,47 +223,74 @@ def _detect(reader: Mapping[str, np.ndarray]) -> dict:
         f"{', '.join(list(reader)[:5])})")
 
 
-def layout(cfg: SamConfig, names: Mapping[str, str]) -> dict:
+def checkpoint_layout(cfg: SamConfig, names: Mapping[str, str]) -> dict:
     """Parameter path -> (checkpoint name, its shape, transform) for one checkpoint layout."""
     c, h, f, p, pre = cfg.width, cfg.heads, cfg.mlp_dim, cfg.patch, names["prefix"]
     d = c // h
-    out = {"patch_embed.kernel": (pre + names["patch"] + ".weight", (c, 3, p, p), convert.t_conv),
+    out = {"patch_embed.kernel": (pre + names["patch"] + ".weight", (c, 3, p, p), layout.t_conv),
            "patch_embed.bias": (pre + names["patch"] + ".bias", (c,), None),
            "pos_embed": (pre + "pos_embed", (1, cfg.pos_size, cfg.pos_size, c), lambda x: x[0])}
     for i in range(cfg.depth):
         b, me = f"{pre}{names['blocks']}.{i}.", f"blocks.{i}."
         table = cfg.pos_size if i in cfg.global_layers else cfg.window
-        out |= convert.norm_layout(me + "norm1", b + names["norm1"], c)
-        out |= convert.norm_layout(me + "norm2", b + names["norm2"], c)
+        out |= layout.norm_layout(me + "norm1", b + names["norm1"], c)
+        out |= layout.norm_layout(me + "norm2", b + names["norm2"], c)
         for j, qkv in enumerate("qkv"):
-            part = convert.qkv_part(j, c)
+            part = layout.qkv_part(j, c)
             out[f"{me}attn.{qkv}.kernel"] = (b + "attn.qkv.weight", (3 * c, c),
-                                             convert.heads_in(h, part))
+                                             layout.heads_in(h, part))
             out[f"{me}attn.{qkv}.bias"] = (b + "attn.qkv.bias", (3 * c,),
-                                           convert.heads_bias(h, part))
+                                           layout.heads_bias(h, part))
         out |= {
-            me + "attn.out.kernel": (b + "attn.proj.weight", (c, c), convert.heads_out(h)),
+            me + "attn.out.kernel": (b + "attn.proj.weight", (c, c), layout.heads_out(h)),
             me + "attn.out.bias": (b + "attn.proj.bias", (c,), None),
             me + "attn.rel_pos_h": (b + "attn.rel_pos_h", (2 * table - 1, d), None),
             me + "attn.rel_pos_w": (b + "attn.rel_pos_w", (2 * table - 1, d), None),
-            me + "mlp.fc1.kernel": (f"{b}{names['fc1']}.weight", (f, c), convert.t_linear),
+            me + "mlp.fc1.kernel": (f"{b}{names['fc1']}.weight", (f, c), layout.t_linear),
             me + "mlp.fc1.bias": (f"{b}{names['fc1']}.bias", (f,), None),
-            me + "mlp.fc2.kernel": (f"{b}{names['fc2']}.weight", (c, f), convert.t_linear),
+            me + "mlp.fc2.kernel": (f"{b}{names['fc2']}.weight", (c, f), layout.t_linear),
             me + "mlp.fc2.bias": (f"{b}{names['fc2']}.bias", (c,), None),
         }
     return out
 
 
 def load(checkpoint: str, *, variant: str | None = None, image_size: int | None = None,
-         layer: int | None = None) -> SamEncoder:
-    """From HF ``SamModel`` safetensors, an original ``sam_vit_*.pth``, a timm ``samvit`` state
-    dict, or a converted dir. The neck and the prompt / mask decoders are not read."""
-    restored = convert.restore(checkpoint, "sam", image_size=image_size, layer=layer)
-    if restored is not None:
-        return restored
-    cfg = _config(variant or DEFAULT_VARIANT, image_size, layer)
+         layer: int | None = None, dtype: str = "float32") -> SamEncoder:
+    """From HF ``SamModel`` safetensors, an original ``sam_vit_*.pth``, or a timm ``samvit``
+    state dict. The neck and the prompt / mask decoders are not read."""
+    cfg = _config(variant or DEFAULT_VARIANT, image_size, layer, dtype)
     reader = weights.open_checkpoint(checkpoint)
-    return convert.fill(common.abstract(SamEncoder, cfg), layout(cfg, _detect(reader)), reader)
+    return layout.fill(common.abstract(SamEncoder, cfg), checkpoint_layout(cfg, _detect(reader)),
+                       reader)
+
+
+def reference(src: str, px, config: SamConfig) -> np.ndarray:
+    """HF ``SamModel`` (its checkpoint size only) or timm ``samvit`` (original / timm names)."""
+    import torch
+
+    from cambrian.models.encoders import reference as ref
+    from cambrian.models.encoders import vit
+
+    if vit.hf_config(src) is not None:
+        hidden = ref.hf_model(src).vision_encoder(px, output_hidden_states=True).hidden_states
+        return ref.to_numpy(ref.pick(hidden, hidden[-1], config))
+    from timm.layers import resample_abs_pos_embed_nhwc
+    from timm.models.vision_transformer_sam import VisionTransformerSAM
+
+    c = config
+    model = VisionTransformerSAM(
+        img_size=c.pos_size * c.patch, patch_size=c.patch, embed_dim=c.width, depth=c.depth,
+        num_heads=c.heads, mlp_ratio=c.mlp_ratio, global_attn_indexes=c.global_layers,
+        window_size=c.window, use_rel_pos=True, neck_chans=0, num_classes=0,
+        norm_layer=functools.partial(torch.nn.LayerNorm, eps=c.ln_eps)).eval()
+    # the original layout names the MLP lin1/lin2 (timm's checkpoint_filter_fn renames them)
+    ref.timm_state(src, "patch_embed.proj.weight", ("image_encoder.", ""), model,
+                   lambda k: k.replace("mlp.lin", "mlp.fc"), optional=("neck.", "head."))
+    x = model.patch_embed(px)
+    hidden = [x + resample_abs_pos_embed_nhwc(model.pos_embed, x.shape[1:3])]
+    hidden += [t.permute(0, 2, 3, 1) for t in model.forward_intermediates(
+        px, indices=list(range(c.depth)), intermediates_only=True)]
+    return ref.to_numpy(ref.pick(hidden, hidden[-1], config))
 
 
 def preprocessing(variant: str = DEFAULT_VARIANT) -> PreprocessSpec:

@@ -155,6 +155,43 @@ def alphas_cumprod(cfg: SchedulerConfig) -> np.ndarray:
     return np.cumprod(np.float32(1.0) - betas, dtype=np.float32)
 
 
+@dataclasses.dataclass(frozen=True)
+class SDConfig:
+    """Cambrian's SD feature recipe (module doc) on the given networks.
+
+    patch_size: feature stride in pixels (the output grid is ``image_size // patch_size``).
+    up_blocks: the UNet up blocks whose outputs are resized and concatenated.
+    prompt_len: tokens of the empty-prompt embedding (77 for SD's CLIP tokenizer).
+    noise_seed: seed of the one noise map shared by every image.
+    dtype: parameter and compute dtype ("float32" | "bfloat16"); the features are float32.
+    """
+
+    vae: VAEConfig
+    unet: UNetConfig
+    image_size: int
+    patch_size: int
+    timestep: int
+    up_blocks: tuple[int, ...]
+    prompt_len: int
+    scheduler: SchedulerConfig = SchedulerConfig()
+    noise_seed: int = 0
+    dtype: str = "float32"
+
+    def __post_init__(self):
+        object.__setattr__(self, "up_blocks", tuple(self.up_blocks))
+
+    def check(self) -> SDConfig:
+        common.check_dtype(self)
+        n_up = len(self.unet.block_out_channels)
+        if any(not 0 <= i < n_up for i in self.up_blocks):
+            raise ValueError(f"up blocks {self.up_blocks} out of range: the UNet has {n_up} up "
+                             "blocks")
+        if not 0 <= self.timestep < self.scheduler.num_train_timesteps:
+            raise ValueError(f"timestep {self.timestep} outside "
+                             f"[0, {self.scheduler.num_train_timesteps})")
+        return self
+
+
 VARIANTS: dict[str, dict] = {
     # Cambrian: stabilityai/stable-diffusion-2-1 at 512px, t=250, up blocks 0..3, stride 16.
     "2.1": dict(vae=VAEConfig(), unet=UNetConfig(), scheduler=SchedulerConfig(), image_size=512,
@@ -206,78 +243,70 @@ class PromptEmbedding(nnx.Variable):
 _PROMPT_INIT = common.Init(std=1.0)
 
 
+def noise_map(seed: int, h: int, w: int, channels: int) -> jax.Array:
+    """float32[1, h, w, channels]: the fixed latent noise of ``seed``, shared by every image."""
+    return jax.random.normal(jax.random.key(seed), (1, h, w, channels))
+
+
 class StableDiffusionEncoder(nnx.Module):
     """Cambrian's SD feature recipe (module doc).
 
     ``feats, out = enc(pixels)``: pixels float32[B, H, W, 3] in [-1, 1]; feats float32[B, H/p, W/p,
     out_channels] with p = ``patch_size``; ``out`` holds ``latents``, ``noisy_latents`` (both
-    float32[B, H/8, W/8, 4]) and every computed up block ``up_i`` at its native resolution.
+    float[B, H/8, W/8, 4]) and every computed up block ``up_i`` at its native resolution.
     """
 
-    def __init__(self, vae: VAEConfig, unet: UNetConfig, *, image_size: int, patch_size: int,
-                 timestep: int, up_blocks: tuple[int, ...], prompt_len: int,
-                 scheduler: SchedulerConfig = SchedulerConfig(), noise_seed: int = 0,
-                 rngs: nnx.Rngs):
-        n_up = len(unet.block_out_channels)
-        if any(not 0 <= i < n_up for i in up_blocks):
-            raise ValueError(f"up blocks {up_blocks} out of range: the UNet has {n_up} up blocks")
-        if not 0 <= timestep < scheduler.num_train_timesteps:
-            raise ValueError(f"timestep {timestep} outside [0, {scheduler.num_train_timesteps})")
-        self.vae = VAEEncoder(vae, rngs=rngs)
-        self.unet = UNet(unet, rngs=rngs)
-        shape = (1, prompt_len, unet.cross_attention_dim)
+    def __init__(self, config: SDConfig, *, rngs: nnx.Rngs):
+        cfg = self.config = config.check()
+        self.vae = VAEEncoder(cfg.vae, rngs=rngs)
+        self.unet = UNet(cfg.unet, rngs=rngs)
+        shape = (1, cfg.prompt_len, cfg.unet.cross_attention_dim)
         self.prompt_embedding = PromptEmbedding(_PROMPT_INIT(rngs.params(), shape),
                                                 init=_PROMPT_INIT)
-        abar = alphas_cumprod(scheduler)[timestep]
+        abar = alphas_cumprod(cfg.scheduler)[cfg.timestep]
         self.sqrt_alpha = float(np.sqrt(abar))
         self.sqrt_one_minus_alpha = float(np.sqrt(np.float32(1.0) - abar))
-        self.scaling_factor = float(vae.scaling_factor)
-        self.timestep = timestep
-        self.up_blocks = tuple(up_blocks)
-        self.noise_seed = noise_seed
-        self.patch_size = patch_size
-        self.latent_channels = vae.latent_channels
-        self.out_channels = feature_channels(unet, self.up_blocks)
-        self.grid = (image_size // patch_size, image_size // patch_size)
+        self.up_blocks = cfg.up_blocks
+        self.out_channels = feature_channels(cfg.unet, cfg.up_blocks)
+        self.grid = (cfg.image_size // cfg.patch_size, cfg.image_size // cfg.patch_size)
 
     def noise(self, h: int, w: int) -> jax.Array:
         """float32[1, h, w, latent_channels]: the fixed noise map, shared by every image."""
-        return jax.random.normal(jax.random.key(self.noise_seed), (1, h, w, self.latent_channels))
+        return noise_map(self.config.noise_seed, h, w, self.config.vae.latent_channels)
 
     def add_noise(self, latents: jax.Array, noise: jax.Array) -> jax.Array:
         return self.sqrt_alpha * latents + self.sqrt_one_minus_alpha * noise
 
     def __call__(self, pixels: jax.Array, noise: jax.Array | None = None):
+        cfg = self.config
         b, hgt, wid, _ = pixels.shape
-        latents = self.scaling_factor * self.vae(pixels)
+        latents = cfg.vae.scaling_factor * self.vae(pixels.astype(cfg.dtype))
         if noise is None:
             noise = self.noise(*latents.shape[1:3])
-        noisy = self.add_noise(latents, noise)
-        context = jnp.broadcast_to(self.prompt_embedding[...],
+        noisy = self.add_noise(latents.astype(jnp.float32), noise).astype(cfg.dtype)
+        context = jnp.broadcast_to(self.prompt_embedding[...].astype(cfg.dtype),
                                    (b, *self.prompt_embedding.shape[1:]))
-        _, ups = self.unet.up_features(noisy, self.timestep, context, last_up=max(self.up_blocks))
-        grid = (hgt // self.patch_size, wid // self.patch_size)
-        feats = jnp.concatenate([resize_grid(ups[f"up_{i}"], grid) for i in self.up_blocks], -1)
-        return feats, {"latents": latents, "noisy_latents": noisy, **ups}
+        _, ups = self.unet.up_features(noisy, cfg.timestep, context, last_up=max(cfg.up_blocks))
+        grid = (hgt // cfg.patch_size, wid // cfg.patch_size)
+        feats = jnp.concatenate([resize_grid(ups[f"up_{i}"], grid) for i in cfg.up_blocks], -1)
+        return feats.astype(jnp.float32), {"latents": latents, "noisy_latents": noisy, **ups}
 
 
-def _recipe(variant: str, image_size: int | None, layer: int | None) -> dict:
-    v = dict(_variant(variant))
+def _config(variant: str, image_size: int | None, layer: int | None, dtype: str) -> SDConfig:
+    v = dict(_variant(variant), dtype=dtype)
     if image_size is not None:
         v["image_size"] = image_size
     if layer is not None:
         v["up_blocks"] = (layer,)
-    return v
+    return SDConfig(**v)
 
 
 def create(variant: str = DEFAULT_VARIANT, *, image_size: int | None = None,
-           layer: int | None = None, rngs: nnx.Rngs) -> StableDiffusionEncoder:
+           layer: int | None = None, rngs: nnx.Rngs,
+           dtype: str = "float32") -> StableDiffusionEncoder:
     """Randomly initialised encoder (and random prompt embedding); never pretrained."""
-    v = _recipe(variant, image_size, layer)
-    return common.random_init(
-        StableDiffusionEncoder, v["vae"], v["unet"], image_size=v["image_size"],
-        patch_size=v["patch_size"], timestep=v["timestep"], up_blocks=v["up_blocks"],
-        prompt_len=v["prompt_len"], scheduler=v["scheduler"], rngs=rngs)
+    return common.random_init(StableDiffusionEncoder, _config(variant, image_size, layer, dtype),
+                              rngs=rngs)
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -313,9 +342,9 @@ def _to_jax(x: np.ndarray) -> np.ndarray:
     return x.transpose(2, 3, 1, 0) if x.ndim == 4 else x.T if x.ndim == 2 else x
 
 
-def _fill(module: nnx.Module, reader) -> None:
-    """Sets every nnx.Param of ``module`` from ``reader`` (diffusers names), checking shapes in
-    the checkpoint's own layout."""
+def _fill(module: nnx.Module, reader, dtype: str) -> None:
+    """Sets every nnx.Param of ``module`` from ``reader`` (diffusers names), stored in ``dtype``,
+    checking shapes in the checkpoint's own layout."""
     for path, var in list(nnx.iter_graph(module)):
         if not isinstance(var, nnx.Param):
             continue
@@ -326,7 +355,7 @@ def _fill(module: nnx.Module, reader) -> None:
                     name = name.replace(new, old)
         shape = tuple(var.shape)
         value = take(reader, name, _torch_shape(shape), _squeeze_1x1 if len(shape) == 2 else None)
-        var.set_value(jnp.asarray(_to_jax(value)))
+        var.set_value(jnp.asarray(_to_jax(value), dtype))
 
 
 def _read_json(path: str, what: str) -> dict:
@@ -338,44 +367,82 @@ def _read_json(path: str, what: str) -> dict:
         return json.load(f)
 
 
+def read_prompt_embedding(checkpoint: str, dim: int) -> np.ndarray:
+    """float32[1, length, dim]: ``<checkpoint>/empty_prompt_embedding.npy``, checked."""
+    path = os.path.join(checkpoint, PROMPT_FILE)
+    if not os.path.exists(path):
+        raise CheckpointError(
+            f"{path} not found; create it once with "
+            f"`python -m cambrian.models.encoders.sd_diffusion {checkpoint}` (needs text_encoder/ "
+            "and tokenizer/ in the checkpoint directory)")
+    prompt = np.load(path).astype(np.float32)
+    if prompt.ndim == 2:
+        prompt = prompt[None]
+    if prompt.ndim != 3 or prompt.shape[0] != 1 or prompt.shape[2] != dim:
+        raise CheckpointError(f"{path}: shape {prompt.shape}, expected (1, length, {dim}) (the "
+                              "UNet's cross_attention_dim)")
+    return prompt
+
+
 def load(checkpoint: str, *, variant: str | None = None, image_size: int | None = None,
-         layer: int | None = None, noise_seed: int = 0) -> StableDiffusionEncoder:
+         layer: int | None = None, dtype: str = "float32",
+         noise_seed: int = 0) -> StableDiffusionEncoder:
     """Loads SD weights from a diffusers-layout directory (module doc); the architecture comes from
     its config.json files, the recipe (resolution, stride, timestep, up blocks) from ``variant``."""
     checkpoint = os.fspath(checkpoint)
     if not os.path.isdir(checkpoint):
         raise CheckpointError(f"SD checkpoint directory not found: {checkpoint}")
-    v = _recipe(variant or DEFAULT_VARIANT, image_size, layer)
+    cfg = _config(variant or DEFAULT_VARIANT, image_size, layer, dtype)
     vae_json = os.path.join(checkpoint, "vae", "config.json")
     unet_json = os.path.join(checkpoint, "unet", "config.json")
     vae_cfg = vae_config_from_diffusers(_read_json(vae_json, "VAE config"), vae_json)
     unet_cfg = unet_config_from_diffusers(_read_json(unet_json, "UNet config"), unet_json)
     sched_json = os.path.join(checkpoint, "scheduler", "scheduler_config.json")
     sched = (scheduler_config_from_diffusers(_read_json(sched_json, "scheduler config"), sched_json)
-             if os.path.exists(sched_json) else v["scheduler"])
+             if os.path.exists(sched_json) else cfg.scheduler)
 
-    prompt_path = os.path.join(checkpoint, PROMPT_FILE)
-    if not os.path.exists(prompt_path):
-        raise CheckpointError(
-            f"{prompt_path} not found; create it once with "
-            f"`python -m cambrian.models.encoders.sd_diffusion {checkpoint}` (needs text_encoder/ "
-            "and tokenizer/ in the checkpoint directory)")
-    prompt = np.load(prompt_path).astype(np.float32)
-    if prompt.ndim == 2:
-        prompt = prompt[None]
-    if prompt.ndim != 3 or prompt.shape[0] != 1 or prompt.shape[2] != unet_cfg.cross_attention_dim:
-        raise CheckpointError(
-            f"{prompt_path}: shape {prompt.shape}, expected (1, length, "
-            f"{unet_cfg.cross_attention_dim}) (the UNet's cross_attention_dim)")
-
-    enc = common.abstract(
-        StableDiffusionEncoder, vae_cfg, unet_cfg, image_size=v["image_size"],
-        patch_size=v["patch_size"], timestep=v["timestep"], up_blocks=v["up_blocks"],
-        prompt_len=prompt.shape[1], scheduler=sched, noise_seed=noise_seed)
-    _fill(enc.vae, open_checkpoint(os.path.join(checkpoint, "vae")))
-    _fill(enc.unet, open_checkpoint(os.path.join(checkpoint, "unet")))
+    prompt = read_prompt_embedding(checkpoint, unet_cfg.cross_attention_dim)
+    cfg = dataclasses.replace(cfg, vae=vae_cfg, unet=unet_cfg, scheduler=sched,
+                              prompt_len=prompt.shape[1], noise_seed=noise_seed)
+    enc = common.abstract(StableDiffusionEncoder, cfg)
+    _fill(enc.vae, open_checkpoint(os.path.join(checkpoint, "vae")), dtype)
+    _fill(enc.unet, open_checkpoint(os.path.join(checkpoint, "unet")), dtype)
     enc.prompt_embedding.set_value(jnp.asarray(prompt))
     return enc
+
+
+def reference(src: str, px, config: SDConfig) -> np.ndarray:
+    """Cambrian's ``DiffusionVisionTower.extract_features`` with diffusers: VAE posterior mode,
+    DDIM ``add_noise`` with this recipe's noise map (``config.noise_seed``), one UNet pass on the
+    checkpoint's empty-prompt embedding, up-block outputs bilinear to the feature grid."""
+    import diffusers
+    import torch
+
+    from cambrian.models.encoders import reference as ref
+
+    vae = diffusers.AutoencoderKL.from_pretrained(os.path.join(src, "vae")).eval()
+    unet = diffusers.UNet2DConditionModel.from_pretrained(os.path.join(src, "unet")).eval()
+    sched_dir = os.path.join(src, "scheduler")
+    sched = (diffusers.DDIMScheduler.from_pretrained(sched_dir) if os.path.isdir(sched_dir)
+             else diffusers.DDIMScheduler(**dataclasses.asdict(config.scheduler)))
+    prompt = torch.from_numpy(read_prompt_embedding(src, unet.config.cross_attention_dim))
+    ups = {}
+    hooks = [blk.register_forward_hook(lambda m, a, o, i=i: ups.__setitem__(i, o))
+             for i, blk in enumerate(unet.up_blocks)]
+    try:
+        latents = vae.config.scaling_factor * vae.encode(px).latent_dist.mode()
+        _, c, h, w = latents.shape
+        noise = torch.from_numpy(np.array(noise_map(config.noise_seed, h, w, c)))
+        t = torch.tensor(config.timestep, dtype=torch.long)
+        noisy = sched.add_noise(latents, noise.permute(0, 3, 1, 2).expand_as(latents), t)
+        unet(noisy, t, encoder_hidden_states=prompt.repeat(len(px), 1, 1))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    size = (px.shape[2] // config.patch_size, px.shape[3] // config.patch_size)
+    maps = [torch.nn.functional.interpolate(ups[i], size=size, mode="bilinear",
+                                            align_corners=False) for i in config.up_blocks]
+    return ref.to_numpy(torch.cat(maps, dim=1).permute(0, 2, 3, 1))
 
 
 def write_empty_prompt_embedding(checkpoint: str) -> str:

@@ -223,7 +223,8 @@ class VAEEncoder(nnx.Module):
     ``f = 2 ** (len(block_out_channels) - 1)`` (8 for SD).
     """
 
-    def __init__(self, cfg: VAEConfig, *, rngs: nnx.Rngs):
+    def __init__(self, config: VAEConfig, *, rngs: nnx.Rngs):
+        cfg = self.config = config
         ch, g, eps = cfg.block_out_channels, cfg.norm_num_groups, 1e-6
         self.latent_channels = cfg.latent_channels
         self.encoder = nnx.Module()
@@ -287,11 +288,11 @@ class UNet(nnx.Module):
     float32[B, hi, wi, Ci].
     """
 
-    def __init__(self, cfg: UNetConfig, *, rngs: nnx.Rngs):
+    def __init__(self, config: UNetConfig, *, rngs: nnx.Rngs):
+        cfg = self.config = config
         ch, g, eps = cfg.block_out_channels, cfg.norm_num_groups, cfg.norm_eps
         n, lpb, ctx = len(ch), cfg.layers_per_block, cfg.cross_attention_dim
         temb = 4 * ch[0]
-        self.cfg = cfg
         self.conv_in = _conv(cfg.in_channels, ch[0], 3, rngs)
         self.time_embedding = nnx.Module()
         self.time_embedding.linear_1 = _linear(ch[0], temb, rngs)
@@ -330,11 +331,13 @@ class UNet(nnx.Module):
         self.conv_out = _conv(ch[0], cfg.out_channels, 3, rngs)
 
     def up_features(self, x: jax.Array, t, context: jax.Array, last_up: int | None = None):
-        """Runs the UNet up to (and including) up block ``last_up``; returns (x, {"up_i": ...})."""
-        cfg = self.cfg
+        """Runs the UNet up to (and including) up block ``last_up``; returns (x, {"up_i": ...}).
+
+        Computes in the dtype of ``x`` (the sinusoidal embedding is cast to it)."""
+        cfg = self.config
         t = jnp.broadcast_to(jnp.asarray(t), (x.shape[0],))
         temb = timestep_embedding(t, cfg.block_out_channels[0], cfg.flip_sin_to_cos,
-                                  cfg.freq_shift)
+                                  cfg.freq_shift).astype(x.dtype)
         te = self.time_embedding
         temb = te.linear_2(jax.nn.silu(te.linear_1(temb)))
 

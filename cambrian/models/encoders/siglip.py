@@ -14,7 +14,7 @@ import dataclasses
 from flax import nnx
 
 from cambrian.models import weights
-from cambrian.models.encoders import convert, vit
+from cambrian.models.encoders import layout, vit
 from cambrian.models.encoders.preprocess import CLIP_MEAN, HALF, PreprocessSpec
 
 _BASE = dict(act="gelu_tanh", ln_eps=1e-6, cls_token=False, pos_cls=False)
@@ -32,9 +32,10 @@ DEFAULT_LAYER = None
 
 
 def create(variant: str = DEFAULT_VARIANT, *, image_size: int | None = None,
-           layer: int | None = None, rngs: nnx.Rngs) -> vit.VisionTransformer:
+           layer: int | None = None, rngs: nnx.Rngs,
+           dtype: str = "float32") -> vit.VisionTransformer:
     return vit.create("siglip", VARIANTS, variant, image_size=image_size, layer=layer,
-                      default_layer=DEFAULT_LAYER, rngs=rngs)
+                      default_layer=DEFAULT_LAYER, rngs=rngs, dtype=dtype)
 
 
 def _config_from_hf(hf: dict) -> vit.ViTConfig:
@@ -48,36 +49,36 @@ def _config_from_hf(hf: dict) -> vit.ViTConfig:
 def _hf_layout(cfg: vit.ViTConfig, pre: str, linear_patch: bool) -> dict:
     e = pre + "embeddings."
     c, p = cfg.width, cfg.patch
-    layout = vit.embed_layout(cfg, {
+    entries = vit.embed_layout(cfg, {
         "patch": e + "patch_embedding", "pos": e + "position_embedding.weight",
         "pos_shape": (cfg.pos_size ** 2, c), "final_norm": pre + "post_layernorm"})
     if linear_patch:  # SigLIP2 embeds (py, px, channel)-flattened patches with a Linear
-        layout["patch_embed.kernel"] = (e + "patch_embedding.weight", (c, p * p * 3),
+        entries["patch_embed.kernel"] = (e + "patch_embedding.weight", (c, p * p * 3),
                                         lambda w: w.T.reshape(p, p, 3, c))
-    layout |= vit.hf_clip_blocks_layout(cfg, pre)
-    return layout
+    entries |= vit.hf_clip_blocks_layout(cfg, pre)
+    return entries
 
 
 def load(checkpoint: str, *, variant: str | None = None, image_size: int | None = None,
-         layer: int | None = None) -> vit.VisionTransformer:
-    """From an HF SigLIP/SigLIP2 directory, a timm/open_clip state dict, or a converted dir."""
-    restored = convert.restore(checkpoint, "siglip", image_size=image_size, layer=layer)
-    if restored is not None:
-        return restored
+         layer: int | None = None, dtype: str = "float32") -> vit.VisionTransformer:
+    """From an HF SigLIP/SigLIP2 directory, or a timm/open_clip state dict."""
     reader = weights.open_checkpoint(checkpoint)
     hf_pre = next((p for p in ("vision_model.", "") if p + "embeddings.patch_embedding.weight"
                    in reader), None)
     if hf_pre is not None:
         cfg = vit.pick_config("siglip", VARIANTS, checkpoint, variant=variant,
                               default_variant=DEFAULT_VARIANT, image_size=image_size, layer=layer,
-                              default_layer=DEFAULT_LAYER, from_hf=_config_from_hf)
+                              default_layer=DEFAULT_LAYER, dtype=dtype, from_hf=_config_from_hf)
         linear = reader[hf_pre + "embeddings.patch_embedding.weight"].ndim == 2
         return vit.load_layout(cfg, reader, _hf_layout(cfg, hf_pre, linear))
-    pre = convert.find_prefix(reader, "patch_embed.proj.weight", ("visual.trunk.", "trunk.", ""))
+    pre = layout.find_prefix(reader, "patch_embed.proj.weight", ("visual.trunk.", "trunk.", ""))
     cfg = vit.config_for("siglip", VARIANTS, variant or DEFAULT_VARIANT, image_size=image_size,
-                         layer=layer, default_layer=DEFAULT_LAYER)
+                         layer=layer, default_layer=DEFAULT_LAYER, dtype=dtype)
     cfg = dataclasses.replace(cfg, pos_interp="bicubic_aa")
     return vit.load_layout(cfg, reader, vit.timm_layout(cfg, pre))
+
+
+reference = vit.reference  # HF, timm or open_clip: whichever layout the checkpoint has
 
 
 def preprocessing(variant: str = DEFAULT_VARIANT) -> PreprocessSpec:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from flax import nnx
 
-from cambrian.models.encoders import convert, vit
+from cambrian.models.encoders import vit
 from cambrian.models.encoders.preprocess import CLIP_MEAN, HALF, PreprocessSpec
 
 VARIANTS = dict(vit.TIMM_VARIANTS)
@@ -16,20 +16,21 @@ DEFAULT_LAYER = None
 
 
 def create(variant: str = DEFAULT_VARIANT, *, image_size: int | None = None,
-           layer: int | None = None, rngs: nnx.Rngs) -> vit.VisionTransformer:
+           layer: int | None = None, rngs: nnx.Rngs,
+           dtype: str = "float32") -> vit.VisionTransformer:
     return vit.create("supvit", VARIANTS, variant, image_size=image_size, layer=layer,
-                      default_layer=DEFAULT_LAYER, rngs=rngs)
+                      default_layer=DEFAULT_LAYER, rngs=rngs, dtype=dtype)
 
 
 def load(checkpoint: str, *, variant: str | None = None, image_size: int | None = None,
-         layer: int | None = None) -> vit.VisionTransformer:
-    """From a timm ViT state dict (file or directory) or a converted dir."""
-    restored = convert.restore(checkpoint, "supvit", image_size=image_size, layer=layer)
-    if restored is not None:
-        return restored
+         layer: int | None = None, dtype: str = "float32") -> vit.VisionTransformer:
+    """From a timm ViT state dict (file or directory)."""
     return vit.load_timm("supvit", VARIANTS, checkpoint, variant=variant,
                          default_variant=DEFAULT_VARIANT, image_size=image_size, layer=layer,
-                         default_layer=DEFAULT_LAYER, prefixes=("", "model.", "module."))
+                         default_layer=DEFAULT_LAYER, dtype=dtype)
+
+
+reference = vit.reference  # HF, timm or open_clip: whichever layout the checkpoint has
 
 
 def preprocessing(variant: str = DEFAULT_VARIANT) -> PreprocessSpec:

@@ -11,7 +11,8 @@ Tokens are ``[prefix (CLS, registers), patches]``. ``out["hidden_states"][0]`` i
 reference applies it to the tokens).
 
 Layers, random initialisation and position-grid resampling shared with the other families live in
-``common``; the checkpoint-layout transforms in ``convert``.
+``common``; the checkpoint-layout transforms in ``layout``; the PyTorch reference (HF, timm or
+open_clip, whichever layout the checkpoint has) in ``vit_reference``.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import numpy as np
 from flax import nnx
 
 from cambrian.models import weights
-from cambrian.models.encoders import common, convert, features
+from cambrian.models.encoders import common, features, layout
 from cambrian.models.encoders.common import (
     ONES,
     ZEROS,
@@ -42,7 +43,7 @@ Array = jax.Array
 
 
 @dataclasses.dataclass(frozen=True)
-class ViTConfig:
+class ViTConfig(common.TowerConfig):
     """Architecture of one ViT encoder.
 
     image_size: input side in pixels the module is built for (sets ``grid``).
@@ -57,8 +58,8 @@ class ViTConfig:
     pos_cls: the position table has a slot for the CLS token. Registers never get positions.
     layer: which ``hidden_states`` entry becomes the features (HF indexing, negative allowed);
       None = final output.
-    dtype: compute dtype ("float32" | "bfloat16"; Cambrian runs frozen towers in bf16). Norms
-      and softmax stay in float32; parameters keep their own dtype; features are float32.
+    dtype: parameter and compute dtype ("float32" | "bfloat16"; Cambrian runs frozen towers in
+      bf16). Norms and softmax stay in float32; features are float32.
     """
 
     patch: int
@@ -84,10 +85,6 @@ class ViTConfig:
     dtype: str = "float32"
 
     @property
-    def grid(self) -> tuple[int, int]:
-        return (self.image_size // self.patch, self.image_size // self.patch)
-
-    @property
     def num_prefix(self) -> int:
         return int(self.cls_token) + self.registers
 
@@ -103,7 +100,7 @@ class ViTConfig:
             if getattr(self, field) not in allowed:
                 raise ValueError(f"ViTConfig.{field}={getattr(self, field)!r}; expected one of "
                                  f"{sorted(allowed)}")
-        common.check_tower(self)
+        self.check_tower()
         return self
 
 
@@ -154,7 +151,7 @@ class Block(nnx.Module):
         return x + (m if self.ls2 is None else m * self.ls2[...].astype(m.dtype))
 
 
-class VisionTransformer(nnx.Module):
+class VisionTransformer(common.PatchTower):
     """``feats, out = vit(pixels)``: float32[B, H, W, 3] -> float32[B, h, w, C] and intermediates.
 
     ``out``: ``hidden_states`` (tuple of float[B, N, C], HF indexing), ``last_hidden_state``
@@ -162,14 +159,9 @@ class VisionTransformer(nnx.Module):
     """
 
     def __init__(self, cfg: ViTConfig, *, rngs: nnx.Rngs):
-        cfg = cfg.check()
-        self.config = cfg
-        self.out_channels: int = cfg.width
-        self.grid: tuple[int, int] = cfg.grid
+        super().__init__(cfg, rngs=rngs, patch_bias=cfg.patch_bias)
         self.num_prefix: int = cfg.num_prefix
-        c, p = cfg.width, cfg.patch
-        self.patch_embed = Dense((p, p, 3), (c,), (None, None, None, "embed"),
-                                 bias=cfg.patch_bias, rngs=rngs)
+        c = cfg.width
         n_pos = cfg.pos_size ** 2 + (1 if cfg.cls_token and cfg.pos_cls else 0)
         self.pos_embed = param(Init(std=0.02), (n_pos, c), ("length", "embed"), rngs)
         self.cls_token = param(ZEROS, (c,), ("embed",)) if cfg.cls_token else None
@@ -187,11 +179,11 @@ class VisionTransformer(nnx.Module):
         return cls_pos, resample_grid(grid, (gh, gw), cfg.pos_interp)
 
     def embed(self, pixels: Array) -> Array:
-        """float[B, H, W, 3] -> float[B, P + h*w, C] (before the blocks)."""
+        """float32[B, H, W, 3] -> float[B, P + h*w, C] (before the blocks), in ``dtype``."""
         cfg = self.config
         b, hh, ww, _ = pixels.shape
         gh, gw = hh // cfg.patch, ww // cfg.patch
-        x = self.patch_embed(common.patchify(pixels, cfg.patch))  # [B, gh, gw, C]
+        x = self.embed_patches(pixels)  # [B, gh, gw, C]
         cls_pos, grid_pos = self._positions(gh, gw)
         x = (x + grid_pos.astype(x.dtype)).reshape(b, gh * gw, -1)
         prefix = []
@@ -208,24 +200,17 @@ class VisionTransformer(nnx.Module):
     def __call__(self, pixels: Array) -> tuple[Array, dict]:
         cfg = self.config
         grid = (pixels.shape[1] // cfg.patch, pixels.shape[2] // cfg.patch)
-        x, hidden = common.run_blocks(self.blocks, self.embed(pixels.astype(cfg.dtype)))
+        x, hidden = common.run_blocks(self.blocks, self.embed(pixels))
         last = x if self.final_norm is None else self.final_norm(x)
         feats, chosen = features.layer_features(hidden, last, cfg.layer, cfg.num_prefix, grid)
         return feats, {"hidden_states": tuple(hidden), "last_hidden_state": last,
                        "prefix_tokens": chosen[:, :cfg.num_prefix]}
 
 
-def with_dtype(module: nnx.Module, dtype: str) -> nnx.Module:
-    """``module`` computing in ``dtype`` (same parameters; e.g. bf16 for a frozen tower); any
-    encoder whose ``config`` dataclass has a ``dtype`` field."""
-    module.config = dataclasses.replace(module.config, dtype=dtype).check()
-    return module
-
-
 # --- checkpoint layouts -------------------------------------------------------------------------
 # A layout maps each parameter path of VisionTransformer ("blocks.3.attn.q.kernel") to
 # (checkpoint tensor name, its shape in the checkpoint, transform to our shape);
-# ``convert.fill`` streams the tensors into an abstract module.
+# ``layout.fill`` streams the tensors into an abstract module.
 
 def abstract(cfg: ViTConfig) -> VisionTransformer:
     """The module with shapes only: nothing allocated until ``fill`` puts checkpoint tensors in."""
@@ -237,28 +222,28 @@ def block_layout(cfg: ViTConfig, i: int, names: Mapping[str, str], fused_qkv: bo
     c, h, f = cfg.width, cfg.heads, cfg.mlp_dim
     f1 = 2 * f if cfg.mlp == "swiglu" else f
     me = f"blocks.{i}."
-    out = convert.norm_layout(me + "norm1", names["norm1"], c)
-    out |= convert.norm_layout(me + "norm2", names["norm2"], c)
+    out = layout.norm_layout(me + "norm1", names["norm1"], c)
+    out |= layout.norm_layout(me + "norm2", names["norm2"], c)
     out |= {
-        me + "attn.out.kernel": (names["out"] + ".weight", (c, c), convert.heads_out(h)),
+        me + "attn.out.kernel": (names["out"] + ".weight", (c, c), layout.heads_out(h)),
         me + "attn.out.bias": (names["out"] + ".bias", (c,), None),
-        me + "mlp.fc1.kernel": (names["fc1"] + ".weight", (f1, c), convert.t_linear),
+        me + "mlp.fc1.kernel": (names["fc1"] + ".weight", (f1, c), layout.t_linear),
         me + "mlp.fc1.bias": (names["fc1"] + ".bias", (f1,), None),
-        me + "mlp.fc2.kernel": (names["fc2"] + ".weight", (c, f), convert.t_linear),
+        me + "mlp.fc2.kernel": (names["fc2"] + ".weight", (c, f), layout.t_linear),
         me + "mlp.fc2.bias": (names["fc2"] + ".bias", (c,), None),
     }
     for j, qkv in enumerate("qkv"):
         if fused_qkv:
-            part = convert.qkv_part(j, c)
+            part = layout.qkv_part(j, c)
             out[me + f"attn.{qkv}.kernel"] = (names["qkv"] + ".weight", (3 * c, c),
-                                             convert.heads_in(h, part))
+                                             layout.heads_in(h, part))
             if cfg.qkv_bias:
                 out[me + f"attn.{qkv}.bias"] = (names["qkv"] + ".bias", (3 * c,),
-                                               convert.heads_bias(h, part))
+                                               layout.heads_bias(h, part))
         else:
-            out[me + f"attn.{qkv}.kernel"] = (names[qkv] + ".weight", (c, c), convert.heads_in(h))
+            out[me + f"attn.{qkv}.kernel"] = (names[qkv] + ".weight", (c, c), layout.heads_in(h))
             if cfg.qkv_bias:
-                out[me + f"attn.{qkv}.bias"] = (names[qkv] + ".bias", (c,), convert.heads_bias(h))
+                out[me + f"attn.{qkv}.bias"] = (names[qkv] + ".bias", (c,), layout.heads_bias(h))
     if cfg.layerscale:
         out[me + "ls1"] = (names["ls1"], (c,), None)
         out[me + "ls2"] = (names["ls2"], (c,), None)
@@ -271,19 +256,19 @@ def embed_layout(cfg: ViTConfig, names: Mapping[str, str]) -> dict:
     n_pos = cfg.pos_size ** 2 + (1 if cfg.cls_token and cfg.pos_cls else 0)
     pos_shape = tuple(names.get("pos_shape", (1, n_pos, c)))
     out = {
-        "patch_embed.kernel": (names["patch"] + ".weight", (c, 3, p, p), convert.t_conv),
-        "pos_embed": (names["pos"], pos_shape, convert.t_squeeze if len(pos_shape) == 3 else None),
+        "patch_embed.kernel": (names["patch"] + ".weight", (c, 3, p, p), layout.t_conv),
+        "pos_embed": (names["pos"], pos_shape, layout.t_squeeze if len(pos_shape) == 3 else None),
     }
     if cfg.patch_bias:
         out["patch_embed.bias"] = (names["patch"] + ".bias", (c,), None)
     if cfg.cls_token:
         cls_shape = tuple(names.get("cls_shape", (1, 1, c)))
-        out["cls_token"] = (names["cls"], cls_shape, convert.t_vec)
+        out["cls_token"] = (names["cls"], cls_shape, layout.t_vec)
     if cfg.registers:
-        out["registers"] = (names["registers"], (1, cfg.registers, c), convert.t_squeeze)
+        out["registers"] = (names["registers"], (1, cfg.registers, c), layout.t_squeeze)
     for norm in ("pre_norm", "final_norm"):
         if getattr(cfg, norm):
-            out |= convert.norm_layout(norm, names[norm], c)
+            out |= layout.norm_layout(norm, names[norm], c)
     return out
 
 
@@ -334,9 +319,9 @@ def hf_vit_layout(cfg: ViTConfig, prefix: str = "", *, norm_names=("layernorm_be
 
 
 def load_layout(cfg: ViTConfig, reader: Mapping[str, np.ndarray],
-                layout: Mapping[str, convert.Entry]) -> VisionTransformer:
-    """A VisionTransformer for ``cfg`` with weights from ``reader`` laid out as ``layout``."""
-    return convert.fill(abstract(cfg), layout, reader)
+                entries: Mapping[str, layout.Entry]) -> VisionTransformer:
+    """A VisionTransformer for ``cfg`` with weights from ``reader`` laid out as ``entries``."""
+    return layout.fill(abstract(cfg), entries, reader)
 
 
 # --- helpers shared by the family modules -------------------------------------------------------
@@ -361,18 +346,18 @@ TIMM_VARIANTS = {
 
 def config_for(family: str, variants: Mapping[str, Mapping], variant: str, *,
                image_size: int | None = None, layer: int | None = None,
-               default_layer: int | None = None) -> ViTConfig:
+               default_layer: int | None = None, dtype: str = "float32") -> ViTConfig:
     """``ViTConfig`` of ``variants[variant]`` at ``image_size``; ``layer=None`` -> the default."""
     return common.variant_config(family, ViTConfig, variants, variant, image_size=image_size,
-                                 layer=default_layer if layer is None else layer)
+                                 layer=default_layer if layer is None else layer, dtype=dtype)
 
 
 def create(family: str, variants: Mapping[str, Mapping], variant: str, *,
            image_size: int | None, layer: int | None, default_layer: int | None,
-           rngs: nnx.Rngs) -> VisionTransformer:
+           rngs: nnx.Rngs, dtype: str) -> VisionTransformer:
     """A randomly initialised ``variants[variant]`` (a family module's ``create``)."""
     cfg = config_for(family, variants, variant, image_size=image_size, layer=layer,
-                     default_layer=default_layer)
+                     default_layer=default_layer, dtype=dtype)
     return common.random_init(VisionTransformer, cfg, rngs=rngs)
 
 
@@ -399,15 +384,9 @@ def hf_common(hf: Mapping, **kw) -> ViTConfig:
     return ViTConfig(**(base | kw))
 
 
-def resolve(cfg: ViTConfig, *, image_size: int | None, layer: int | None,
-            default_layer: int | None) -> ViTConfig:
-    return dataclasses.replace(cfg, image_size=image_size or cfg.image_size,
-                               layer=default_layer if layer is None else layer).check()
-
-
 def pick_config(family: str, variants: Mapping[str, Mapping], checkpoint: str, *,
                 variant: str | None, default_variant: str, image_size: int | None,
-                layer: int | None, default_layer: int | None,
+                layer: int | None, default_layer: int | None, dtype: str,
                 from_hf: Callable[[dict], ViTConfig] | None = None) -> ViTConfig:
     """The architecture of a checkpoint being loaded.
 
@@ -421,20 +400,30 @@ def pick_config(family: str, variants: Mapping[str, Mapping], checkpoint: str, *
             image_size = config_for(family, variants, variant).image_size
     else:
         cfg = config_for(family, variants, variant or default_variant)
-    return resolve(cfg, image_size=image_size, layer=layer, default_layer=default_layer)
+    return dataclasses.replace(cfg, image_size=image_size or cfg.image_size, dtype=dtype,
+                               layer=default_layer if layer is None else layer).check()
 
 
 def load_timm(family: str, variants: Mapping[str, Mapping], checkpoint: str, *,
               variant: str | None, default_variant: str, image_size: int | None,
-              layer: int | None, default_layer: int | None,
-              prefixes: Iterable[str] = ("",)) -> VisionTransformer:
-    """A timm ``VisionTransformer`` state dict (any of ``prefixes``) as ``variants[variant]``.
+              layer: int | None, default_layer: int | None, dtype: str,
+              prefixes: Iterable[str] = ("", "model.", "module.")) -> VisionTransformer:
+    """A timm ``VisionTransformer`` state dict (under any of ``prefixes``) as
+    ``variants[variant]``.
 
     Other image sizes use timm's ``resample_abs_pos_embed`` rule (bicubic, antialiased).
     """
     reader = weights.open_checkpoint(checkpoint)
-    pre = convert.find_prefix(reader, "patch_embed.proj.weight", prefixes)
+    pre = layout.find_prefix(reader, "patch_embed.proj.weight", prefixes)
     cfg = config_for(family, variants, variant or default_variant, image_size=image_size,
-                     layer=layer, default_layer=default_layer)
+                     layer=layer, default_layer=default_layer, dtype=dtype)
     cfg = dataclasses.replace(cfg, pos_interp="bicubic_aa")
     return load_layout(cfg, reader, timm_layout(cfg, pre))
+
+
+def reference(src: str, px, config: ViTConfig):
+    """The PyTorch reference features of the ViT checkpoint ``src`` (HF, timm or open_clip
+    layout) for NCHW ``px``: float32[B, h, w, C] as numpy (``vit_reference``; needs torch)."""
+    from cambrian.models.encoders import vit_reference
+
+    return vit_reference.features(src, px, config)

@@ -8,7 +8,7 @@ sits in cache slot 0 (left padding becomes right padding), and each row appends 
 length. A row's keys then occupy the same cache slots whatever the batch, its neighbours or its
 padding, so the attention reductions over keys add up the same numbers in the same order; the
 masked slots contribute exact zeros. Together with the model's batch-invariant mode (every
-computation in fixed-shape blocks, ``Llama.forward(batch_invariant=True)``) this makes greedy
+computation in fixed-shape blocks, ``decode.forward(batch_invariant=True)``) this makes greedy
 fp32 outputs bitwise identical for a sample whether it is decoded alone or in a batch of 32.
 
 bf16 (``LlamaConfig(dtype="bfloat16")``). The mechanism does not depend on the dtype: on CPU a
@@ -30,8 +30,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from cambrian.models.llm import decode
 from cambrian.models.llm.blocks import KEY_BLOCK
-from cambrian.models.llm.llama import Array, LayerHook, Llama, init_cache
+from cambrian.models.llm.llama import Array, LayerHook, Llama
 
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 LENGTH_BUCKETS = (16, 32, 64, 128, 256, 512, 768, 1024, 1536, 2048, 3072, 4096, 6144, 8192)
@@ -57,7 +58,8 @@ def stop_table(stop_sequences: Sequence[Sequence[int]]) -> np.ndarray:
     return table
 
 
-def _eos_array(eos_id) -> np.ndarray:
+def eos_array(eos_id: int | Sequence[int] | None) -> np.ndarray:
+    """int32[n] end-of-sequence ids (none for None), as ``decode_embeds`` takes them."""
     if eos_id is None:
         return np.zeros((0,), np.int32)
     return np.atleast_1d(np.asarray(eos_id, np.int32))
@@ -93,12 +95,12 @@ def decode_embeds(graphdef, state, embeds, segment_ids, positions, rng, eos, sto
         def hook(i, h):
             return _compact(layer_hook(i, _compact(h, (t - lead) % t)), lead)
 
-    cache = init_cache(model, b, cache_len)
-    _, cache, out = model.forward(embeds=e, positions=pos, segment_ids=seg, cache=cache,
-                                  layer_hook=hook, with_logits=False, batch_invariant=invariant)
+    cache = decode.init_cache(model, b, cache_len)
+    hidden, cache = decode.forward(model, e, cache, positions=pos, segment_ids=seg,
+                                   layer_hook=hook, batch_invariant=invariant)
     last = jnp.clip(length - 1, 0, t - 1)
     rows = jnp.arange(b)
-    h_last = out["hidden"][rows, last]
+    h_last = hidden[rows, last]
     cache = cache._replace(lengths=length)
     row_seg = jnp.maximum(seg[rows, last], 1)
     next_pos = pos[rows, last] + 1
@@ -125,7 +127,7 @@ def decode_embeds(graphdef, state, embeds, segment_ids, positions, rng, eos, sto
         match = (win[:, None] == stops[None]) | (stops[None] < 0)  # [B, n_stops, L]
         return hist, stop | match.all(2).any(1)
 
-    tok = pick(model.project(h_last, invariant), 0)
+    tok = pick(decode.project(model, h_last, invariant), 0)
     tokens = jnp.full((b, max_new_tokens), pad_id, jnp.int32).at[:, 0].set(tok)
     hist, done = record(hist, tok, 0)
     n = jnp.ones((b,), jnp.int32)
@@ -136,10 +138,9 @@ def decode_embeds(graphdef, state, embeds, segment_ids, positions, rng, eos, sto
 
     def body(c):
         i, tok, tokens, hist, cache, done, n, p = c
-        logits, cache, _ = model.forward(embeds=model.embed(tok[:, None]), positions=p[:, None],
-                                         segment_ids=row_seg[:, None], cache=cache,
-                                         batch_invariant=invariant)
-        tok = pick(logits[:, 0], i)
+        h, cache = decode.forward(model, model.embed(tok[:, None]), cache, positions=p[:, None],
+                                  segment_ids=row_seg[:, None], batch_invariant=invariant)
+        tok = pick(decode.project(model, h[:, 0], invariant), i)
         tokens = jax.lax.dynamic_update_slice_in_dim(
             tokens, jnp.where(done, pad_id, tok)[:, None], i, axis=1)
         hist, stop = record(hist, tok, i)
@@ -203,7 +204,7 @@ def generate_from_embeds(model: Llama, embeds: Array, segment_ids: Array,
     cache_len = tb + int(max_new_tokens)
     tokens, n = _decode_jit(
         graphdef, state, embeds, jnp.asarray(seg), jnp.asarray(pos), rng,
-        jnp.asarray(_eos_array(eos_id)), jnp.asarray(stop_table(stop_sequences)),
+        jnp.asarray(eos_array(eos_id)), jnp.asarray(stop_table(stop_sequences)),
         jnp.float32(temperature), jnp.int32(pad_id), max_new_tokens=int(max_new_tokens),
         layer_hook=layer_hook, cache_len=cache_len, invariant=bool(batch_invariant))
     return tokens[:b], n[:b]
@@ -219,7 +220,7 @@ def generate(model: Llama, prompts: Sequence[Sequence[int]], *, max_new_tokens: 
     ``generate_from_embeds``.
     """
     if eos_id is None:
-        eos_id = model.cfg.eos_token_id
+        eos_id = model.config.eos_token_id
     results: list[list[int]] = []
     for lo in range(0, len(prompts), max_batch):
         chunk = [list(p) for p in prompts[lo:lo + max_batch]]

@@ -1,19 +1,18 @@
-"""AIMv2 parity against HF ``Aimv2VisionModel`` and timm ``aimv2_*`` (and Apple's layout)."""
+"""AIMv2 parity against HF ``Aimv2VisionModel`` and timm ``aimv2_*`` (and Apple's layout), with
+``aimv2.reference``."""
 
 from __future__ import annotations
 
 from functools import partial
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from flax import nnx
 
 from cambrian.models import encoders, weights
 from cambrian.models.encoders import aimv2
 
-from .utils import check_jit_and_bf16, forward, randomize, torch_pixels
+from .utils import forward, randomize, save_edited, torch_pixels
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -68,45 +67,42 @@ def timm_ckpt(tmp_path_factory):
 @pytest.mark.parametrize("variant", ["runlocal", "runlocal-native"])
 @pytest.mark.parametrize("layer", [None, 1, 0])
 def test_hf_parity(hf_ckpts, variant, layer):
-    model, path = hf_ckpts[variant]
+    _, path = hf_ckpts[variant]
     x = torch_pixels(48, 3)
-    with torch.no_grad():
-        o = model(x, output_hidden_states=True)
-    ref = (o.last_hidden_state if layer is None else o.hidden_states[layer]).numpy()
     enc = encoders.load("aimv2", path, variant=variant, layer=layer)
     feats = _feats(enc, x)
-    assert feats.shape == (2, *enc.grid, enc.out_channels) == (2, 6, 6, 32)
-    np.testing.assert_allclose(feats.reshape(ref.shape), ref, atol=TOL, rtol=0)
+    with torch.no_grad():
+        ref = aimv2.reference(path, x, enc.config)
+    assert feats.shape == ref.shape == (2, *enc.grid, enc.out_channels) == (2, 6, 6, 32)
+    np.testing.assert_allclose(feats, ref, atol=TOL, rtol=0)
 
 
 @pytest.mark.parametrize("image_size", [64, 40])
 def test_hf_native_any_size(hf_ckpts, image_size):
     """Sin-cos positions are built for the input grid (HF's learned-position model runs at its
     checkpoint size only; other sizes are covered against timm below)."""
-    variant = "runlocal-native"
-    model, path = hf_ckpts[variant]
+    _, path = hf_ckpts["runlocal-native"]
     x = torch_pixels(image_size, 4)
+    enc = aimv2.load(path, variant="runlocal-native", image_size=image_size)
     with torch.no_grad():
-        ref = model(x).last_hidden_state.numpy()
-    feats = _feats(aimv2.load(path, variant=variant, image_size=image_size), x)
-    np.testing.assert_allclose(feats.reshape(ref.shape), ref, atol=TOL, rtol=0)
+        ref = aimv2.reference(path, x, enc.config)
+    np.testing.assert_allclose(_feats(enc, x), ref, atol=TOL, rtol=0)
 
 
 @pytest.mark.parametrize("image_size,layer", [(48, None), (64, None), (40, 1)])
 def test_timm_parity_any_size(timm_ckpt, image_size, layer):
     """timm resamples the learned grid (bicubic, antialiased) for other sizes."""
     sd, path = timm_ckpt
-    ref_model = _timm_tiny(dynamic_img_size=True).eval()
-    ref_model.load_state_dict(sd)
     x = torch_pixels(image_size, 5)
+    enc = aimv2.load(path, variant="runlocal", image_size=image_size, layer=layer)
     with torch.no_grad():
-        if layer is None:
-            ref = ref_model.forward_features(x)
-        else:
-            ref = ref_model.forward_intermediates(x, indices=[layer - 1], output_fmt="NLC",
-                                                 intermediates_only=True)[0]
-    feats = _feats(aimv2.load(path, variant="runlocal", image_size=image_size, layer=layer), x)
-    np.testing.assert_allclose(feats.reshape(ref.shape), ref.numpy(), atol=TOL, rtol=0)
+        ref = aimv2.reference(path, x, enc.config)
+        if layer is None:  # the reference, built from our config, is the saved timm model
+            model = _timm_tiny(dynamic_img_size=True).eval()
+            model.load_state_dict(sd)
+            want = model.forward_features(x).reshape(ref.shape).numpy()
+            np.testing.assert_allclose(ref, want, atol=1e-6, rtol=0)
+    np.testing.assert_allclose(_feats(enc, x), ref, atol=TOL, rtol=0)
 
 
 def _apple_name(k: str) -> str:
@@ -127,32 +123,22 @@ def test_apple_layout(timm_ckpt, tmp_path):
     sd, _ = timm_ckpt
     apple = {_apple_name(k): v for k, v in sd.items()}
     _timm_tiny().load_state_dict(_convert_aimv2(apple, None), strict=True)
-    torch.save(apple, tmp_path / "aimv2_apple.pth")
-    ref_model = _timm_tiny().eval()
-    ref_model.load_state_dict(sd)
+    path = str(tmp_path / "aimv2_apple.pth")
+    torch.save(apple, path)
     x = torch_pixels(48, 6)
+    enc = aimv2.load(path, variant="runlocal")
     with torch.no_grad():
-        ref = ref_model.forward_features(x).numpy()
-    feats = _feats(aimv2.load(str(tmp_path / "aimv2_apple.pth"), variant="runlocal"), x)
-    np.testing.assert_allclose(feats.reshape(ref.shape), ref, atol=TOL, rtol=0)
-
-
-def test_create_jit_and_bf16():
-    enc = encoders.create("aimv2", "runlocal", image_size=56, rngs=nnx.Rngs(0))
-    x = jax.random.normal(jax.random.key(0), (1, 56, 56, 3))
-    check_jit_and_bf16(enc, x, (1, 7, 7, 32))
+        ref = aimv2.reference(path, x, enc.config)
+    np.testing.assert_allclose(_feats(enc, x), ref, atol=TOL, rtol=0)
 
 
 def test_missing_and_misshaped_tensors_are_named(timm_ckpt, tmp_path):
     sd, _ = timm_ckpt
-    bad = dict(sd)
-    del bad["blocks.0.mlp.fc1_x.weight"]
-    torch.save(bad, tmp_path / "a.pth")
+    path = save_edited(sd, tmp_path / "a.pth", drop="blocks.0.mlp.fc1_x.weight")
     with pytest.raises(weights.CheckpointError, match=r"'blocks.0.mlp.fc1_x.weight' is missing"):
-        aimv2.load(str(tmp_path / "a.pth"), variant="runlocal")
-    bad = dict(sd)
-    bad["blocks.1.attn.qkv.weight"] = bad["blocks.1.attn.qkv.weight"][:64]
-    torch.save(bad, tmp_path / "b.pth")
+        aimv2.load(path, variant="runlocal")
+    name = "blocks.1.attn.qkv.weight"
+    path = save_edited(sd, tmp_path / "b.pth", replace={name: sd[name][:64]})
     msg = r"'blocks.1.attn.qkv.weight' has shape \(64, 32\), expected \(96, 32\)"
     with pytest.raises(weights.CheckpointError, match=msg):
-        aimv2.load(str(tmp_path / "b.pth"), variant="runlocal")
+        aimv2.load(path, variant="runlocal")

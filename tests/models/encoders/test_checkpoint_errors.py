@@ -63,6 +63,16 @@ def test_unknown_variant_lists_known_ones():
         encoders.create("dinov2", "XL")
 
 
+def test_families_are_found_by_module_path():
+    assert {"clip", "siglip", "dfn_clip", "eva_clip", "dinov2", "mae", "mocov3", "ijepa", "supvit",
+            "convnext", "sam", "dpt", "sd_diffusion", "aimv2"} <= set(encoders.families())
+    with pytest.raises(ValueError, match="unknown encoder family 'dinov3'; known: aimv2, clip"):
+        encoders.create("dinov3")
+    with pytest.raises(ValueError, match="encoders.vit is not an encoder family module: it lacks "
+                                         "VARIANTS"):
+        encoders.family_module("vit")
+
+
 def test_layer_out_of_range():
     with pytest.raises(ValueError, match="layer 7 out of range for depth 2"):
         encoders.create("clip", "runlocal", layer=7)

@@ -1,5 +1,6 @@
 """``python -m cambrian.models.encoders.convert``: native checkpoint -> converted directory that
-``encoders.load`` accepts, with identical features; ``--verify`` against the PyTorch reference."""
+``encoders.load`` accepts, with identical features; ``--verify`` against the family's PyTorch
+reference."""
 
 from __future__ import annotations
 
@@ -8,14 +9,15 @@ import re
 from functools import partial
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from cambrian.models import encoders
-from cambrian.models.encoders import convert
+from cambrian.models.encoders import convert, layout
 from cambrian.models.weights import CheckpointError
 
-from .utils import forward, randomize, write_hf_dinov2
+from .utils import forward, param_dtypes, randomize, write_hf_dinov2
 
 
 def _feats(enc, size, seed=0):
@@ -28,7 +30,7 @@ def test_converted_dir_loads_with_identical_features(tmp_path, capsys):
     assert convert.main(["--family", "dinov2", "--src", str(src), "--dst", str(dst),
                          "--variant", "runlocal"]) == 0
     assert "converted dinov2" in capsys.readouterr().out
-    meta = json.loads((dst / convert.MARKER).read_text())
+    meta = json.loads((dst / layout.MARKER).read_text())
     assert meta["family"] == "dinov2" and meta["config"]["width"] == 64
     for size, layer in ((56, None), (84, 1), (42, 0)):  # native, up- and down-sampled positions
         native = encoders.load("dinov2", str(src), variant="runlocal", image_size=size,
@@ -36,6 +38,9 @@ def test_converted_dir_loads_with_identical_features(tmp_path, capsys):
         converted = encoders.load("dinov2", str(dst), image_size=size, layer=layer)
         assert converted.grid == native.grid == (size // 14, size // 14)
         np.testing.assert_array_equal(_feats(converted, size), _feats(native, size))
+    for path, kw in ((src, dict(variant="runlocal")), (dst, {})):  # native and converted
+        low = encoders.load("dinov2", str(path), dtype="bfloat16", **kw)
+        assert low.config.dtype == "bfloat16" and param_dtypes(low) == {jnp.dtype("bfloat16")}
 
 
 def test_converted_dir_of_another_family_is_refused(tmp_path):
@@ -47,7 +52,7 @@ def test_converted_dir_of_another_family_is_refused(tmp_path):
 
 
 def test_native_dirs_are_not_converted_dirs(tmp_path):
-    assert convert.restore(str(write_hf_dinov2(tmp_path)), "dinov2") is None
+    assert layout.restore(str(write_hf_dinov2(tmp_path)), "dinov2") is None
 
 
 def _image(tmp_path):

@@ -1,8 +1,9 @@
-"""OpenCLIP / timm ConvNeXt parity: tiny random trunks saved natively, loaded, compared in fp32."""
+"""OpenCLIP / timm ConvNeXt parity: tiny random trunks saved natively, loaded and compared in fp32
+with ``convnext.reference``."""
 
 from __future__ import annotations
 
-import json
+import dataclasses
 
 import jax
 import jax.numpy as jnp
@@ -13,12 +14,11 @@ from flax import nnx
 from cambrian.models import encoders, weights
 from cambrian.models.encoders import convnext
 
-from .utils import check_jit_and_bf16, forward, nhwc, randomize
+from .utils import forward, nhwc, open_clip_with_timm_trunk, randomize
 
 torch = pytest.importorskip("torch")
 timm = pytest.importorskip("timm")
 open_clip = pytest.importorskip("open_clip")
-F = torch.nn.functional
 
 pytestmark = pytest.mark.parity
 
@@ -26,20 +26,14 @@ TINY = dict(depths=(1, 1, 2, 1), dims=(8, 16, 24, 32))  # == convnext.VARIANTS["
 TOL = 1e-4
 
 
-def _stage_maps(trunk, x):
-    """Cambrian's CLIPConvNextTower._forward: stem, then every stage, NCHW."""
-    with torch.no_grad():
-        h = trunk.stem(x)
-        maps = []
-        for stage in trunk.stages:
-            h = stage(h)
-            maps.append(h)
-    return maps
-
-
 def _run(enc, x):
     feats, out = forward(enc, jnp.asarray(nhwc(x)))
     return np.asarray(feats), out
+
+
+def _reference(path, x, config, **changes):
+    with torch.no_grad():
+        return convnext.reference(path, x, dataclasses.replace(config, **changes))
 
 
 @pytest.fixture(scope="module")
@@ -55,23 +49,11 @@ def timm_ckpt(tmp_path_factory):
 @pytest.fixture(scope="module")
 def open_clip_ckpt(tmp_path_factory):
     """An open_clip CLIP whose visual tower is a timm trunk, saved as open_clip stores it."""
-    from timm.models import build_model_with_cfg, register_model
     from timm.models.convnext import ConvNeXt
 
-    name = "cambrian_test_convnext"
-    if name not in timm.list_models(name):
-        def cambrian_test_convnext(pretrained=False, **kw):
-            return build_model_with_cfg(ConvNeXt, name, pretrained, **TINY, **kw)
-        register_model(cambrian_test_convnext)
-    cfg_dir = tmp_path_factory.mktemp("open_clip_cfg")
-    cfg = {"embed_dim": 16,
-           "vision_cfg": {"timm_model_name": name, "timm_model_pretrained": False,
-                          "timm_pool": "", "timm_proj": "linear", "image_size": 64},
-           "text_cfg": {"context_length": 8, "vocab_size": 64, "width": 16, "heads": 2,
-                        "layers": 1}}
-    (cfg_dir / "cambrian-test-convnext.json").write_text(json.dumps(cfg))
-    open_clip.add_model_config(str(cfg_dir))
-    model = randomize(open_clip.create_model("cambrian-test-convnext"), 1)
+    model = open_clip_with_timm_trunk(
+        tmp_path_factory.mktemp("open_clip_cfg"), "cambrian_test_convnext", ConvNeXt,
+        dict(timm_pool="", timm_proj="linear", image_size=64), 1, **TINY)
     out = tmp_path_factory.mktemp("convnext_open_clip")
     torch.save(model.state_dict(), out / "open_clip_pytorch_model.bin")
     return model.visual.trunk, str(out)
@@ -81,47 +63,41 @@ def open_clip_ckpt(tmp_path_factory):
 def test_timm_single_stage(timm_ckpt, image_size, layer):
     model, path = timm_ckpt
     x = torch.randn(2, 3, image_size, image_size, generator=torch.Generator().manual_seed(2))
-    maps = _stage_maps(model, x)
     enc = encoders.load("convnext", path, variant="runlocal", image_size=image_size, layer=layer)
     feats, out = _run(enc, x)
-    ref = nhwc(maps[-1 if layer is None else layer])
+    ref = _reference(path, x, enc.config)
+    if layer is None:  # the reference, built from our config, is the saved model
+        with torch.no_grad():
+            np.testing.assert_allclose(ref, nhwc(model.forward_features(x)), atol=1e-6, rtol=0)
     assert feats.shape == ref.shape and enc.grid == ref.shape[1:3]
     assert enc.out_channels == ref.shape[-1]
     np.testing.assert_allclose(feats, ref, atol=TOL, rtol=0)
-    for ours, theirs in zip(out["stages"], maps):
-        np.testing.assert_allclose(np.asarray(ours), nhwc(theirs), atol=TOL, rtol=0)
+    for stage, ours in enumerate(out["stages"]):
+        np.testing.assert_allclose(np.asarray(ours), _reference(path, x, enc.config, layer=stage),
+                                   atol=TOL, rtol=0)
 
 
 @pytest.mark.parametrize("image_size,num_tokens", [(64, None), (96, None), (96, 25)])
 def test_open_clip_multi_stage(open_clip_ckpt, image_size, num_tokens):
     """Cambrian's multi-stage tower: every stage bilinear to one grid, concatenated on channels."""
-    trunk, path = open_clip_ckpt
+    _, path = open_clip_ckpt
     x = torch.randn(2, 3, image_size, image_size, generator=torch.Generator().manual_seed(3))
     side = 6 if num_tokens is None else 5  # runlocal-multi-stage: 36 tokens
-    ref = torch.cat([F.interpolate(m, size=(side, side), mode="bilinear", align_corners=False)
-                     for m in _stage_maps(trunk, x)], dim=1)
     enc = convnext.load(path, variant="runlocal-multi-stage", image_size=image_size,
                         num_tokens=num_tokens)
     feats, _ = _run(enc, x)
     assert enc.out_channels == sum(TINY["dims"]) and enc.grid == (side, side)
-    np.testing.assert_allclose(feats, nhwc(ref), atol=TOL, rtol=0)
+    np.testing.assert_allclose(feats, _reference(path, x, enc.config), atol=TOL, rtol=0)
 
 
 def test_open_clip_single_stage_interpolated(open_clip_ckpt):
     """Single-stage tower with ``-interp<N>``: the last stage bilinear to sqrt(N) x sqrt(N)."""
-    trunk, path = open_clip_ckpt
+    _, path = open_clip_ckpt
     x = torch.randn(1, 3, 128, 128, generator=torch.Generator().manual_seed(4))
-    ref = F.interpolate(_stage_maps(trunk, x)[-1], size=(3, 3), mode="bilinear",
-                        align_corners=False)
     enc = convnext.load(path, variant="runlocal", image_size=128, num_tokens=9)
     feats, _ = _run(enc, x)
-    np.testing.assert_allclose(feats, nhwc(ref), atol=TOL, rtol=0)
-
-
-def test_create_jit_and_bf16():
-    enc = encoders.create("convnext", "runlocal-multi-stage", rngs=nnx.Rngs(0))
-    x = jax.random.normal(jax.random.key(0), (1, 64, 64, 3))
-    check_jit_and_bf16(enc, x, (1, 6, 6, 80))
+    assert feats.shape == (1, 3, 3, 32)
+    np.testing.assert_allclose(feats, _reference(path, x, enc.config), atol=TOL, rtol=0)
 
 
 def _save_safetensors(path, model, edit):
@@ -162,10 +138,10 @@ def test_wrong_variant_reports_shapes(timm_ckpt):
 
 def test_converted_dir_round_trip(tmp_path):
     """A converted directory restores the same module (tuple fields survive the JSON config)."""
-    from cambrian.models.encoders import convert
+    from cambrian.models.encoders import layout
 
     enc = encoders.create("convnext", "runlocal-multi-stage", rngs=nnx.Rngs(1))
-    convert.save(enc, str(tmp_path), family="convnext", variant="runlocal-multi-stage")
+    layout.save(enc, str(tmp_path), family="convnext", variant="runlocal-multi-stage")
     back = encoders.load("convnext", str(tmp_path), layer=2)
     x = jax.random.normal(jax.random.key(0), (1, 64, 64, 3))
     np.testing.assert_array_equal(np.asarray(forward(back, x)[1]["stages"][3]),

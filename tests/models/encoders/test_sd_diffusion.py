@@ -17,16 +17,16 @@ transformers = pytest.importorskip("transformers")
 import jax.numpy as jnp  # noqa: E402
 from flax import nnx  # noqa: E402
 
-from cambrian.models.encoders import preprocess  # noqa: E402
+from cambrian.models import encoders  # noqa: E402
+from cambrian.models.encoders import layout, preprocess  # noqa: E402
 from cambrian.models.encoders import sd_diffusion as sd  # noqa: E402
 from cambrian.models.weights import CheckpointError  # noqa: E402
 
-from .utils import forward, nhwc  # noqa: E402
+from .utils import forward, nhwc, param_dtypes  # noqa: E402
 
 pytestmark = pytest.mark.parity
 
 T = 250
-PATCH = 4  # the runlocal variant's feature stride
 # SD2.1's layout in miniature: cross-attention blocks with linear projections, a plain last down
 # block / first up block, several heads; the VAE has a 2x (not 8x) downsampling.
 VAE_KW = dict(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(8, 16),
@@ -140,35 +140,18 @@ def test_unet_output_at_t250(ref):
     assert [out[f"up_{i}"].shape[-1] for i in range(3)] == [32, 32, 16]
 
 
-def _cambrian_reference(ref, pixels, noise):
-    """Cambrian's DiffusionVisionTower.extract_features with diffusers + torch."""
-    vae, unet, sched = ref["vae"], ref["unet"], ref["sched"]
-    images = _nchw(pixels)
-    ups = {}
-    hooks = [blk.register_forward_hook(lambda m, a, o, i=i: ups.__setitem__(i, o))
-             for i, blk in enumerate(unet.up_blocks)]
-    try:
-        with torch.no_grad():
-            latents = vae.config.scaling_factor * vae.encode(images).latent_dist.mode()
-            t = torch.tensor(T, dtype=torch.long)
-            noisy = sched.add_noise(latents, noise.expand_as(latents), t)
-            unet(noisy, t, encoder_hidden_states=ref["prompt"].repeat(len(images), 1, 1))
-    finally:
-        for h in hooks:
-            h.remove()
-    h, w = images.shape[2] // PATCH, images.shape[3] // PATCH
-    maps = [torch.nn.functional.interpolate(ups[i], size=(h, w), mode="bilinear",
-                                            align_corners=False) for i in range(3)]
-    return nhwc(torch.cat(maps, dim=1)), nhwc(latents), nhwc(noisy)
-
-
 def test_features_match_cambrian_recipe(ref):
+    """``sd.reference``: Cambrian's DiffusionVisionTower.extract_features with diffusers."""
     enc = ref["enc"]
     # 36px: latents 18x18 do not halve evenly twice, so the UNet takes the upsample-size path.
     x = _pixels(2, 36, seed=3)
     feats, out = forward(enc, jnp.asarray(x))
-    noise = enc.noise(18, 18)
-    want, latents, noisy = _cambrian_reference(ref, x, _nchw(noise))
+    with torch.no_grad():
+        want = sd.reference(ref["root"], _nchw(x), enc.config)
+        latents = ref["vae"].config.scaling_factor * ref["vae"].encode(_nchw(x)).latent_dist.mode()
+        noise = _nchw(enc.noise(18, 18)).expand_as(latents)
+        noisy = ref["sched"].add_noise(latents, noise, torch.tensor(T, dtype=torch.long))
+    latents, noisy = nhwc(latents), nhwc(noisy)
     assert feats.shape == (2, 9, 9, enc.out_channels) == want.shape
     assert enc.out_channels == 32 + 32 + 16
     np.testing.assert_allclose(np.asarray(out["latents"]), latents, atol=1e-4, rtol=0)
@@ -184,6 +167,13 @@ def test_layer_selects_one_up_block(ref):
     enc = sd.load(ref["root"], variant="runlocal", layer=1)
     assert enc.up_blocks == (1,) and enc.out_channels == 32
     assert ref["enc"].grid == (8, 8)
+
+
+def test_bfloat16_load_and_no_converted_dir(ref, tmp_path):
+    enc = encoders.load("sd_diffusion", ref["root"], variant="runlocal", dtype="bfloat16")
+    assert enc.config.dtype == "bfloat16" and param_dtypes(enc) == {jnp.dtype("bfloat16")}
+    with pytest.raises(TypeError, match="cannot be rebuilt from a converted directory"):
+        layout.save(enc, str(tmp_path), family="sd_diffusion")
 
 
 def test_cambrian_sd21_feature_size():

@@ -1,5 +1,6 @@
 """Pieces the encoder tests share: torch-side inputs and randomisation, the jitted forward, the
-jit / bf16 check, Cambrian's pad-to-square and a tiny HF-named DINOv2 checkpoint.
+jit / bf16 check, Cambrian's pad-to-square, a tiny HF-named DINOv2 checkpoint, open_clip models
+around timm trunks and state dicts with a tensor dropped or replaced.
 
 torch is imported inside the functions that need it, so tests without the reference libraries can
 import this module.
@@ -8,6 +9,7 @@ import this module.
 from __future__ import annotations
 
 import functools
+import json
 import os
 
 import jax
@@ -58,12 +60,21 @@ def nhwc(t) -> np.ndarray:
     return t.permute(0, 2, 3, 1).numpy()
 
 
-def check_jit_and_bf16(enc, x, shape: tuple[int, ...]) -> None:
-    """``enc`` runs under ``jax.jit`` (split into graph and state) with features of ``shape``; a
-    frozen tower runs in bf16, and its features stay float32 and close to the fp32 ones."""
+def param_dtypes(module: nnx.Module) -> set:
+    return {v.dtype for _, v in nnx.to_flat_state(nnx.state(module, nnx.Param))}
+
+
+def check_jit_and_bf16(make, x, shape: tuple[int, ...]) -> None:
+    """``make(dtype)`` builds the encoder. It runs under ``jax.jit`` (split into graph and state)
+    with features of ``shape``; built in bf16 (a frozen tower), its parameters are stored in bf16
+    and its features stay float32 and close to the fp32 ones."""
+    enc = make("float32")
     feats = forward(enc, x)[0]
     assert feats.shape == (x.shape[0], *enc.grid, enc.out_channels) == shape
-    low = forward(vit.with_dtype(enc, "bfloat16"), x)[0]
+    low_enc = make("bfloat16")
+    assert param_dtypes(enc) == {jnp.dtype("float32")}
+    assert param_dtypes(low_enc) == {jnp.dtype("bfloat16")}
+    low = forward(low_enc, x)[0]
     assert low.dtype == jnp.float32
     assert float(jnp.abs(low - feats).max()) <= 0.05 * float(jnp.abs(feats).max())
 
@@ -104,3 +115,36 @@ def write_hf_dinov2(path, variant="runlocal", drop=(), reshape=None, seed=0):
     os.makedirs(path, exist_ok=True)
     save_file(tensors, os.path.join(path, "model.safetensors"))
     return path
+
+
+def open_clip_with_timm_trunk(cfg_dir, name: str, cls, vision: dict, seed: int, **build_kw):
+    """A randomised open_clip CLIP whose visual tower is the timm trunk ``cls(**build_kw)``,
+    registered with timm as ``name`` and with open_clip as a model config written to ``cfg_dir``
+    (``vision`` adds the pooling / projection / image size fields of its ``vision_cfg``)."""
+    import open_clip
+    import timm
+    from timm.models import build_model_with_cfg, register_model
+
+    if name not in timm.list_models(name):
+        def build(pretrained=False, **kw):
+            return build_model_with_cfg(cls, name, pretrained, **build_kw, **kw)
+        build.__name__ = name  # timm registers a model under its function's name
+        register_model(build)
+    cfg = {"embed_dim": 16,
+           "vision_cfg": {"timm_model_name": name, "timm_model_pretrained": False, **vision},
+           "text_cfg": {"context_length": 8, "vocab_size": 64, "width": 16, "heads": 2,
+                        "layers": 1}}
+    (cfg_dir / f"{name}.json").write_text(json.dumps(cfg))
+    open_clip.add_model_config(str(cfg_dir))
+    return randomize(open_clip.create_model(name), seed)
+
+
+def save_edited(state_dict: dict, path, *, drop: str | None = None,
+                replace: dict | None = None) -> str:
+    """``state_dict`` without tensor ``drop`` and with the tensors of ``replace``, saved with
+    ``torch.save`` to ``path``; returns the path."""
+    import torch
+
+    sd = {k: v for k, v in state_dict.items() if k != drop} | (replace or {})
+    torch.save(sd, path)
+    return str(path)

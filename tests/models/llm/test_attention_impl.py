@@ -15,6 +15,7 @@ import pytest
 from flax import nnx
 
 from cambrian.models import llm
+from cambrian.models.llm import decode
 
 CFG = llm.LlamaConfig(vocab_size=128, hidden_size=64, intermediate_size=128, num_layers=2,
                       num_heads=4, num_kv_heads=2, head_dim=16)
@@ -90,17 +91,16 @@ def test_xla_dot_product_attention_equals_einsum(changes):
 def test_generation_paths_ignore_the_setting():
     ref, new = _pair("xla")
     tokens, pos, seg = _batch()
-    inv = nnx.jit(lambda m, t, p, s: m(t, positions=p, segment_ids=s, batch_invariant=True))
-    np.testing.assert_array_equal(np.asarray(inv(new, tokens, pos, seg)),
-                                  np.asarray(inv(ref, tokens, pos, seg)))
-
-    @nnx.jit
-    def prefill(m, t):
+    @nnx.jit(static_argnums=4)
+    def prefill(m, t, p, s, invariant):
         cache = llm.init_cache(m, t.shape[0], 32)
-        return m.forward(t, cache=cache)[0]
+        hidden, _ = decode.forward(m, m.embed(t), cache, positions=p, segment_ids=s,
+                                   batch_invariant=invariant)
+        return decode.project(m, hidden, invariant)
 
-    np.testing.assert_array_equal(np.asarray(prefill(new, tokens)),
-                                  np.asarray(prefill(ref, tokens)))
+    for invariant in (True, False):
+        np.testing.assert_array_equal(np.asarray(prefill(new, tokens, pos, seg, invariant)),
+                                      np.asarray(prefill(ref, tokens, pos, seg, invariant)))
 
 
 def test_unknown_attention_is_named():

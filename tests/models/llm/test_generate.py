@@ -7,6 +7,7 @@ import pytest
 from flax import nnx
 
 from cambrian.models import llm
+from cambrian.models.llm import decode
 
 CFG = llm.LlamaConfig(vocab_size=512, hidden_size=64, intermediate_size=128, num_layers=2,
                       num_heads=4, num_kv_heads=2, head_dim=16)
@@ -195,14 +196,15 @@ def _prefill_and_step(model, ps, t, invariant):
     @nnx.jit(static_argnums=3)
     def run(model, toks, seg, invariant):
         cache = llm.init_cache(model, b, t + 8)
-        logits, cache, _ = model.forward(toks, segment_ids=seg, cache=cache,
-                                         batch_invariant=invariant)
+        hidden, cache = decode.forward(model, model.embed(toks), cache, segment_ids=seg,
+                                       batch_invariant=invariant)
+        logits = decode.project(model, hidden, invariant)
         n = seg.sum(1)
         cache = cache._replace(lengths=n)
         nxt = jnp.full((b, 1), 7, jnp.int32)
-        step, _, _ = model.forward(nxt, positions=n[:, None], segment_ids=jnp.ones_like(nxt),
-                                   cache=cache, batch_invariant=invariant)
-        return logits[jnp.arange(b), n - 1], step[:, 0]
+        step, _ = decode.forward(model, model.embed(nxt), cache, positions=n[:, None],
+                                 segment_ids=jnp.ones_like(nxt), batch_invariant=invariant)
+        return logits[jnp.arange(b), n - 1], decode.project(model, step, invariant)[:, 0]
 
     return [np.asarray(x) for x in run(model, jnp.asarray(toks), jnp.asarray(seg), invariant)]
 

@@ -102,7 +102,7 @@ def test_save_hf_round_trip(pair, tmp_path):
     tokens = np.random.default_rng(2).integers(0, 256, (2, 16))
     np.testing.assert_array_equal(ref_logits(back, tokens), ref_logits(ref, tokens))
     again = llm.load(str(tmp_path))
-    assert again.cfg == model.cfg
+    assert again.config == model.config
 
 
 def test_config_from_hf_reads_both_rope_formats():
@@ -111,7 +111,7 @@ def test_config_from_hf_reads_both_rope_formats():
                   rope_scaling=dict(LLAMA3_ROPE))
     new = dict(legacy, rope_scaling=None, rope_theta=None,
                rope_parameters=dict(LLAMA3_ROPE, rope_theta=500000.0))
-    a, b = llm.LlamaConfig.from_hf(legacy), llm.LlamaConfig.from_hf(new)
+    a, b = llm.config_from_hf(legacy), llm.config_from_hf(new)
     assert a == b and a.rope_theta == 500000.0 and a.rope_scaling["factor"] == 8.0
 
 

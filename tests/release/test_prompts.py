@@ -1,0 +1,36 @@
+"""Our eval prompt ids against upstream's, on each release's own (tiny) tokenizer.
+
+``conversation.encode_prompt`` is what the eval runner feeds the model; the reference renders
+upstream's ``conv_templates[conv_mode].get_prompt()`` and runs ``tokenizer_image_token``.
+"""
+
+import pytest
+
+from cambrian.data import chat_templates, conversation
+from tests.release import fixtures
+from tests.release import torch_reference as ref
+
+pytestmark = pytest.mark.parity
+
+QUESTIONS = ["What is it?", "How many dogs are there?\nAnswer the question using a single word "
+             "or phrase."]
+
+
+# Vicuna's metaspace tokenizer: upstream encodes "A chat..." with the BOS *id* added (-> "▁A");
+# conversation.tokenize_segments encodes the text "<s>A chat..." without special tokens, and a
+# word right after a special token gets no "▁". Fixing it means encoding the first chunk with the
+# tokenizer's own special tokens (tokenizer_image_token), in cambrian/data/conversation.py.
+KNOWN = {"13b": "BOS written as text loses the metaspace prefix of the next word"}
+
+
+@pytest.mark.parametrize("kind", [pytest.param(k, marks=pytest.mark.xfail(
+    reason=KNOWN[k], strict=True)) if k in KNOWN else k for k in fixtures.KINDS])
+def test_eval_prompt_ids_match_upstream(references, releases, kind):
+    r = references[kind]
+    template = chat_templates.get(fixtures.KINDS[kind].conv_mode)
+    for q in QUESTIONS:
+        ours = conversation.encode_prompt(q, template, r.tokenizer, num_image_tokens=1)
+        assert conversation.IMAGE_TOKEN == ref.IMAGE_TOKEN_INDEX
+        assert ours.tolist() == r.prompt_ids(q), (kind, q)
+    # where the in-LLM aggregator reads (config.image_position) is where our image lands
+    assert list(ours).index(conversation.IMAGE_TOKEN) == releases[kind].config["image_position"]
