@@ -6,7 +6,8 @@ sets and benchmarks (the library is ``cambrian/fetch.py``)::
         --data sharegpt4v_pt,cambrian_737k --benchmarks cambrian,extras [--dry-run]
     python -m cambrian.fetch --list
 
-With ``--config`` each thing goes where the config reads it. Otherwise checkpoints go to
+With ``--config`` each thing goes where the config reads it (named benchmarks too: ``--config
+X --benchmarks extras`` adds the extras). Otherwise checkpoints go to
 ``$CAMBRIAN_CHECKPOINTS/<name>`` (default ``checkpoints/``), training data under
 ``$CAMBRIAN_DATA`` (default ``data/``) and benchmarks to ``$CAMBRIAN_DATA/benchmarks/<name>``;
 any of them may be ``gs://``. ``--dry-run`` lists each item, its source, its size as the source
@@ -40,28 +41,42 @@ def _split(text: str) -> list[str]:
     return [x for x in (text or "").split(",") if x]
 
 
+def _benchmark_folder(name: str, config, data_root: str) -> str:
+    """Where benchmark ``name`` goes: where ``config`` reads it, else under the data root."""
+    from cambrian.eval import suite
+
+    if config is not None and (config.eval.root or (name in config.eval.roots
+                                                     and config.eval.roots[name])):
+        try:
+            return suite.folder(suite.benchmark(name), config)
+        except ValueError:  # unknown name: benchmark_item says so
+            pass
+    return f"{data_root.rstrip('/')}/benchmarks/{name}"
+
+
 def _items(args, p: argparse.ArgumentParser, overrides: list[str]):
+    """The config's items (if ``--config``) and the named ones, each once."""
+    config, items, problems = None, [], []
     if args.config:
         try:
             config = config_lib.load(args.config, overrides)
         except config_lib.ConfigError as e:
             p.error(str(e))
-        return fetch.plan_config(config)
-    items, problems = [], []
+        items, problems = fetch.plan_config(config)
     ckpt_root = os.environ.get("CAMBRIAN_CHECKPOINTS", "checkpoints")
     data_root = os.environ.get("CAMBRIAN_DATA", "data")
-    makers = [(fetch.checkpoint_item, _split(args.checkpoints), ckpt_root),
-              (fetch.data_item, _split(args.data), data_root)]
     names = [n for spec in _split(args.benchmarks) for n in fetch.benchmark_names(spec)]
-    makers.append((fetch.benchmark_item, names, None))
-    for make, wanted, root in makers:
-        for name in wanted:
-            try:
-                folder = root if root is not None else f"{data_root.rstrip('/')}/benchmarks/{name}"
-                items.append(make(name, folder))
-            except fetch.FetchError as e:
-                problems.append(str(e))
-    return items, problems
+    named = [*((fetch.checkpoint_item, n, ckpt_root) for n in _split(args.checkpoints)),
+             *((fetch.data_item, n, data_root) for n in _split(args.data)),
+             *((fetch.benchmark_item, n, _benchmark_folder(n, config, data_root))
+               for n in names)]
+    for make, name, folder in named:
+        try:
+            items.append(make(name, folder))
+        except fetch.FetchError as e:
+            problems.append(str(e))
+    unique = {(i.kind, i.name, i.folder): i for i in items}
+    return list(unique.values()), problems
 
 
 def main(argv: list[str] | None = None) -> int:
