@@ -1,10 +1,11 @@
 """The user's real-probe command walked end to end (README, "Running a real probe"): fill
 ``$CAMBRIAN_CHECKPOINTS`` and ``$CAMBRIAN_DATA`` with ``python -m cambrian.fetch --config
-encoders/dinov2.py`` from a local fake Hub holding tiny stand-ins of every repo in its real layout
-(tests/fakes/hub_repos.py), then ``python launch/tpu.py --config encoders/dinov2.py --workdir W``
-with only step-count and batch-size overrides: both stages train, every benchmark of the suite is
-scored, report.json is written. The second walk does the same with everything on gs:// (a fake
-GCS server): inputs, their fetch, the workdir and the checkpoints."""
+encoders/dinov2.py --benchmarks extras`` from a local fake Hub holding tiny stand-ins of every repo
+in its real layout (tests/fakes/hub_repos.py), then ``python launch/tpu.py --config
+encoders/dinov2.py --workdir W`` with only step-count, batch-size and decode-length overrides: both
+stages train, every benchmark of the suite is scored, report.json is written. The second walk
+does the same with everything on gs:// (a fake GCS server): inputs, their fetch, the workdir and
+the checkpoints."""
 
 import json
 import os
