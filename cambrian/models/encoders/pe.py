@@ -40,7 +40,7 @@ import numpy as np
 from flax import nnx
 
 from cambrian.models import weights
-from cambrian.models.encoders import common, features, layout, vit
+from cambrian.models.encoders import common, dfn_clip, features, layout, vit
 from cambrian.models.encoders.preprocess import HALF, PreprocessSpec
 
 Array = jax.Array
@@ -184,23 +184,10 @@ def timm_layout(cfg: PEConfig, prefix: str = "") -> dict:
 
 
 def original_layout(cfg: PEConfig, prefix: str = "") -> dict:
-    """The authors' names (``facebook/PE-*``, perception_models ``VisionTransformer``): fused
-    ``in_proj_weight`` / ``in_proj_bias``, a 2-D ``positional_embedding``, a 1-D
-    ``class_embedding``."""
-    c = cfg.width
-    out = vit.embed_layout(cfg, {
-        "patch": prefix + "conv1", "pos": prefix + "positional_embedding",
-        "pos_shape": (cfg.pos_size ** 2 + cfg.cls_token, c), "cls": prefix + "class_embedding",
-        "cls_shape": (c,), "pre_norm": prefix + "ln_pre", "final_norm": prefix + "ln_post"})
-    for i in range(cfg.depth):
-        b = f"{prefix}transformer.resblocks.{i}."
-        entries = vit.block_layout(cfg, i, {
-            "norm1": b + "ln_1", "norm2": b + "ln_2", "qkv": b + "attn.in_proj",
-            "out": b + "attn.out_proj", "fc1": b + "mlp.c_fc", "fc2": b + "mlp.c_proj",
-            "ls1": b + "ls_1.gamma", "ls2": b + "ls_2.gamma"}, fused_qkv=True)
-        # nn.MultiheadAttention-style names: in_proj_weight, not in_proj.weight
-        out |= {k: (n.replace("in_proj.", "in_proj_"), s, t) for k, (n, s, t) in entries.items()}
-    return out
+    """The authors' names (``facebook/PE-*``, perception_models ``VisionTransformer``): those of
+    open_clip's ``VisionTransformer`` (fused ``in_proj_weight``, a 2-D ``positional_embedding``, a
+    1-D ``class_embedding``)."""
+    return dfn_clip.open_clip_layout(cfg, prefix)
 
 
 _LAYOUTS = {  # probe tensor -> (prefixes, layout)
