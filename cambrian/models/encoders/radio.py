@@ -19,9 +19,10 @@ Normalisation: the model's input conditioner maps [0, 1] pixels with the OpenAI 
 every family. The original wrapper's optional feature normaliser (PHI-S) is not applied, as in the
 transformers port.
 
-Weights load from a transformers ``RadioModel`` directory (``save_pretrained``) or the published
-HF layout (``nvidia/C-RADIOv3-*``: ``radio_model.model.*`` with fused ``attn.qkv``, which
-transformers converts on load).
+Weights load from a transformers ``RadioModel`` directory (``save_pretrained``; transformers
+documents ``nvidia/C-RADIOv4-H`` with it) or the published remote-code layout
+(``nvidia/C-RADIOv3-*``: ``radio_model.model.*`` with fused ``attn.qkv``, which transformers
+converts on load).
 """
 
 from __future__ import annotations
