@@ -38,6 +38,7 @@ from tqdm import tqdm
 from cambrian.models import encoders
 from cambrian.models.encoders import preprocess
 from cambrian.models.encoders.preprocess import PreprocessSpec
+from cambrian.tools import embedding
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,6 +97,7 @@ def zoo_extractor(family: str, *, variant: str | None = None, checkpoint: str | 
     if checkpoint:
         module = encoders.load(family, checkpoint, variant=variant, image_size=image_size,
                                layer=layer, dtype=dtype)
+        module = embedding.with_head(family, checkpoint, module)
         weights = {"checkpoint_sha256": checkpoint_hash(checkpoint)}
         label = f"{family} {variant or 'checkpoint'} ({checkpoint})"
     else:
@@ -122,7 +124,8 @@ def _mean(module, feats, out):
 
 
 REDUCTIONS: dict[str, Callable] = {
-    "cls": _cls,    # CLS token of the final output (DINOv2: HF pooler_output)
+    "embed": lambda module, feats, out: out["embedding"],  # the family's own (``embedding``)
+    "cls": _cls,    # CLS token of the final output, as the tower returns it
     "mean": _mean,  # mean of the feature map the connector reads (every family)
     "grid": lambda module, feats, out: feats,  # the whole feature map
 }
@@ -138,6 +141,10 @@ def check_reduction(extractor: Extractor, reduce: str) -> None:
     if reduce == "cls" and not has_cls(extractor.module):
         raise ValueError(f"{extractor.label} has no CLS token: use the 'mean' reduction "
                          "(--pool-a/--pool-b mean)")
+    if reduce == "embed" and not isinstance(extractor.module, embedding.Embedding):
+        raise ValueError(f"{extractor.label} has no image-embedding head: 'embed' needs a "
+                         f"checkpoint of {' or '.join(embedding.HEADS)} in its native (HF) "
+                         "layout; use 'cls' or 'mean' otherwise")
 
 
 class FeatureCache:

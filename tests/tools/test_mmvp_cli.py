@@ -33,8 +33,9 @@ def image_dir(tmp_path):
 
 def mine_args(image_dir, out, cache, *extra):
     return ["mine", "--images", str(image_dir), "--variant-a", "runlocal", "--variant-b",
-            "runlocal", "--tau-a", "-1", "--tau-b", "2", "--neighbours", "2", "--cache",
-            str(cache), "--thumbnails", "3", "--out", str(out), *extra]
+            "runlocal", "--pool-a", "cls", "--pool-b", "cls", "--tau-a", "-1", "--tau-b", "2",
+            "--neighbours", "2", "--cache", str(cache), "--thumbnails", "3", "--out", str(out),
+            *extra]
 
 
 def test_mine_build_patterns(tmp_path, image_dir, capsys, monkeypatch):

@@ -27,9 +27,10 @@ def _encoder_args(p: argparse.ArgumentParser, side: str, family: str) -> None:
                    help="checkpoint to load (HF dir, timm/open_clip file or converted dir)")
     g.add_argument(f"--image-size-{s}", type=int, default=None)
     g.add_argument(f"--layer-{s}", type=int, default=None, help="feature layer (mean pooling)")
-    g.add_argument(f"--pool-{s}", default="cls", choices=sorted(features.REDUCTIONS.keys() -
-                                                                  {"grid"}),
-                   help="global embedding: cls (CLS of the final output, MMVP) or mean")
+    g.add_argument(f"--pool-{s}", default="embed", choices=("embed", "cls", "mean"),
+                   help="global vector per image: embed (the family's own image embedding, as "
+                        "MMVP compared; clip/dinov2 checkpoints), cls (final CLS token) or mean "
+                        "(mean of the feature map; any family)")
 
 
 def _extractor(args, s: str) -> features.Extractor:

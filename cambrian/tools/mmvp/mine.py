@@ -3,9 +3,10 @@
 MMVP (Tong et al., 2024, "Eyes Wide Shut?", Sec. 2.1) called a pair CLIP-blind when the cosine
 similarity of the two images' CLIP ViT-L/14 embeddings is above 0.95 and that of their DINOv2
 ViT-L/14 embeddings below 0.6, searching ImageNet and LAION-Aesthetics. Here A and B are any two
-towers of the zoo, each reduced to one global vector per image (``features.REDUCTIONS``; the
-default ``cls`` is the CLS token of the final output, which for DINOv2 is HF's ``pooler_output``,
-the embedding MMVP compared; ``mean`` averages the feature map for towers without a CLS token).
+towers of the zoo, each reduced to one global vector per image (``features.REDUCTIONS``). The
+default, ``embed``, is the family's own image embedding as MMVP compared it (``embedding``: CLIP's
+``get_image_features``, DINOv2's ``pooler_output``); ``cls`` takes the final CLS token as the tower
+returns it, ``mean`` averages the feature map (any family, random-init towers included).
 
 Search: the ``k`` nearest neighbours of every image under A (exact, or an HNSW index for large
 sets: ``neighbours``) above ``tau_a``; each candidate's B similarity is computed exactly and kept
@@ -81,8 +82,8 @@ class Mined:
     meta: dict
 
 
-def mine(items: Sequence[ImageItem], a: Extractor, b: Extractor, *, reduce_a: str = "cls",
-         reduce_b: str = "cls", tau_a: float = 0.95, tau_b: float = 0.6, k: int = 10,
+def mine(items: Sequence[ImageItem], a: Extractor, b: Extractor, *, reduce_a: str = "embed",
+         reduce_b: str = "embed", tau_a: float = 0.95, tau_b: float = 0.6, k: int = 10,
          index: str = "auto", batch_size: int = 64, cache_dir: str | None = None,
          progress: bool = True) -> Mined:
     """Embeds ``items`` with both towers (cached) and finds the A-blind pairs."""

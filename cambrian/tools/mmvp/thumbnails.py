@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from cambrian.tools import sources
 
@@ -15,9 +15,8 @@ RED = (200, 30, 30)
 
 
 def _thumb(ref: str) -> Image.Image:
-    """The image fitted into SIDE x SIDE on grey, aspect kept."""
-    img = Image.fromarray(sources.read_ref(ref))
-    img.thumbnail((SIDE, SIDE), Image.BICUBIC)
+    """The image scaled to fit SIDE x SIDE on grey, aspect kept."""
+    img = ImageOps.contain(Image.fromarray(sources.read_ref(ref)), (SIDE, SIDE), Image.BICUBIC)
     canvas = Image.new("RGB", (SIDE, SIDE), (128, 128, 128))
     canvas.paste(img, ((SIDE - img.width) // 2, (SIDE - img.height) // 2))
     return canvas
