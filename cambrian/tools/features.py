@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import functools
 import glob
 import hashlib
 import json
 import os
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -210,8 +212,17 @@ def device_mesh() -> Mesh:
     return Mesh(np.asarray(jax.local_devices()), ("data",))
 
 
+# module -> {(reduce, devices): forward}: weights are put on the devices and the forward compiled
+# once per tower, however many times ``extract`` is called with it
+_FORWARDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def make_forward(extractor: Extractor, reduce: str, mesh: Mesh):
-    """(state, float32[B, S, S, 3] sharded over ``data``) -> float32[B, ...]; jitted once."""
+    """float32[B, S, S, 3] sharded over ``data`` -> float32[B, ...], weights replicated."""
+    per_module = _FORWARDS.setdefault(extractor.module, {})
+    key = (reduce, tuple(d.id for d in mesh.devices.flat))
+    if key in per_module:
+        return per_module[key]
     graphdef, state = nnx.split(extractor.module)
     state = jax.device_put(state, NamedSharding(mesh, PartitionSpec()))
     fn = REDUCTIONS[reduce]
@@ -222,7 +233,8 @@ def make_forward(extractor: Extractor, reduce: str, mesh: Mesh):
         feats, out = module(pixels)
         return fn(module, feats, out)
 
-    return lambda pixels: forward(state, pixels)
+    per_module[key] = functools.partial(forward, state)
+    return per_module[key]
 
 
 def extract(items: Sequence[ImageItem], extractor: Extractor, *, reduce: str = "cls",

@@ -9,6 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cambrian import config as config_lib
+from cambrian import preflight
+from cambrian.eval import suite
 from cambrian.eval.benchmarks import mmvp as mmvp_benchmark
 from cambrian.tools import features
 from cambrian.tools.mmvp import patterns
@@ -78,6 +81,11 @@ def test_mine_build_patterns(tmp_path, image_dir, capsys, monkeypatch):
                  "--skip-unannotated"]) == 0
     assert f"--config.eval.roots.mmvp={bench}" in capsys.readouterr().out
 
+    # the eval command the build prints finds the folder and passes the launcher's preflight
+    config = config_lib.load("eval/cambrian.py:suite=mmvp")
+    config.eval.roots.mmvp = str(bench)
+    assert suite.folder(suite.benchmark("mmvp"), config) == str(bench)
+    assert preflight.benchmark_problems(config) == []
     samples = mmvp_benchmark.load(str(bench))
     assert [s["answer"] for s in samples] == ["A", "B", "B", "A"]
     assert [s["index"] for s in samples] == [1, 2, 3, 4]

@@ -64,8 +64,9 @@ def cmd_build(args) -> int:
     out = build.build(args.pairs, args.out, skip_unannotated=args.skip_unannotated,
                       overwrite=args.overwrite)
     print(f"{out['pairs']} pairs ({out['questions']} questions, {out['skipped']} unannotated "
-          f"lines skipped) -> {out['folder']}\nrun it: python launch/tpu.py --config ... "
-          f"--config.eval.suite=mmvp --config.eval.roots.mmvp={os.path.abspath(out['folder'])}")
+          f"lines skipped) -> {out['folder']}\nrun it: python launch/tpu.py --config "
+          "eval/cambrian.py:suite=mmvp --config.checkpoint=RUN --workdir OUT "
+          f"--config.eval.roots.mmvp={os.path.abspath(out['folder'])}")
     return 0
 
 
