@@ -7,12 +7,14 @@
    preprocessing + both towers (random-init ``runlocal`` variants: the pipeline's cost, not a
    pretrained model's) + HNSW search + exact re-scoring, no feature cache, towers compiled
    beforehand. images/s at the largest size; the scaling exponent is the slope of
-   log(time) over log(images) (1 = linear).
+   log(time) over log(images) (1 = linear), for the whole run and for its two stages (embedding,
+   search).
 2. The search alone on random unit vectors (dim 64) at larger sizes: the exponent of the exact
    search (quadratic) beside the HNSW index (about linear), and the HNSW recall of the exact
    neighbours at the smallest of those sizes.
 
-Every time is the median of ``--repeats`` runs. Last line: one JSON object.
+Every time is the median of ``--repeats`` runs, the sizes interleaved within each repeat (side by
+side: a change of machine load hits every size). Last line: one JSON object.
 """
 
 from __future__ import annotations
@@ -40,15 +42,6 @@ def write_images(folder: str, n: int, seed: int = 0) -> None:
 
 def slope(xs, ys) -> float:
     return float(np.polyfit(np.log(xs), np.log(ys), 1)[0])
-
-
-def median_time(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -87,24 +80,37 @@ def main() -> None:
         for ext in (a, b):  # compile both towers outside the timed runs
             features.extract(warm, ext, reduce="cls", batch_size=args.batch_size,
                              progress=False)
-        times = []
+        # sizes interleaved within each repeat, so a change of machine load hits all of them
+        runs: dict[int, list] = {n: [] for n in sizes}
+        for _ in range(args.repeats):
+            for n in sizes:
+                t0 = time.perf_counter()
+                meta = mine.mine(every[:n], a, b, reduce_a="cls", reduce_b="cls", tau_a=0.9,
+                                 tau_b=0.5, k=10, index="hnsw", batch_size=args.batch_size,
+                                 progress=False).meta
+                runs[n].append((time.perf_counter() - t0, meta["embed_s"], meta["search_s"]))
+        times, embed, search_s = [], [], []
         for n in sizes:
-            items = sources.folder(folder)[:n]
-            t = median_time(lambda items=items: mine.mine(
-                items, a, b, reduce_a="cls", reduce_b="cls", tau_a=0.9, tau_b=0.5, k=10,
-                index="hnsw", batch_size=args.batch_size, progress=False), args.repeats)
+            t, e, s = (statistics.median(r[i] for r in runs[n]) for i in range(3))
             times.append(t)
-            print(f"mine {n:>7} images: {t:8.3f} s  ({n / t:8.1f} images/s)")
-        del every
+            embed.append(e)
+            search_s.append(s)
+            print(f"mine {n:>7} images: {t:8.3f} s  ({n / t:8.1f} images/s); embedding both "
+                  f"towers {e:.3f} s ({n / e:.1f} images/s), HNSW search {s:.3f} s")
 
     rng = np.random.default_rng(0)
-    search = {"exact": [], "hnsw": []}
-    for n in search_sizes:
-        x = neighbours.normalise(rng.normal(size=(n, 64)))
-        for kind, fn in (("exact", neighbours.exact), ("hnsw", neighbours.hnsw)):
-            t = median_time(lambda fn=fn, x=x: fn(x, 10), args.repeats)
-            search[kind].append(t)
-            print(f"search {kind:5} {n:>7} vectors: {t:8.3f} s")
+    vectors = {n: neighbours.normalise(rng.normal(size=(n, 64))) for n in search_sizes}
+    kinds = {"exact": neighbours.exact, "hnsw": neighbours.hnsw}
+    found: dict[tuple, list] = {(k, n): [] for k in kinds for n in search_sizes}
+    for _ in range(args.repeats):
+        for n in search_sizes:
+            for kind, fn in kinds.items():
+                t0 = time.perf_counter()
+                fn(vectors[n], 10)
+                found[kind, n].append(time.perf_counter() - t0)
+    search = {k: [statistics.median(found[k, n]) for n in search_sizes] for k in kinds}
+    for n, te, th in zip(search_sizes, search["exact"], search["hnsw"]):
+        print(f"search {n:>7} vectors: exact {te:8.3f} s, hnsw {th:8.3f} s")
     x = neighbours.normalise(rng.normal(size=(search_sizes[0], 64)))
     ek, _ = neighbours.exact(x, 10)
     hk, _ = neighbours.hnsw(x, 10)
@@ -115,6 +121,9 @@ def main() -> None:
         "images_per_s": round(sizes[-1] / times[-1], 1),
         "scaling_exponent": round(slope(sizes, times), 3),
         f"time_ratio_{sizes[-1] // sizes[0]}x_images": round(times[-1] / times[0], 3),
+        "embed_images_per_s": round(sizes[-1] / embed[-1], 1),
+        "embed_scaling_exponent": round(slope(sizes, embed), 3),
+        "mine_search_scaling_exponent": round(slope(sizes, search_s), 3),
         "search_exponent_exact": round(slope(search_sizes, search["exact"]), 3),
         "search_exponent_hnsw": round(slope(search_sizes, search["hnsw"]), 3),
         "hnsw_over_exact_time_at_largest": round(search["hnsw"][-1] / search["exact"][-1], 3),
