@@ -160,3 +160,34 @@ def test_wrong_variant_and_layout_are_named(timm_ckpts, tmp_path):
     torch.save({"stem.0.weight": torch.zeros(1)}, tmp_path / "x.pth")
     with pytest.raises(weights.CheckpointError, match="not a Perception Encoder checkpoint"):
         pe.load(str(tmp_path / "x.pth"), variant="runlocal")
+
+
+# every published variant -> the timm model registered for it
+TIMM_REGISTERED = {
+    "core-T/16@384": "vit_pe_core_tiny_patch16_384",
+    "core-S/16@384": "vit_pe_core_small_patch16_384",
+    "core-B/16@224": "vit_pe_core_base_patch16_224",
+    "core-L/14@336": "vit_pe_core_large_patch14_336",
+    "core-G/14@448": "vit_pe_core_gigantic_patch14_448",
+    "lang-L/14@448": "vit_pe_lang_large_patch14_448",
+    "lang-G/14@448": "vit_pe_lang_gigantic_patch14_448",
+    "spatial-T/16@512": "vit_pe_spatial_tiny_patch16_512",
+    "spatial-S/16@512": "vit_pe_spatial_small_patch16_512",
+    "spatial-B/16@512": "vit_pe_spatial_base_patch16_512",
+    "spatial-L/14@448": "vit_pe_spatial_large_patch14_448",
+    "spatial-G/14@448": "vit_pe_spatial_gigantic_patch14_448"}
+
+
+def test_variants_match_the_published_architectures():
+    """Each variant's checkpoint layout is exactly timm's registered model (shapes, CLS token,
+    layer scale, final norm; the attention pool and head are not read), at its resolution."""
+    assert set(TIMM_REGISTERED) == {v for v in pe.VARIANTS if not v.startswith("runlocal")}
+    for variant, name in TIMM_REGISTERED.items():
+        with torch.device("meta"):
+            model = timm.create_model(name, pretrained=False)
+        want = {k: tuple(t.shape) for k, t in model.state_dict().items()
+                if not k.startswith(("attn_pool.", "head."))}
+        cfg = pe._config(variant, None, None, "float32")
+        got = {n: tuple(s) for n, s, _ in pe.timm_layout(cfg).values()}
+        assert got == want, variant
+        assert model.patch_embed.img_size == (cfg.image_size,) * 2, variant
