@@ -128,3 +128,26 @@ def test_sizes_and_checkpoints_are_checked(original_ckpt, tmp_path):
     torch.save({"stem.0.weight": torch.zeros(1)}, tmp_path / "b.pt")
     with pytest.raises(weights.CheckpointError, match="not a SAM 2 image encoder checkpoint"):
         sam2.load(str(tmp_path / "b.pt"), variant="runlocal")
+
+
+def test_variants_match_the_published_architectures():
+    """Each variant's SAM 2 layout is exactly timm's registered ``sam2_hiera_*`` trunk (shapes;
+    SAM 2's MLP names), and its global blocks are timm's."""
+    from timm.models.hieradet_sam2 import checkpoint_filter_fn
+
+    registered = {"T": "sam2_hiera_tiny", "S": "sam2_hiera_small", "B+": "sam2_hiera_base_plus",
+                  "L": "sam2_hiera_large"}
+    assert set(registered) == {v for v in sam2.VARIANTS if v != "runlocal"}
+    for variant, name in registered.items():
+        with torch.device("meta"):
+            model = timm.create_model(name, pretrained=False, num_classes=0)
+        want = {k: tuple(t.shape) for k, t in model.state_dict().items()
+                if not k.startswith("head.")}  # timm's classifier head: not in SAM 2
+        cfg = sam2._config(variant, None, None, "float32")
+        names = sam2._LAYOUTS["sam2"] | {"prefix": ""}
+        ours = {n: s for n, s, _ in sam2.checkpoint_layout(cfg, names).values()}
+        got = {k: tuple(v.shape) for k, v in checkpoint_filter_fn(
+            {n: torch.empty(s, device="meta") for n, s in ours.items()}, model).items()}
+        assert got == want, variant
+        glob = [i for i, blk in enumerate(model.blocks) if not blk.is_windowed]
+        assert glob == [i for i, s in enumerate(sam2.block_specs(cfg)) if s[3] == 0], variant
