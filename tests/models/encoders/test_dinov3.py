@@ -147,3 +147,17 @@ def test_preprocessing_is_the_dinov3_readme_transform(variant):
             want = tf(src).numpy().transpose(1, 2, 0)
             err = np.abs(preprocess.apply(img, spec, pad=pad) - want)
             assert err.max() <= level + 1e-6 and (err > 1e-5).mean() < 0.01, (name, pad)
+
+
+def test_default_layer_is_the_final_normed_patch_tokens(ckpt):
+    """The default is ``last_hidden_state`` without CLS and registers (DINOv3's
+    ``x_norm_patchtokens``), computed here straight from transformers."""
+    enc = encoders.load("dinov3", ckpt)
+    x = _pixels(48, 64, seed=3)
+    with torch.no_grad():
+        model = transformers.DINOv3ViTModel.from_pretrained(ckpt)
+        tokens = model(pixel_values=x).last_hidden_state
+    p = 1 + model.config.num_register_tokens
+    want = tokens[:, p:].reshape(2, 6, 8, 64).numpy()
+    np.testing.assert_allclose(np.asarray(forward(enc, jnp.asarray(nhwc(x)))[0]), want,
+                               atol=TOL, rtol=0)

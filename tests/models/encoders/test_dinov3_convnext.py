@@ -97,3 +97,16 @@ def test_converted_directory_gives_the_same_features(ckpt, tmp_path):
     again = encoders.load("dinov3_convnext", str(tmp_path))
     assert again.config == enc.config and type(again) is type(enc)
     np.testing.assert_array_equal(np.asarray(forward(again, x)[0]), np.asarray(forward(enc, x)[0]))
+
+
+def test_default_layer_is_the_final_normed_last_stage(ckpt):
+    """The default single-stage output is ``last_hidden_state`` without its pooled token,
+    computed here straight from transformers."""
+    enc = encoders.load("dinov3_convnext", ckpt, variant="runlocal")
+    x = torch.randn(1, 3, 64, 96, generator=torch.Generator().manual_seed(7))
+    with torch.no_grad():
+        tokens = transformers.DINOv3ConvNextModel.from_pretrained(ckpt)(
+            pixel_values=x).last_hidden_state
+    want = tokens[:, 1:].reshape(1, 2, 3, 32).numpy()
+    np.testing.assert_allclose(np.asarray(forward(enc, jnp.asarray(nhwc(x)))[0]), want,
+                               atol=TOL, rtol=0)
