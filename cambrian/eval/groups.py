@@ -20,6 +20,12 @@ GROUP_TITLES = {"general": "General", "knowledge": "Knowledge", "ocr_chart": "OC
                 "vision_centric": "Vision-Centric"}
 # The paper's column order.
 COLUMNS: tuple[str, ...] = tuple(c for cols in GROUPS.values() for c in cols)
+# The paper's column titles (Table 1 and Table 11).
+COLUMN_TITLES = {"mme": "MME-P", "mmbench": "MMB", "seed": "SEED-I", "gqa": "GQA",
+                 "scienceqa": "SQA-I", "mmmu": "MMMU-V", "mathvista": "MathVista-M",
+                 "ai2d": "AI2D", "chartqa": "ChartQA", "ocrbench": "OCRBench",
+                 "textvqa": "TextVQA", "docvqa": "DocVQA", "mmvp": "MMVP", "realworldqa": "RWQA",
+                 "cvbench_2d": "CV-Bench-2D", "cvbench_3d": "CV-Bench-3D"}
 # Columns that are not percentages, and the factor that makes them one.
 PERCENT_SCALE = {"mme": 1 / 20}
 

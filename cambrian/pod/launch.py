@@ -275,7 +275,8 @@ def _preflight(config) -> None:
     from cambrian import preflight
 
     problems = preflight.problems(config)
-    remote = [p for p in problems if "://" in p]
+    # the path is named before the first ";" (the rest may hold a download URL)
+    remote = [p for p in problems if "://" in p.split(";")[0]]
     for p in problems:
         if p not in remote:
             log.info("not on this machine (the workers check again): %s", p.split(";")[0])

@@ -78,7 +78,7 @@ def test_malformed_metrics_line_is_named(data_dir, tmp_path):
     shutil.copytree(os.path.join(data_dir, "clip_mlp"), run)
     with open(run / "metrics.jsonl", "a") as fh:
         fh.write('{"stage": "stage2", "step": 351}\n')
-    with pytest.raises(DataFormatError, match=r"metrics.jsonl:line 36: .*'stage_step'"):
+    with pytest.raises(DataFormatError, match=r"metrics.jsonl:36: .*'stage_step'"):
         runs.read(str(run))
 
 
