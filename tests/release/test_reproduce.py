@@ -1,6 +1,6 @@
 """``reproduce``: a run's scores beside the paper's Cambrian-1 row, per profile, from saved
 predictions (no model). Expected numbers are the paper's (Table 4) typed in by hand and scores
-derived by hand from the records below."""
+derived by hand from the saved predictions."""
 
 from __future__ import annotations
 
@@ -9,27 +9,18 @@ import json
 import pytest
 
 from cambrian.release import reproduce
-
-CHOICES = {"A": "open", "B": "closed"}
-# GQA: "Yes." is right for Cambrian's rules (punctuation dropped), wrong for VLMEvalKit's: 100 / 50
-GQA = [{"id": "1", "prompt": "p", "answer": "yes", "prediction": "Yes."},
-       {"id": "2", "prompt": "p", "answer": "table", "prediction": "table"}]
-MMVP = [{"id": "1", "prompt": "p", "answer": "A", "choices": CHOICES, "index": 1,
-         "prediction": "open"},
-        {"id": "2", "prompt": "p", "answer": "B", "choices": CHOICES, "index": 2,
-         "prediction": "closed"}]
+from tests.eval import test_score_cli as score_cli_test
 
 
 def _run(root, config: dict, report: dict | None = None, predictions: bool = True) -> str:
-    root.mkdir(parents=True)
+    """A run directory; its predictions are ``test_score_cli``'s: GQA "Yes." vs "yes" is right
+    for Cambrian's rules, wrong for VLMEvalKit's (100 / 50); both MMVP pairs right (100)."""
+    if predictions:
+        score_cli_test.write_run(root)
+    root.mkdir(parents=True, exist_ok=True)
     (root / "config.json").write_text(json.dumps(config))
     if report is not None:
         (root / "report.json").write_text(json.dumps(report))
-    if predictions:
-        (root / "predictions").mkdir()
-        for name, recs in (("gqa", GQA), ("mmvp", MMVP)):
-            (root / "predictions" / f"{name}.jsonl").write_text(
-                "".join(json.dumps(r) + "\n" for r in recs))
     return str(root)
 
 
