@@ -100,10 +100,20 @@ _HF_REPOS = (
     "laion/CLIP-convnext_large_d_320.laion2B-s29B-b131K-ft-soup",
     "laion/CLIP-convnext_xxlarge-laion2B-s34B-b82K-augreg-soup",
     "apple/aimv2-large-patch14-336",
+    "google/siglip2-so400m-patch14-384", "google/siglip2-so400m-patch16-naflex",
+    "google/siglip2-giant-opt-patch16-384", "facebook/metaclip-2-worldwide-huge-378",
+    "facebook/metaclip-2-worldwide-giant-378",
+    # Perception Encoder (the authors' PE-*.pt), C-RADIO (safetensors + config.json)
+    "facebook/PE-Core-L14-336", "facebook/PE-Lang-L14-448", "facebook/PE-Lang-G14-448",
+    "facebook/PE-Spatial-L14-448", "nvidia/C-RADIOv3-L", "nvidia/C-RADIOv3-H", "nvidia/C-RADIOv4-H",
     # self-supervised, segmentation, depth, class labels
     "facebook/dinov2-large", "facebook/dinov2-giant", "facebook/ijepa_vith14_22k",
+    "facebook/dinov3-vitl16-pretrain-lvd1689m", "facebook/dinov3-vit7b16-pretrain-lvd1689m",
+    "facebook/dinov3-convnext-large-pretrain-lvd1689m", "facebook/webssl-dino7b-full8b-224",
+    "facebook/webssl-dino7b-full8b-518", "facebook/webssl-mae3b-full2b-224",
     "timm/vit_large_patch16_224.mae", "timm/vit_huge_patch14_224.mae",
     "facebook/sam-vit-large", "facebook/sam-vit-huge", "Intel/dpt-large",
+    "facebook/sam2.1-hiera-base-plus", "facebook/sam2.1-hiera-large",
     "timm/vit_large_patch16_224.orig_in21k", "timm/vit_huge_patch14_224.orig_in21k",
     # LLMs (their tokenizer files are in the same folder)
     "lmsys/vicuna-7b-v1.5", "lmsys/vicuna-13b-v1.5", "meta-llama/Meta-Llama-3-8B-Instruct",

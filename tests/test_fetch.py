@@ -149,3 +149,16 @@ def test_a_probe_config_names_everything_it_reads():
     assert fetch.plan_config(config)[1] == [
         "model.llm.checkpoint: no source known for /elsewhere/my-llm; put the checkpoint there "
         "yourself or use one of the names in cambrian/fetch_sources.py"]
+
+
+def test_every_encoder_config_checkpoint_has_a_source():
+    import glob
+
+    from cambrian import config as config_lib
+
+    unknown = []
+    for path in sorted(glob.glob(os.path.join(config_lib.CONFIGS_DIR, "encoders", "*.py"))):
+        name = os.path.relpath(path, config_lib.CONFIGS_DIR)
+        _, problems = fetch.plan_config(config_lib.load(name))
+        unknown += [f"{name}: {p}" for p in problems if ".checkpoint:" in p]
+    assert unknown == []
