@@ -102,10 +102,9 @@ def init_params(config: mlc.ConfigDict, tokenizer, mesh, rules: sharding.Rules):
         model = build_model(config, tokenizer)
     graphdef, params = nnx.split(model, nnx.Param)
     shardings = sharding.state_shardings(params, mesh, rules)
-    # nnx Variables are pytree nodes: map over them (the shardings' leaves), value by value
-    params = jax.tree.map(
-        lambda v, s: v.replace(sharding.put_host_array(np.asarray(v[...]), s)), params,
-        shardings, is_leaf=lambda x: isinstance(x, nnx.Variable))
+    # params holds Variables where shardings holds NamedShardings: map over the Variables
+    params = jax.tree.map(lambda v, s: v.replace(sharding.put_host_array(np.asarray(v[...]), s)),
+                          params, shardings, is_leaf=lambda x: isinstance(x, nnx.Variable))
     return graphdef, params
 
 

@@ -25,7 +25,7 @@ import numpy as np
 from flax import nnx
 
 from cambrian import config as config_lib
-from cambrian.models import connectors, encoders, llm
+from cambrian.models import connectors, encoders, llm, weights
 from cambrian.models.connectors.common import grid_token_valid, letterbox_mask
 from cambrian.models.encoders import vit
 from cambrian.models.encoders.preprocess import HostImages, PreprocessSpec
@@ -42,6 +42,7 @@ class Cambrian(nnx.Module):
         e.g. under ``nnx.eval_shape``). The LLM computes in ``config.dtype`` (its weights keep
         their own dtype) and rematerialises its layers as ``remat`` says (``config.remat``);
         frozen encoders store and compute in ``config.encoder_dtype``."""
+        config = weights.with_local_checkpoints(config, weights=load_pretrained)  # gs:// -> cache
         self.encoders = nnx.Dict()
         self.specs: dict[str, PreprocessSpec] = {}
         self.tokens_per_encoder: dict[str, int] = {}
