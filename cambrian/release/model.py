@@ -15,9 +15,7 @@ template); the image is letter-boxed and cropped as upstream's GPU eval (``vlm``
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
-import os
 
 import jax
 import jax.numpy as jnp
@@ -27,6 +25,7 @@ from PIL import Image
 
 from cambrian.data import chat_templates, conversation
 from cambrian.data import tokenizer as tokenizer_lib
+from cambrian.eval import decoded
 from cambrian.models import vlm
 from cambrian.models.connectors import sva
 from cambrian.release import config as RC
@@ -38,12 +37,11 @@ DTYPES = ("float32", "bfloat16")
 @dataclasses.dataclass(eq=False)
 class Release:
     """A loaded release: ``config`` (``ReleaseConfig``), ``model`` (``vlm.Cambrian``), its
-    tokenizer, and whether decoded text gets transformers' ``clean_up_tokenization``."""
+    tokenizer."""
 
     config: RC.ReleaseConfig
     model: vlm.Cambrian
     tokenizer: object
-    cleanup: bool
 
     def __post_init__(self):
         self._told = False
@@ -87,17 +85,15 @@ class Release:
     def answer(self, image, question: str, conv_mode: str | None = None,
                max_new_tokens: int = 128) -> str:
         """Greedy answer until an eos id of ``generation_config.json``; special tokens skipped,
-        cleaned as the tokenizer config says, stripped (upstream's eval scripts)."""
+        cleaned as the tokenizer config says, stripped (upstream's eval: ``eval.decoded``)."""
         batch = self.batch(image, question, conv_mode)
         if max_new_tokens not in self._generate:
             self._generate[max_new_tokens] = vlm.generate_fn(
                 self._graphdef, max_new_tokens=max_new_tokens, eos_ids=self.config.eos_token_ids)
         run = self._generate[max_new_tokens]
         toks, n = jax.device_get(run(self._state, batch))
-        text = self.tokenizer.decode([int(t) for t in toks[0, :int(n[0])]],
-                                     skip_special_tokens=True,
-                                     clean_up_tokenization_spaces=False)
-        return (clean_up_tokenization(text) if self.cleanup else text).strip()
+        return decoded.prediction_text(self.tokenizer, toks[0, :int(n[0])],
+                                       self.config.eos_token_ids)
 
 
 def as_uint8(image) -> np.ndarray:
@@ -109,14 +105,6 @@ def as_uint8(image) -> np.ndarray:
         raise ValueError(f"image: expected a PIL image or uint8[H, W, 3], got {a.dtype}"
                          f"{list(a.shape)}")
     return a
-
-
-def clean_up_tokenization(text: str) -> str:
-    """transformers 4.37's ``clean_up_tokenization`` (what upstream's decode applied)."""
-    for a, b in ((" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"),
-                 (" n't", "n't"), (" 'm", "'m"), (" 's", "'s"), (" 've", "'ve"), (" 're", "'re")):
-        text = text.replace(a, b)
-    return text
 
 
 def model_config(checkpoint: str, *, towers_root: str | None = None,
@@ -143,9 +131,4 @@ def load(checkpoint: str, *, towers_root: str | None = None,
         checkpoint, encoder_channels=[model.encoders[a].out_channels for a in model.order],
         encoder_grids=model.grids, llm_dim=model.llm.config.hidden_size,
         llm_num_layers=model.llm.config.num_layers, **rc.model.connector.options.to_dict())
-    cfg_path = os.path.join(checkpoint, "tokenizer_config.json")
-    cleanup = False
-    if os.path.isfile(cfg_path):
-        with open(cfg_path) as fh:
-            cleanup = bool(json.load(fh).get("clean_up_tokenization_spaces", False))
-    return Release(rc, model, tok, cleanup)
+    return Release(rc, model, tok)
