@@ -35,7 +35,7 @@ from cambrian.data import conversation, packing, readers, synthetic
 from cambrian.data.chat_templates import Template
 from cambrian.data.readers import BadRecord, DataError
 from cambrian.data.records import parse, single_image
-from cambrian.models.encoders.preprocess import pad_to_square
+from cambrian.models.encoders.preprocess import HostImages, stack
 
 log = logging.getLogger(__name__)
 
@@ -136,24 +136,19 @@ def read_image(image_root: str, rel: str, where: str) -> np.ndarray:
         raise DataError(f"{where}: image {path} does not decode ({e})") from e
 
 
-def square_image(img: np.ndarray, size: int, pad_color) -> tuple[np.ndarray, np.ndarray]:
-    """uint8[H, W, 3] -> (uint8[size, size, 3], float32[4] valid box as fractions)."""
-    sq, (top, left, h, w) = pad_to_square(img, pad_color)
-    s = sq.shape[0]
-    out = np.asarray(Image.fromarray(sq).resize((size, size), Image.BICUBIC))
-    return out, np.asarray([top / s, left / s, h / s, w / s], np.float32)
-
-
 class Encoder:
-    """Turns one (record, where) into padded arrays; picklable for grain workers."""
+    """Turns one (record, where) into padded arrays; picklable for grain workers.
+
+    ``images``: the model's ``host_images()``, which makes every encoder's own image.
+    """
 
     def __init__(self, *, template: Template, tokenizer, num_image_tokens: int, max_len: int,
-                 image_size: int, image_root: str, pad_color, skip_bad: bool,
+                 images: HostImages, image_root: str, skip_bad: bool,
                  system: str | None = None):
         self.template, self.tokenizer = template, tokenizer
         self.num_image_tokens, self.max_len = num_image_tokens, max_len
-        self.image_size, self.image_root = image_size, image_root
-        self.pad_color, self.skip_bad, self.system = pad_color, skip_bad, system
+        self.images, self.image_root = images, image_root
+        self.skip_bad, self.system = skip_bad, system
 
     def __call__(self, item):
         record, where = item
@@ -164,18 +159,15 @@ class Encoder:
             if isinstance(image, np.ndarray) or image:
                 if not isinstance(image, np.ndarray):
                     image = read_image(self.image_root, image, where)
-                img, box = square_image(image, self.image_size, self.pad_color)
-                has = True
+                pixels = self.images(image)
             else:
-                img = np.zeros((self.image_size,) * 2 + (3,), np.uint8)
-                box, has = np.asarray([0, 0, 1, 1], np.float32), False
+                pixels = self.images(None)
         except DataError as e:
             if not self.skip_bad:
                 raise
             log.warning("skipping bad record: %s", e)
             return None
-        return pad_example(enc, self.max_len) | {"image": img, "image_box": box,
-                                                  "has_image": np.bool_(has)}
+        return pad_example(enc, self.max_len) | pixels
 
 
 def pad_example(enc: dict, max_len: int) -> dict:
@@ -264,7 +256,7 @@ def dataset(records: list, encoder: Encoder, *, batch_size: int, num_batches: in
     if pack:
         return PackedBatches(ds, rows=rows, seq_len=encoder.max_len,
                              num_image_tokens=encoder.num_image_tokens,
-                             max_images=max_images_per_row)
+                             max_images=max_images_per_row, images=encoder.images)
     return ds.batch(rows, drop_remainder=True)
 
 
@@ -278,8 +270,9 @@ class PackedBatches(grain.IterDataset):
     row; that one opens the next batch. Batches::
 
         tokens, loss_mask, segment_ids  [rows, seq_len]  segments 1, 2, ... per row; 0 = padding
-        image      uint8[rows, K, S, S, 3]   the row's images in segment order; zeros after them
-        image_box  float32[rows, K, 4]       zeros on unused slots
+        image      {alias: uint8[rows, K, S_k, S_k, 3]}  the row's images in segment order,
+                                                     zeros after them
+        letterbox  int32[rows, K, G, 2]      pads 0 on unused slots
         has_image  bool[rows, K]
 
     K = ``max_images``; an example takes one slot when it has visual-token slots. The iterator
@@ -288,7 +281,7 @@ class PackedBatches(grain.IterDataset):
     """
 
     def __init__(self, parent: grain.IterDataset, *, rows: int, seq_len: int,
-                 num_image_tokens: int, max_images: int):
+                 num_image_tokens: int, max_images: int, images: HostImages):
         super().__init__(parent)
         if max_images < 1:
             raise ValueError(f"data.max_images_per_row={max_images}; expected >= 1")
@@ -298,6 +291,7 @@ class PackedBatches(grain.IterDataset):
                         seq_len // num_image_tokens)
         self.rows, self.seq_len = rows, seq_len
         self.num_image_tokens, self.max_images = num_image_tokens, max_images
+        self.images = images
 
     def __iter__(self):
         return _PackedBatchIterator(self._parent.__iter__(), self)
@@ -340,17 +334,14 @@ class _PackedBatchIterator(grain.DatasetIterator):
     def _assemble(self, chosen: list[dict], rows: list[list[int]]) -> dict:
         spec = self._spec
         out = packing.layout(chosen, rows, spec.seq_len, num_rows=spec.rows)
-        size = chosen[0]["image"].shape
-        image = np.zeros((spec.rows, spec.max_images, *size), np.uint8)
-        box = np.zeros((spec.rows, spec.max_images, 4), np.float32)
-        has = np.zeros((spec.rows, spec.max_images), bool)
-        for r, members in enumerate(rows):
-            slots = [chosen[i] for i in members if chosen[i]["images"]]  # segment order
-            for k, ex in enumerate(slots):
-                image[r, k], box[r, k], has[r, k] = ex["image"], ex["image_box"], ex["has_image"]
+        empty = spec.images.empty()
+        slots = []
+        for members in rows:
+            pix = [chosen[i]["pixels"] for i in members if chosen[i]["images"]]  # segment order
+            slots.append(stack(pix + [empty] * (spec.max_images - len(pix))))
+        slots += [stack([empty] * spec.max_images)] * (spec.rows - len(rows))
         return {"tokens": out["tokens"], "loss_mask": out["loss_mask"],
-                "segment_ids": out["segment_ids"], "image": image, "image_box": box,
-                "has_image": has}
+                "segment_ids": out["segment_ids"], **stack(slots)}
 
     def get_state(self) -> dict:
         if self._carry is not None:
@@ -372,8 +363,10 @@ def _unpadded(ex: dict, num_image_tokens: int) -> dict:
         raise DataError(f"an example has {slots} visual-token slots; packed rows take one image "
                         f"({num_image_tokens} slots) per example. Give each record at most one "
                         "<image> tag or set data.pack=False")
-    return {**ex, "tokens": tokens, "loss_mask": ex["loss_mask"][:n],
-            "images": [ex["image"]] if slots else []}
+    pixels = {k: ex[k] for k in ("image", "letterbox", "has_image")}
+    return {"tokens": tokens, "loss_mask": ex["loss_mask"][:n],
+            "segment_ids": ex["segment_ids"][:n], "pixels": pixels,
+            "images": [pixels] if slots else []}
 
 
 # ----------------------------------------------------------------------- efficiency figures

@@ -43,9 +43,15 @@ ASSET = os.path.join(os.path.dirname(__file__), "assets", "synthetic_tokenizer.j
 
 def synthetic_tokenizer() -> PreTrainedTokenizerFast:
     """The shipped byte-level BPE of the synthetic corpus (rebuild: ``python -m
-    cambrian.data.tokenizer --rebuild``)."""
-    return PreTrainedTokenizerFast(tokenizer_file=ASSET, unk_token="<unk>", bos_token="<s>",
-                                   eos_token="</s>", pad_token="<pad>")
+    cambrian.data.tokenizer --rebuild``); like Llama-2's it puts ``<s>`` in front of what it
+    encodes."""
+    from tokenizers import processors
+
+    tok = PreTrainedTokenizerFast(tokenizer_file=ASSET, unk_token="<unk>", bos_token="<s>",
+                                  eos_token="</s>", pad_token="<pad>")
+    tok.backend_tokenizer.post_processor = processors.TemplateProcessing(
+        single="<s> $A", pair="<s> $A <s> $B:1", special_tokens=[("<s>", tok.bos_token_id)])
+    return tok
 
 
 def rebuild(cache_dir: str) -> None:

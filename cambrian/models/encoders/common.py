@@ -224,10 +224,11 @@ def _cubic(x: np.ndarray, a: float) -> np.ndarray:
                     np.where(x < 2, (((x - 5) * x + 8) * x - 4) * a, 0.0))
 
 
-def _bicubic(n_in: int, n_out: int) -> np.ndarray:
-    # torch upsample_bicubic2d: A=-0.75, border indices clamped (replicate)
+def _bicubic(n_in: int, n_out: int, scale: float | None = None) -> np.ndarray:
+    # torch upsample_bicubic2d: A=-0.75, border indices clamped (replicate); output cell i
+    # samples the source at (i + 0.5) * scale - 0.5, scale = n_in / n_out unless given
     w = np.zeros((n_out, n_in))
-    src = (np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5
+    src = (np.arange(n_out) + 0.5) * (n_in / n_out if scale is None else scale) - 0.5
     i0 = np.floor(src).astype(int)
     t = src - i0
     for k in range(-1, 3):
@@ -265,6 +266,9 @@ def _antialiased(n_in: int, n_out: int, kernel: Callable, support: float) -> np.
 
 RESAMPLERS: dict[str, Callable[[int, int], np.ndarray]] = {
     "bicubic": _bicubic,
+    # transformers 4.37's DINOv2 (what the released Cambrian-1 models ran): interpolate with
+    # scale_factor = (n_out + 0.1) / n_in instead of size=, so the taps sit slightly elsewhere
+    "bicubic_scale": lambda n, m: _bicubic(n, m, scale=n / (m + 0.1)),
     "bilinear": _bilinear,
     "bicubic_aa": lambda n, m: _antialiased(n, m, lambda x: _cubic(x, -0.5), 2.0),
     "bilinear_aa": lambda n, m: _antialiased(n, m, lambda x: np.maximum(1 - np.abs(x), 0), 1.0),
