@@ -2,11 +2,12 @@
 
     python benchmarks/loader.py [--n 400] [--repeats 3]
 
-Measures, on this machine: examples/s of one loader worker (PNG decode + pad-to-square + resize +
-tokenise + pad, then first-fit packing into 2048-token rows), and examples/s the jitted runlocal
-train step consumes. For Cambrian-8B shapes it estimates, from FLOPs, the examples/s one TPU v4
-chip consumes (6 x params x tokens for the LLM + connector, 2 x params x tokens for the frozen
-encoders, at 50% of the 275 TFLOP/s bf16 peak). Last line: one JSON object.
+Measures, on this machine: examples/s of one loader worker (PNG decode + per-encoder
+pad-to-square and resize + tokenise + pad, then first-fit packing into 2048-token rows), and
+examples/s the jitted runlocal train step consumes. For Cambrian-8B shapes it estimates, from
+FLOPs, the examples/s one TPU v4 chip consumes (6 x params x tokens for the LLM + connector,
+2 x params x tokens for the frozen encoders, at 50% of the 275 TFLOP/s bf16 peak). Last line:
+one JSON object.
 """
 
 from __future__ import annotations
@@ -30,12 +31,12 @@ def main() -> None:
     args = ap.parse_args()
 
     import jax
-    import numpy as np
     from flax import nnx
 
     from cambrian import config as C
     from cambrian import optim, sharding, train
     from cambrian.data import chat_templates, loader, packing, tokenizer
+    from cambrian.models.encoders import preprocess
 
     cfg = C.load("encoders/dinov2.py:runlocal")
     tok = tokenizer.load("synthetic")
@@ -44,8 +45,8 @@ def main() -> None:
     recs = loader.load_records(path)[: args.n]
     enc = loader.Encoder(template=chat_templates.get("vicuna_v1"), tokenizer=tok,
                          num_image_tokens=model.num_image_tokens, max_len=cfg.model.max_len,
-                         image_size=model.host_image_size(), image_root=root,
-                         pad_color=model.pad_color, skip_bad=False, system="")
+                         images=model.host_images(), image_root=root, skip_bad=False,
+                         system="")
     rates, pack_eff = [], 0.0
     for _ in range(args.repeats):
         t0 = time.perf_counter()
@@ -63,7 +64,7 @@ def main() -> None:
     opt = tx.init(trainable)
     mesh = sharding.make_mesh(cfg.mesh)
     bs = stage.batch_size
-    batch = {k: np.stack([e[k] for e in exs[:bs]]) for k in exs[0]}
+    batch = preprocess.stack(exs[:bs])
     batch = sharding.put_batch(batch, mesh)
     trainable, opt, m = step(trainable, frozen, opt, batch)  # compile
     jax.block_until_ready(m["loss"])

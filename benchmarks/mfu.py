@@ -130,8 +130,8 @@ def make_config(tiny: bool):
     from cambrian import config as C
 
     c = C.base_config()
-    c.model.encoders["dinov2"] = C.encoder("dinov2", "runlocal" if tiny else "L/14",
-                                           image_size=0 if tiny else 336, init="random")
+    C.add_encoder(c.model, "dinov2", C.encoder("dinov2", "runlocal" if tiny else "L/14",
+                                               image_size=0 if tiny else 336, init="random"))
     c.model.connector.name = "mlp2x_gelu"
     c.model.llm.init = "random"
     c.model.llm.random.update(TINY_LLM if tiny else LLAMA_1B)
@@ -163,13 +163,15 @@ def build(config, vocab: int, *, attention: str = "einsum", tie: bool = True):
     return model
 
 
-def synthetic_batch(batch: int, seq: int, vocab: int, n_image: int, image_size: int, seed=0):
-    """BOS, ``n_image`` visual slots, random text; every text token is in the loss."""
+def synthetic_batch(batch: int, seq: int, vocab: int, n_image: int, images, seed=0):
+    """BOS, ``n_image`` visual slots, random text; every text token is in the loss; ``images``:
+    the model's ``host_images()`` (random square images)."""
     import numpy as np
 
     from cambrian.models.tokens import IMAGE_TOKEN
 
     rng = np.random.default_rng(seed)
+    pixels = images.batch([None] * batch)
     tokens = rng.integers(3, vocab, (batch, seq)).astype(np.int32)
     tokens[:, 0] = 1
     tokens[:, 1:1 + n_image] = IMAGE_TOKEN
@@ -178,8 +180,9 @@ def synthetic_batch(batch: int, seq: int, vocab: int, n_image: int, image_size: 
     return {
         "tokens": tokens, "loss_mask": loss_mask,
         "segment_ids": np.ones((batch, seq), np.int32),
-        "image": rng.integers(0, 256, (batch, image_size, image_size, 3)).astype(np.uint8),
-        "image_box": np.tile(np.array([0.0, 0.0, 1.0, 1.0], np.float32), (batch, 1)),
+        "image": {a: rng.integers(0, 256, x.shape).astype(np.uint8)
+                  for a, x in pixels["image"].items()},
+        "letterbox": pixels["letterbox"],
     }
 
 
@@ -243,7 +246,7 @@ class Runner:
         probe = nnx.eval_shape(lambda: build(config, vocab, tie=tie))
         self.dims = dims_of(probe)
         self.n_image = int(probe.num_image_tokens)
-        self.image_size = probe.host_image_size(0)
+        self.images = probe.host_images()
         _, tr, fr = nnx.split(probe, self.filt, ...)
         self.n_trained = sum(x.size for x in jax.tree.leaves(tr))
         self.n_frozen = sum(x.size for x in jax.tree.leaves(fr))
@@ -296,7 +299,7 @@ class Runner:
         step = train.make_train_step(gd, self.tx, loss_chunk=loss_chunk, packed=packed)
         seq = int(self.config.model.max_len)
         batch = jax.device_put(synthetic_batch(batch_size, seq, self.vocab, self.n_image,
-                                               self.image_size))
+                                               self.images))
         t = time.perf_counter()
         compiled = step.lower(self.tr, self.fr, self.opt, batch).compile()
         return compiled, batch, time.perf_counter() - t

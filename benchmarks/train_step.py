@@ -54,8 +54,7 @@ def prepare(args, cache_dir):
     path, root = loader.resolve(st.data, "", cache_dir, c.data.synthetic.to_dict())
     enc = loader.Encoder(template=chat_templates.get(c.model.template), tokenizer=tok,
                          num_image_tokens=model.num_image_tokens, max_len=c.model.max_len,
-                         image_size=model.host_image_size(0), image_root=root,
-                         pad_color=model.pad_color, skip_bad=False,
+                         images=model.host_images(), image_root=root, skip_bad=False,
                          system=c.model.system_prompt)
     batch = next(iter(loader.dataset(loader.load_records(path), enc, batch_size=args.batch,
                                      num_batches=1, seed=0)))
@@ -114,7 +113,7 @@ def build_torch(args, batch, model, c):
     spec = model.specs["dinov2"]
     mean = torch.tensor(spec.mean).view(1, 3, 1, 1) * 255
     std = torch.tensor(spec.std).view(1, 3, 1, 1) * 255
-    img = torch.from_numpy(np.asarray(batch["image"])).permute(0, 3, 1, 2).float()
+    img = torch.from_numpy(np.asarray(batch["image"]["dinov2"])).permute(0, 3, 1, 2).float()
     tokens = torch.from_numpy(np.asarray(batch["tokens"])).long()
     is_img = tokens == IMAGE_TOKEN
     attn = torch.from_numpy(np.asarray(batch["segment_ids"]) != 0).long()

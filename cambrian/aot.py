@@ -47,18 +47,17 @@ def _stage_name(config: mlc.ConfigDict, stage: str) -> str:
     return (with_steps or list(config.stages))[-1]
 
 
-def abstract_batch(config: mlc.ConfigDict, batch_size: int, image_size: int,
-                   sh) -> dict:
+def abstract_batch(config: mlc.ConfigDict, batch_size: int, images, sh) -> dict:
     """Shape-only stand-in for one global batch of ``cambrian/data/loader.py`` (packed rows,
-    ``data.pack``, carry ``data.max_images_per_row`` image slots each)."""
-    t, s = config.model.max_len, image_size
+    ``data.pack``, carry ``data.max_images_per_row`` image slots each); ``images``: the model's
+    ``host_images()``."""
+    t = config.model.max_len
     k = (config.data.max_images_per_row,) if config.data.pack else ()
-    spec = {"image": ((batch_size, *k, s, s, 3), jnp.uint8),
-            "image_box": ((batch_size, *k, 4), jnp.float32),
-            "has_image": ((batch_size, *k), jnp.bool_),
+    spec = {**images.shapes(batch_size, *k),
             "tokens": ((batch_size, t), jnp.int32), "loss_mask": ((batch_size, t), jnp.bool_),
             "segment_ids": ((batch_size, t), jnp.int32)}
-    return {k: jax.ShapeDtypeStruct(shape, dt, sharding=sh) for k, (shape, dt) in spec.items()}
+    return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s[0], s[1], sharding=sh), spec,
+                        is_leaf=lambda x: isinstance(x, tuple))
 
 
 def _per_device_bytes(tree) -> int:
@@ -106,7 +105,7 @@ def dry_run(config: mlc.ConfigDict, *, topology: str = "", stage: str = "",
 
     trainable, frozen = place(trainable), place(frozen)
     opt = place(jax.eval_shape(tx.init, trainable))
-    batch = abstract_batch(config, st.batch_size, model.host_image_size(config.data.image_size),
+    batch = abstract_batch(config, st.batch_size, model.host_images(),
                            sharding.batch_sharding(mesh))
 
     out = {

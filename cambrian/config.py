@@ -74,8 +74,9 @@ def base_config() -> mlc.ConfigDict:
     c.cache_dir = os.path.expanduser(os.environ.get("CAMBRIAN_CACHE", "~/.cache/cambrian"))
 
     c.model = mlc.ConfigDict()
-    # alias -> encoder settings; insertion order is the encoder order (SVA: encoder 0 gives the
-    # global context). Use encoder() below to build entries.
+    # alias -> encoder settings (encoder()); each entry's `order` is its position (SVA: encoder 0
+    # gives the global context). A ConfigDict iterates its keys sorted, so read them with
+    # ordered_encoders() and add them with add_encoder(), which sets `order`.
     c.model.encoders = mlc.ConfigDict()
     c.model.connector = mlc.ConfigDict({"name": "mlp2x_gelu", "options": mlc.ConfigDict()})
     c.model.llm = mlc.ConfigDict()
@@ -101,7 +102,6 @@ def base_config() -> mlc.ConfigDict:
     c.model.feature_cache = ""
 
     c.data = mlc.ConfigDict()
-    c.data.image_size = 0  # host-side square size; 0 = largest encoder resolution
     c.data.num_workers = 0  # grain worker processes decoding + tokenising; 0 = in-process
     c.data.skip_bad = False
     # Sequence packing: several conversations per model.max_len row (segment ids keep attention
@@ -175,16 +175,42 @@ def base_config() -> mlc.ConfigDict:
 
 def encoder(family: str, variant: str, *, checkpoint: str = "", image_size: int = 0,
             layer: int | None = None, tokens: int = 0, init: str = "pretrained",
-            frozen: bool = True) -> mlc.ConfigDict:
-    """One entry of ``config.model.encoders``.
+            frozen: bool = True, pos_interp: str = "", order: int = -1) -> mlc.ConfigDict:
+    """One entry of ``config.model.encoders`` (add it with ``add_encoder``).
 
     image_size 0 = the variant's native resolution; tokens 0 = the native grid, else bilinear
-    interpolation to that many (square) tokens; layer None = the family's default layer.
+    interpolation to that many (square) tokens; layer None = the family's default layer;
+    pos_interp "" = the checkpoint library's own rule for resizing a ViT's position table to
+    another grid, else a ``cambrian.models.encoders.common.RESAMPLERS`` name (the released
+    Cambrian-1 models ran DINOv2 with "bicubic_scale", transformers 4.37's rule); order: the
+    encoder's position (-1 = after the ordered ones, by alias).
     """
     return mlc.ConfigDict({
         "family": family, "variant": variant, "checkpoint": checkpoint, "init": init,
         "image_size": image_size, "layer": layer, "tokens": tokens, "frozen": frozen,
+        "pos_interp": pos_interp, "order": order,
     }, type_safe=False)
+
+
+def add_encoder(model: mlc.ConfigDict, alias: str, enc: mlc.ConfigDict) -> None:
+    """Appends ``enc`` to ``model.encoders`` as the next encoder in order."""
+    if alias in model.encoders:
+        raise ConfigError(f"model.encoders.{alias}: already set; pick another alias")
+    enc.order = len(model.encoders)
+    model.encoders[alias] = enc
+
+
+def ordered_encoders(encoders) -> list[tuple[str, Any]]:
+    """``(alias, entry)`` pairs of ``config.model.encoders`` (a ConfigDict, or the dict of a saved
+    ``config.json``) in encoder order: by ``order``, then entries with order -1 by alias. Runs
+    saved before ``order`` existed had their encoders in alias order, which is what this gives
+    them."""
+    items = list(encoders.items())
+    return sorted(items, key=lambda kv: (_order(kv[1]) < 0, _order(kv[1]), kv[0]))
+
+
+def _order(entry) -> int:
+    return entry["order"] if "order" in entry else -1
 
 
 CHECKPOINTS = os.environ.get("CAMBRIAN_CHECKPOINTS", "checkpoints")
@@ -195,19 +221,25 @@ def encoder_probe(alias: str, enc: mlc.ConfigDict) -> mlc.ConfigDict:
     """Cambrian-1's encoder-sweep protocol (paper Table 13): one frozen encoder, a 2-layer MLP
     projector, Vicuna-1.5-7B, 1.2M adapter data (stage 1) then the 737K instruction mix (stage 2).
     Paths default to ``$CAMBRIAN_CHECKPOINTS`` / ``$CAMBRIAN_DATA`` (``checkpoints/``,
-    ``data/``)."""
+    ``data/``), laid out as ``python -m cambrian.fetch --config FILE`` writes them:
+
+    * stage 1: ShareGPT4V-PT, ``share-captioner_coco_lcs_sam_1246k_1107.json`` of the Hub dataset
+      Lin-Chen/ShareGPT4V (1,246K captions), with its images in ShareGPT4V's layout in the same
+      folder (``llava/llava_pretrain/images``, ``coco/train2017``, ``sam/images``);
+    * stage 2: the ``data_recipes/cambrian_737k.py`` recipe as ``data_recipes/build.py`` writes it
+      (a directory; images inside).
+    """
     c = base_config()
-    c.model.encoders[alias] = enc
+    add_encoder(c.model, alias, enc)
     c.model.connector.name = "mlp2x_gelu"
     c.model.llm.checkpoint = os.path.join(CHECKPOINTS, "lmsys/vicuna-7b-v1.5")
     c.model.tokenizer = c.model.llm.checkpoint
     c.model.template = "vicuna_v1"
-    c.stages.stage1.update(dict(steps=2344, batch_size=512, lr=1e-3,
-                                data=os.path.join(DATA, "sharegpt4v_pt_1246k.json"),
-                                image_root=os.path.join(DATA, "images")))
-    c.stages.stage2.update(dict(steps=1440, batch_size=512, lr=2e-5,
-                                data=os.path.join(DATA, "cambrian_737k.jsonl"),
-                                image_root=os.path.join(DATA, "images")))
+    c.stages.stage1.update(dict(
+        steps=2344, batch_size=512, lr=1e-3, image_root=os.path.join(DATA, "sharegpt4v"),
+        data=os.path.join(DATA, "sharegpt4v", "share-captioner_coco_lcs_sam_1246k_1107.json")))
+    c.stages.stage2.update(dict(steps=1440, batch_size=512, lr=2e-5, image_root="",
+                                data=os.path.join(DATA, "built", "cambrian_737k")))
     c.eval.root = os.path.join(DATA, "benchmarks")
     c.mesh.update(dict(data=1, fsdp=-1, tensor=1))
     return c
@@ -248,10 +280,10 @@ def connector_probe(connector: str, options: dict, encoders: dict[str, mlc.Confi
                     ) -> mlc.ConfigDict:
     """Cambrian-1's connector study (paper Table 1): several frozen encoders, Vicuna-1.5-7B,
     1.2M adapter data then the 737K instruction mix, the connector under test."""
-    alias, first = next(iter(encoders.items()))
+    (alias, first), *rest = encoders.items()
     c = encoder_probe(alias, first)
-    for alias, enc in encoders.items():
-        c.model.encoders[alias] = enc
+    for alias, enc in rest:
+        add_encoder(c.model, alias, enc)
     c.model.connector.name = connector
     c.model.connector.options = mlc.ConfigDict(options)
     return c
@@ -299,7 +331,6 @@ def runlocal_common(c: mlc.ConfigDict) -> None:
     c.model.system_prompt = ""  # keeps synthetic sequences short
     c.model.max_len = 128
     c.loss_chunk = 0  # whole logits: at vocab 512 x 128 tokens there is nothing to save
-    c.data.image_size = 0
     c.stages.stage1.update(dict(steps=50, batch_size=16, lr=2e-3, data="synthetic:align",
                                 image_root=""))
     c.stages.stage2.update(dict(steps=2200, batch_size=16, lr=2e-3, data="synthetic:mix",
@@ -382,6 +413,18 @@ def validate(config: mlc.ConfigDict) -> None:
                               f"{sorted(missing)}; build entries with cambrian.config.encoder()")
         if enc.init not in ("pretrained", "random"):
             raise ConfigError(f"model.encoders.{alias}.init must be 'pretrained' or 'random'")
+    check_order(config.model.encoders)
+
+
+def check_order(encoders) -> None:
+    """The ``order`` values that are set (>= 0) must be 0, 1, ..., m - 1, each once."""
+    got = sorted((e.order, a) for a, e in encoders.items() if e.order >= 0)
+    if [o for o, _ in got] != list(range(len(got))):
+        listed = ", ".join(f"{a}={o}" for o, a in got)
+        raise ConfigError(
+            f"model.encoders: order values {listed} are not 0..{len(got) - 1}, each once; add "
+            "encoders with cambrian.config.add_encoder() or set --config.model.encoders.<alias>"
+            ".order so that they are")
 
 
 _FREE_FORM = {"model.encoders", "model.connector.options", "stages.stage1.lr_multipliers",
@@ -421,11 +464,24 @@ def adopt_model(config: mlc.ConfigDict) -> None:
     with config.unlocked():
         # today's defaults under the saved values: runs saved before a key existed still load
         model = mlc.ConfigDict(config.model.to_dict(), type_safe=False)
-        model.update(saved["model"])
+        model.update({k: v for k, v in saved["model"].items() if k != "encoders"})
+        model.encoders = _saved_encoders(saved["model"]["encoders"])
         data = mlc.ConfigDict(config.data.to_dict(), type_safe=False)
-        data.update(saved["data"])
+        data.update({k: v for k, v in saved["data"].items() if k in data})
         config.model, config.data = model, data
         config.cache_dir = saved.get("cache_dir", config.cache_dir)
+
+
+def _saved_encoders(saved: dict) -> mlc.ConfigDict:
+    """A saved run's encoders with today's defaults for keys it predates, in the order the run
+    used (``ordered_encoders``: runs saved before ``order`` existed used alias order)."""
+    out = mlc.ConfigDict(type_safe=False)
+    for k, (alias, e) in enumerate(ordered_encoders(saved)):
+        entry = encoder(e["family"], e["variant"])
+        entry.update(e)
+        entry.order = k
+        out[alias] = entry
+    return out
 
 
 def to_json(config: mlc.ConfigDict) -> str:

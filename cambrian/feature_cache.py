@@ -6,18 +6,21 @@ an LLM / connector sweep reads its features instead of running it again.
 
 One cache per tower, under ``ROOT/<family>-<variant>/<key>/``:
 
-* ``features-00000-of-00004.array_record`` ...: one record per distinct host image, its
-  float32[h, w, C] features (stored as bfloat16 when that is exact, e.g. a bf16 tower);
+* ``features-00000-of-00004.array_record`` ...: one record per distinct host image of that
+  tower, its float[h, w, C] features (stored as bfloat16 when that is exact, e.g. a bf16 tower);
 * ``index.json``: image digest -> (shard, record);
 * ``manifest.json`` (written last: a cache without one is incomplete): the identity below, the
   feature shape, the record count.
 
-``key`` is a hash of the tower's identity: family, variant, layer, dtype, the sha256 of every byte
-of its checkpoint (or the seed of a random tower), and its preprocessing (resolution, mean, std,
-resize rule) with the host image size and pad colour. Any change gives another key, so a run
-never reads features of another tower. Records are found by the digest of the uint8 host image
-the loader produces (pad-to-square, resized): exactly the input the tower would see. A training
-batch holding an image the cache lacks stops with the command that builds it.
+``key`` is a hash of the tower's identity: family, variant, layer, dtype, position-table rule
+(``pos_interp``), the sha256 of every byte of its checkpoint (or the seed of a random tower), and
+its preprocessing (resolution, mean, std, resize rule, crop) with the host image's size and pad
+colour. Any change gives another key, so a run never reads features of another tower. Records are
+found by the digest of the tower's own uint8 host image as the loader makes it
+(``preprocess.tower_image``: padded to a square with the tower's colour, resized): exactly the
+input the tower would see. The letter-box geometry is not part of the features: batches keep
+carrying it. A training batch holding an image the cache lacks stops with the command that
+builds it.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ import numpy as np
 
 log = logging.getLogger("cambrian")
 
-FORMAT = 1  # bump when the record layout or the feature computation changes
+FORMAT = 2  # bump when the record layout or the feature computation changes
 SHARD_RECORDS = 1024
 
 
@@ -50,30 +53,24 @@ def build_command(config_name: str, root: str) -> str:
 
 
 def checkpoint_sha256(path: str) -> str:
-    """sha256 over a checkpoint's file names (relative) and bytes, in sorted order."""
+    """sha256 over a checkpoint's file names (relative) and bytes, in sorted order (the one
+    checkpoint hash of ``cambrian.tools.features``)."""
+    from cambrian.tools.features import checkpoint_hash
+
     if not os.path.exists(path):
         raise FileNotFoundError(f"encoder checkpoint {path} does not exist (a feature cache is "
                                 "keyed by the checkpoint's content; set the right path)")
-    files = ([path] if os.path.isfile(path) else
-             sorted(os.path.join(d, f) for d, _, fs in os.walk(path) for f in fs))
-    h = hashlib.sha256()
-    for f in files:
-        h.update(os.path.relpath(f, path).encode() + b"\0")
-        with open(f, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 22), b""):
-                h.update(block)
-    return h.hexdigest()
+    return checkpoint_hash(path)
 
 
 def identity(config: mlc.ConfigDict, alias: str) -> dict:
     """Everything that determines encoder ``alias``'s features of a host image (``config`` is
     the full run config)."""
-    from cambrian.models import encoders, vlm
+    from cambrian.models import encoders, weights
 
-    m = config.model
+    m = weights.with_local_checkpoints(config.model)  # gs:// -> the host's copy
     e = m.encoders[alias]
-    specs = {a: _spec(m, a) for a in m.encoders}
-    spec = specs[alias]
+    spec = _spec(m, alias)
     if e.init == "pretrained":
         weights = {"checkpoint_sha256": checkpoint_sha256(e.checkpoint)}
     else:
@@ -81,10 +78,10 @@ def identity(config: mlc.ConfigDict, alias: str) -> dict:
     return {
         "format": FORMAT, "family": e.family, "variant": e.variant,
         "layer": e.layer if e.layer is not None else encoders.family_module(e.family).DEFAULT_LAYER,
-        "dtype": m.encoder_dtype, **weights,
+        "dtype": m.encoder_dtype, "pos_interp": e.pos_interp, **weights,
         "preprocessing": dataclasses.asdict(spec),
-        "host_image_size": vlm.host_image_size(specs, config.data.image_size),
-        "host_pad_color": list(vlm.pad_color(specs)),
+        "host_image_size": spec.image_size,
+        "host_pad_color": list(spec.pad_color or spec.mean),
     }
 
 
@@ -130,23 +127,25 @@ def _decode(blob: bytes) -> np.ndarray:
 
 def write(path: str, ident: dict, records: Iterable[tuple[str, np.ndarray]], *,
           shard_records: int = SHARD_RECORDS) -> int:
-    """Writes ``(digest, float32[h, w, C])`` records as a cache at ``path``; returns the count.
+    """Writes ``(digest, float[h, w, C])`` records (float32 or bfloat16, all one dtype: the
+    tower's output) as a cache at ``path``; returns the count.
 
     Shards are written under temporary names and the manifest last, so an interrupted build
     leaves no cache that looks complete."""
     from array_record.python import array_record_module
 
     os.makedirs(path, exist_ok=True)
-    index, shards, shape = {}, [], None
+    index, shards, shape, dtype = {}, [], None, None
     writer, count = None, 0
     for digest, feats in records:
         if digest in index:
             continue
         if shape is None:
-            shape = list(np.shape(feats))
-        elif list(np.shape(feats)) != shape:
-            raise ValueError(f"feature cache {path}: image {digest} gives features of shape "
-                             f"{list(np.shape(feats))}, the others {shape}")
+            shape, dtype = list(np.shape(feats)), str(np.asarray(feats).dtype)
+        elif [*np.shape(feats), str(np.asarray(feats).dtype)] != [*shape, dtype]:
+            raise ValueError(f"feature cache {path}: image {digest} gives features "
+                             f"{np.asarray(feats).dtype}{list(np.shape(feats))}, the others "
+                             f"{dtype}{shape}")
         if writer is None or count % shard_records == 0 and count:
             if writer is not None:
                 writer.close()
@@ -163,7 +162,8 @@ def write(path: str, ident: dict, records: Iterable[tuple[str, np.ndarray]], *,
         os.replace(os.path.join(path, tmp), os.path.join(path, name))
     with open(os.path.join(path, "index.json"), "w") as f:
         json.dump(index, f)
-    manifest = {"identity": ident, "shape": shape, "records": count, "shards": names}
+    manifest = {"identity": ident, "shape": shape, "dtype": dtype, "records": count,
+                "shards": names}
     with open(os.path.join(path, "manifest.json.tmp"), "w") as f:
         json.dump(manifest, f, indent=1)
     os.replace(os.path.join(path, "manifest.json.tmp"), os.path.join(path, "manifest.json"))
@@ -187,6 +187,8 @@ class FeatureCache:
             self.index = json.load(f)
         self._readers = [array_record_module.ArrayRecordReader(os.path.join(path, s))
                          for s in self.manifest["shards"]]
+        # the tower's output dtype: a frozen bf16 tower's features come back as it gave them
+        self.dtype = ml_dtypes.bfloat16 if self.manifest["dtype"] == "bfloat16" else np.float32
 
     def __len__(self) -> int:
         return len(self.index)
@@ -200,11 +202,11 @@ class FeatureCache:
         return _decode(self._readers[shard].read([i])[0])
 
     def lookup(self, images: np.ndarray) -> np.ndarray:
-        """uint8[..., S, S, 3] -> float32[..., h, w, C]."""
+        """uint8[..., S, S, 3] -> float[..., h, w, C] in the tower's output dtype (``dtype``)."""
         lead = images.shape[:-3]
         flat = images.reshape(-1, *images.shape[-3:])
         feats = [self.get(image_digest(im)) for im in flat]
-        return np.stack(feats).reshape(*lead, *self.manifest["shape"])
+        return np.stack(feats).reshape(*lead, *self.manifest["shape"]).astype(self.dtype)
 
 
 def cached_aliases(config: mlc.ConfigDict) -> list[str]:
@@ -227,20 +229,22 @@ def open_caches(config: mlc.ConfigDict) -> dict[str, FeatureCache]:
 
 
 class Attach:
-    """grain map over batches: adds ``features/<alias>`` (``vlm.CACHED``) float32[B, (K,) h, w,
-    C] for each cached encoder, and drops ``image`` when every encoder is cached."""
+    """grain map over batches: replaces ``image[alias]`` by ``features/<alias>``
+    (``vlm.CACHED``) float[B, (K,) h, w, C] for each cached encoder (``image`` goes when every
+    encoder is cached; ``letterbox`` stays)."""
 
-    def __init__(self, caches: dict[str, FeatureCache], num_encoders: int):
-        self.caches, self.drop_image = caches, len(caches) == num_encoders
+    def __init__(self, caches: dict[str, FeatureCache]):
+        self.caches = caches
 
     def __call__(self, batch: dict) -> dict:
         from cambrian.models.vlm import CACHED
 
-        batch = dict(batch)
-        images = np.asarray(batch["image"])
+        batch, images = dict(batch), dict(batch["image"])
         for alias, cache in self.caches.items():
-            batch[CACHED + alias] = cache.lookup(images)
-        if self.drop_image:
+            batch[CACHED + alias] = cache.lookup(np.asarray(images.pop(alias)))
+        if images:
+            batch["image"] = images
+        else:
             del batch["image"]
         return batch
 
@@ -248,16 +252,16 @@ class Attach:
 # ------------------------------------------------------------------------------------- build
 
 
-def host_images(config: mlc.ConfigDict, stages: Iterable[str]) -> Iterator[np.ndarray]:
-    """Every uint8[S, S, 3] host image the loader feeds for ``stages``' data (records in file
-    order; repeats included), and the blank image of image-less examples and empty slots."""
+def host_images(config: mlc.ConfigDict, alias: str,
+                stages: Iterable[str]) -> Iterator[np.ndarray]:
+    """Every uint8[S, S, 3] host image of encoder ``alias`` the loader feeds for ``stages``'
+    data (records in file order; repeats included), and the blank image of image-less examples
+    and empty slots (``preprocess.HostImages``)."""
     from cambrian.data import loader, readers
-    from cambrian.models import vlm
+    from cambrian.models.encoders.preprocess import tower_image
 
-    specs = {a: _spec(config.model, a) for a in config.model.encoders}
-    size = vlm.host_image_size(specs, config.data.image_size)
-    color = vlm.pad_color(specs)
-    yield np.zeros((size, size, 3), np.uint8)
+    spec = _spec(config.model, alias)
+    yield np.zeros((spec.image_size, spec.image_size, 3), np.uint8)
     for name in stages:
         st = config.stages[name]
         path, root = loader.resolve(st.data, st.image_root, config.cache_dir,
@@ -274,17 +278,18 @@ def host_images(config: mlc.ConfigDict, stages: Iterable[str]) -> Iterator[np.nd
                     raise
                 log.warning("skipping bad record: %s", e)
                 continue
-            yield loader.square_image(image, size, color)[0]
+            yield tower_image(image, spec)
 
 
 def tower_features(config: mlc.ConfigDict, alias: str, images: Iterable[np.ndarray], *,
                    batch_size: int) -> Iterator[tuple[str, np.ndarray]]:
-    """(digest, float32[h, w, C]) of each distinct image, encoder ``alias`` sharded over
+    """(digest, float[h, w, C] in the tower's output dtype) of each distinct image of encoder
+    ``alias`` (its host images), the encoder sharded over
     ``config.mesh`` (weights by their logical axes, images over the batch axes)."""
     from flax import nnx
 
     from cambrian import sharding
-    from cambrian.models import vlm
+    from cambrian.models import vlm, weights
 
     if jax.process_count() > 1:
         raise NotImplementedError(
@@ -293,8 +298,9 @@ def tower_features(config: mlc.ConfigDict, alias: str, images: Iterable[np.ndarr
             "--config.mesh.fsdp=-1), then point every host's model.feature_cache at it")
     mesh = sharding.make_mesh(config.mesh)
     rules = sharding.Rules.from_config(config)
+    model = weights.with_local_checkpoints(config.model)
     with jax.default_device(jax.local_devices(backend="cpu")[0]):
-        enc, spec = vlm.build_encoder(config.model, alias, rngs=nnx.Rngs(config.seed))
+        enc, spec = vlm.build_encoder(model, alias, rngs=nnx.Rngs(config.seed))
     gd, state = nnx.split(enc)
     shs = sharding.state_shardings(state, mesh, rules)
     state = jax.tree.map(lambda v, s: v.replace(sharding.put_host_array(np.asarray(v[...]), s)),
@@ -309,7 +315,8 @@ def tower_features(config: mlc.ConfigDict, alias: str, images: Iterable[np.ndarr
         n = len(pending)
         x = np.stack([im for _, im in pending] + [pending[0][1]] * (batch_size - n))
         with rules.activations(mesh):
-            f = np.asarray(sharding.to_host(run(state, sharding.put_batch({"x": x}, mesh)["x"])))
+            f = sharding.to_host(run(state, sharding.put_batch({"x": x}, mesh)["x"]))
+        f = np.asarray(f)  # the tower's output dtype (a bf16 tower's records are stored as bf16)
         out = [(d, f[i]) for i, (d, _) in enumerate(pending)]
         pending.clear()
         return out
@@ -342,8 +349,8 @@ def build(config: mlc.ConfigDict, root: str, *, batch_size: int = 64,
         if os.path.exists(os.path.join(path, "manifest.json")):
             log.info("feature cache of %s exists: %s", alias, path)
         else:
-            n = write(path, ident, tower_features(config, alias, host_images(config, stages),
-                                                  batch_size=batch_size))
+            n = write(path, ident, tower_features(
+                config, alias, host_images(config, alias, stages), batch_size=batch_size))
             log.info("feature cache of %s: %d images -> %s", alias, n, path)
         out[alias] = path
     return out

@@ -189,8 +189,8 @@ def put_batch(batch: dict, mesh: Mesh) -> dict:
     """This process's numpy batch -> global jax arrays sharded over the batch axes."""
     sh = batch_sharding(mesh)
     if jax.process_count() == 1:
-        return {k: jax.device_put(v, sh) for k, v in batch.items()}
-    return {k: jax.make_array_from_process_local_data(sh, v) for k, v in batch.items()}
+        return jax.tree.map(lambda v: jax.device_put(v, sh), batch)
+    return jax.tree.map(lambda v: jax.make_array_from_process_local_data(sh, v), batch)
 
 
 def put_host_array(x: np.ndarray, sharding: NamedSharding) -> jax.Array:

@@ -36,8 +36,7 @@ def stage_data(config: mlc.ConfigDict, name: str, model: vlm.Cambrian, tokenizer
     enc = loader.Encoder(
         template=chat_templates.get(config.model.template), tokenizer=tokenizer,
         num_image_tokens=model.num_image_tokens, max_len=config.model.max_len,
-        image_size=model.host_image_size(config.data.image_size), image_root=image_root,
-        pad_color=model.pad_color, skip_bad=config.data.skip_bad,
+        images=model.host_images(), image_root=image_root, skip_bad=config.data.skip_bad,
         system=config.model.system_prompt)
     data = config.data
     ds = loader.dataset(loader.load_records(path), enc, batch_size=stage.batch_size,
@@ -47,7 +46,7 @@ def stage_data(config: mlc.ConfigDict, name: str, model: vlm.Cambrian, tokenizer
                         max_images_per_row=data.max_images_per_row)
     caches = feature_cache.open_caches(config)
     if caches:  # frozen towers' features read from model.feature_cache instead of computed
-        ds = ds.map(feature_cache.Attach(caches, len(config.model.encoders)))
+        ds = ds.map(feature_cache.Attach(caches))
     it = loader.Peek(iter(ds), min(data.efficiency_batches, stage.steps))
     _log_efficiency(config, name, workdir, loader.efficiency(it.head()))
     return it

@@ -22,12 +22,14 @@ def test_shape_only_bytes_match_a_hand_count(cache_dir):
     _, trainable, frozen = nnx.split(model, optim.trainable_filter(c.stages.stage2.trainable), ...)
     n_tr = sum(x.size for x in jax.tree.leaves(trainable))
     n_all = n_tr + sum(x.size for x in jax.tree.leaves(frozen))
-    b, t, s = c.stages.stage2.batch_size, c.model.max_len, model.host_image_size()
+    b, t, s = c.stages.stage2.batch_size, c.model.max_len, model.specs["dinov2"].image_size
+    g = len(model.host_images().sides)
     pd = out["per_device_bytes"]
     assert out["params"]["trainable"] == n_tr and pd["params"] == 4 * n_all
     assert pd["optimizer"] >= 2 * 4 * n_tr  # AdamW: two fp32 moments per trained weight
-    # image uint8, box 4 x f32, has_image bool; tokens i32, loss mask bool, segments i32
-    assert pd["batch"] == b * (s * s * 3 + 16 + 1 + t * (4 + 1 + 4))
+    # image uint8, letterbox 2 x i32 per grid side, has_image bool; tokens i32, loss mask bool,
+    # segments i32
+    assert pd["batch"] == b * (s * s * 3 + 8 * g + 1 + t * (4 + 1 + 4))
 
 
 def test_packed_batches_carry_an_image_slot_per_packed_example(cache_dir):
@@ -35,6 +37,7 @@ def test_packed_batches_carry_an_image_slot_per_packed_example(cache_dir):
     packed = aot.dry_run(_config(cache_dir, pack=True, max_images_per_row=3),
                          lower=False)["per_device_bytes"]["batch"]
     c = _config(cache_dir)
-    s = train.build_model(c, tokenizer.load("synthetic")).host_image_size()
+    model = train.build_model(c, tokenizer.load("synthetic"))
+    s, g = model.specs["dinov2"].image_size, len(model.host_images().sides)
     b = c.stages.stage2.batch_size
-    assert packed - one == b * 2 * (s * s * 3 + 16 + 1)
+    assert packed - one == b * 2 * (s * s * 3 + 8 * g + 1)

@@ -102,3 +102,45 @@ def test_adopting_a_run_saved_before_a_model_key_existed_takes_the_default(tmp_p
     C.adopt_model(c)
     assert c.model.llm.attention == C.base_config().model.llm.attention
     assert c.model.llm.random.num_layers == 3  # the saved values win
+
+
+def test_encoders_keep_the_order_they_were_added_in(tmp_path):
+    """A ConfigDict iterates its keys sorted (clip, convnext, dinov2, siglip); the SVA's encoder
+    0 (its global context) must be SigLIP, the first added, through config.json too."""
+    from flax import nnx
+
+    from cambrian.models import vlm
+
+    c = C.load("connectors/sva.py:runlocal")
+    want = ["siglip", "clip", "dinov2", "convnext"]
+    assert [a for a, _ in C.ordered_encoders(c.model.encoders)] == want
+    (tmp_path / "config.json").write_text(C.to_json(c))
+    ev = C.load("eval/cambrian.py:runlocal", [f"--config.checkpoint={tmp_path}"])
+    C.adopt_model(ev)
+    assert [a for a, _ in C.ordered_encoders(ev.model.encoders)] == want
+    model = nnx.eval_shape(lambda: vlm.Cambrian(ev.model, vocab_size=32, rngs=nnx.Rngs(0)))
+    assert model.order == tuple(want) and model.connector.global_context_encoder == 0
+    widths = [model.encoders[a].out_channels for a in want]
+    assert [m.linear_1.kernel.shape[0] for m in (
+        getattr(model.connector, f"mm_projector_aux_{k}") for k in range(4))] == widths
+
+
+def test_runs_saved_before_the_encoder_order_keep_their_alias_order(tmp_path):
+    run = json.loads(C.to_json(C.load("connectors/sva.py:runlocal")))
+    for e in run["model"]["encoders"].values():  # as written before `order` existed
+        del e["order"], e["pos_interp"]
+    (tmp_path / "config.json").write_text(json.dumps(run))
+    c = C.load("eval/cambrian.py:runlocal", [f"--config.checkpoint={tmp_path}"])
+    C.adopt_model(c)
+    assert [a for a, _ in C.ordered_encoders(c.model.encoders)] == sorted(run["model"]["encoders"])
+    assert all(e.pos_interp == "" for e in c.model.encoders.values())
+
+
+def test_encoder_order_must_be_a_permutation():
+    from flax import nnx
+
+    from cambrian.models import vlm
+
+    c = C.load("connectors/sva.py:runlocal", ["--config.model.encoders.clip.order=2"])
+    with pytest.raises(C.ConfigError, match=r"order values .*clip=2, dinov2=2.* not 0\.\.3"):
+        nnx.eval_shape(lambda: vlm.Cambrian(c.model, vocab_size=32, rngs=nnx.Rngs(0)))

@@ -9,6 +9,7 @@ synthetic set of the session cache. Reference features come from the tower run d
 import os
 
 import jax
+import ml_dtypes
 import numpy as np
 import pytest
 from flax import nnx
@@ -42,13 +43,13 @@ def built(cache_dir, tmp_path_factory):
 
 def _direct(config, alias, images: list[np.ndarray]) -> list[np.ndarray]:
     enc, spec = vlm.build_encoder(config.model, alias, rngs=nnx.Rngs(0))
-    return [np.asarray(vlm.run_tower(enc, spec, im[None]))[0] for im in images]
+    return [np.asarray(vlm.run_tower(enc, spec, im[None]), np.float32)[0] for im in images]
 
 
 def test_cache_returns_the_towers_features_bit_for_bit(built):
     c, alias, root, path = built
     cache = fc.open_caches(_with_root(c, root))[alias]
-    images = list(fc.host_images(c, ["stage1"]))
+    images = list(fc.host_images(c, alias, ["stage1"]))
     assert len(cache) == len({fc.image_digest(im) for im in images}) > 1
     got = cache.lookup(np.stack(images[:3]))
     assert got.dtype == np.float32 and got.shape[0] == 3
@@ -67,7 +68,7 @@ def _with_root(c, root):
     return c
 
 
-def test_bf16_features_are_stored_as_bf16_exactly():
+def test_bf16_features_are_stored_as_bf16_exactly(tmp_path):
     x = np.asarray(jax.numpy.asarray(np.random.RandomState(0).randn(3, 3, 8),
                                      jax.numpy.bfloat16).astype(np.float32))
     blob = fc._encode(x)
@@ -75,6 +76,13 @@ def test_bf16_features_are_stored_as_bf16_exactly():
     np.testing.assert_array_equal(fc._decode(blob), x)
     y = x + np.float32(1e-3)  # not representable in bf16: stored as float32
     np.testing.assert_array_equal(fc._decode(fc._encode(y)), y)
+    # a bf16 tower's features come back in bf16, as the tower gave them to the connector
+    images = np.arange(2 * 4 * 4 * 3, dtype=np.uint8).reshape(2, 4, 4, 3)
+    bf = [x.astype(ml_dtypes.bfloat16), (2 * x).astype(ml_dtypes.bfloat16)]
+    fc.write(str(tmp_path), {}, [(fc.image_digest(im), f) for im, f in zip(images, bf)])
+    got = fc.FeatureCache(str(tmp_path)).lookup(images[::-1])
+    assert got.dtype == ml_dtypes.bfloat16
+    np.testing.assert_array_equal(got.astype(np.float32), np.stack(bf[::-1]).astype(np.float32))
 
 
 def test_changed_checkpoint_or_preprocessing_is_a_new_key(built, tmp_path):
@@ -86,8 +94,8 @@ def test_changed_checkpoint_or_preprocessing_is_a_new_key(built, tmp_path):
     d.model.encoders[alias].image_size = 28  # the tower's resolution
     changed["resolution"] = d
     d = _with_root(c, root)
-    d.data.image_size = 70  # the host images the tower sees
-    changed["host size"] = d
+    d.model.encoders[alias].pos_interp = "bicubic_scale"  # the position-table rule
+    changed["pos_interp"] = d
     d = _with_root(c, root)
     d.model.encoder_dtype = "bfloat16"
     changed["dtype"] = d
@@ -130,7 +138,7 @@ def test_training_batches_carry_cached_features_and_the_model_uses_them(built):
                                                                                "tensor"))
     it = train_data.stage_data(c, "stage1", model, tok, mesh, str(os.path.dirname(root)))
     batch = next(it)
-    assert "image" not in batch and vlm.CACHED + alias in batch
+    assert "image" not in batch and vlm.CACHED + alias in batch and "letterbox" in batch
     assert batch[vlm.CACHED + alias].shape[1:] == (*model.encoders[alias].grid,
                                                    model.encoders[alias].out_channels)
     # the same rows with images: the tower's tokens equal the cached ones
@@ -138,7 +146,7 @@ def test_training_batches_carry_cached_features_and_the_model_uses_them(built):
     it2 = train_data.stage_data(plain, "stage1", model, tok, mesh, str(os.path.dirname(root)))
     ref = next(it2)
     np.testing.assert_array_equal(ref["tokens"], batch["tokens"])
-    got, _ = model.encode_images(None, batch["image_box"],
-                                 {alias: batch[vlm.CACHED + alias]})
-    want, _ = model.encode_images(ref["image"], ref["image_box"])
+    np.testing.assert_array_equal(ref["letterbox"], batch["letterbox"])
+    got, _ = model.encode_images({}, batch["letterbox"], {alias: batch[vlm.CACHED + alias]})
+    want, _ = model.encode_images(ref["image"], ref["letterbox"])
     np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-5)

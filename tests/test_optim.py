@@ -97,8 +97,7 @@ def _batch(config, model, tok, rows):
                                 config.data.synthetic.to_dict())
     enc = loader.Encoder(template=chat_templates.get(config.model.template), tokenizer=tok,
                          num_image_tokens=model.num_image_tokens, max_len=config.model.max_len,
-                         image_size=model.host_image_size(0), image_root=root,
-                         pad_color=model.pad_color, skip_bad=False,
+                         images=model.host_images(), image_root=root, skip_bad=False,
                          system=config.model.system_prompt)
     return next(iter(loader.dataset(loader.load_records(path), enc, batch_size=rows,
                                     num_batches=1, seed=3)))

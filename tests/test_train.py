@@ -42,8 +42,7 @@ def one_step(config, stage: str = "stage2", grad_accum: int = 1):
                                 config.data.synthetic.to_dict())
     enc = loader.Encoder(template=chat_templates.get(config.model.template), tokenizer=tok,
                          num_image_tokens=model.num_image_tokens, max_len=config.model.max_len,
-                         image_size=model.host_image_size(config.data.image_size),
-                         image_root=root, pad_color=model.pad_color, skip_bad=False,
+                         images=model.host_images(), image_root=root, skip_bad=False,
                          system=config.model.system_prompt)
     batch = next(iter(loader.dataset(loader.load_records(path), enc, batch_size=2, num_batches=1,
                                      seed=0)))

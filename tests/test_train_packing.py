@@ -45,8 +45,7 @@ def _unpacked(config, model, n):
     enc = loader.Encoder(template=chat_templates.get(config.model.template),
                          tokenizer=tokenizer.load("synthetic"),
                          num_image_tokens=model.num_image_tokens, max_len=config.model.max_len,
-                         image_size=model.host_image_size(), image_root=root,
-                         pad_color=model.pad_color, skip_bad=False,
+                         images=model.host_images(), image_root=root, skip_bad=False,
                          system=config.model.system_prompt)
     stream = loader.examples(loader.load_records(path), enc, seed=config.seed * 1000)  # stage 1
     return next(iter(stream.batch(n)))
@@ -72,7 +71,8 @@ def test_packed_training_step_loss_and_efficiency_log(cache_dir, tmp_path, caplo
 
     packed, model, eff = _first_batch(config, str(tmp_path / "probe"))
     assert eff == logged and eff["pack"] and eff["batches"] == 2
-    assert packed["image"].shape[:2] == (4, 4) and packed["has_image"].sum(1).max() >= 2
+    assert packed["image"]["dinov2"].shape[:2] == (4, 4)
+    assert packed["has_image"].sum(1).max() >= 2
     n = int(packed["segment_ids"].max(1).sum())
     assert eff["examples_per_row"] > 1 and n > 4
 

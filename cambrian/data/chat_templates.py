@@ -4,12 +4,11 @@ A template renders a conversation into text segments ``(text, trainable)``; ``tr
 the assistant replies and their end-of-turn marker, which are the only tokens with loss. The image
 placeholder ``<image>`` is moved to the front of the first user turn followed by ``"\\n"``.
 
-BOS: upstream tokenises the rendered text with the tokenizer's own special tokens
-(``mm_utils.tokenizer_image_token``), so the tokenizer's BOS comes first, before whatever the
-template writes itself. The rendered text therefore starts with ``bos``: by default the BOS the
-template's released tokenizer adds (``<s>`` for Vicuna and Mistral, ``<|begin_of_text|>`` for
-Llama-3, which also writes one literally: the prompt starts with two), or ``tokenizer_bos(tok)``
-for another tokenizer.
+The rendered text is upstream's ``Conversation.get_prompt()``. BOS is not part of it: upstream
+tokenises that text with the tokenizer's own special tokens (``mm_utils.tokenizer_image_token``,
+``conversation.tokenize_segments``), so the tokenizer's BOS comes first, before whatever the
+template writes itself (Llama-3's tokenizer adds ``<|begin_of_text|>`` and ``llama_3`` writes one
+too: the prompt starts with two).
 """
 
 from __future__ import annotations
@@ -46,18 +45,12 @@ class Template:
     system: str
     stop: str  # end-of-turn text of the assistant; generation stops on its token
     _render: Callable[[str, Sequence[tuple[str, str]], bool], Segments]
-    bos: str = ""  # the BOS its released tokenizer adds in front of the text
 
     def render(self, turns: Sequence[tuple[str, str]], *, add_generation_prompt: bool = False,
-               system: str | None = None, bos: str | None = None) -> Segments:
-        """turns: ``[("user" | "assistant", text), ...]`` -> ``[(text, trainable), ...]``.
-
-        ``bos``: the text of the tokenizer's BOS (``tokenizer_bos``); None = ``self.bos``.
-        """
-        seg = self._render(self.system if system is None else system, move_image_first(turns),
-                           add_generation_prompt)
-        first = self.bos if bos is None else bos
-        return [(first + seg[0][0], seg[0][1])] + seg[1:]
+               system: str | None = None) -> Segments:
+        """turns: ``[("user" | "assistant", text), ...]`` -> ``[(text, trainable), ...]``."""
+        return self._render(self.system if system is None else system, move_image_first(turns),
+                            add_generation_prompt)
 
     def text(self, turns, **kw) -> str:
         return "".join(t for t, _ in self.render(turns, **kw))
@@ -75,14 +68,6 @@ def move_image_first(turns: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
             done = True
         out.append((role, text))
     return out
-
-
-def tokenizer_bos(tokenizer) -> str:
-    """The text of the BOS ``tokenizer`` puts in front of what it encodes ("" if none), as
-    ``tokenizer_image_token`` finds it: the first id of an encoded chunk."""
-    ids = tokenizer("a").input_ids
-    bos = tokenizer.bos_token_id
-    return tokenizer.bos_token if bos is not None and ids and ids[0] == bos else ""
 
 
 def _vicuna_v1(system, turns, gen) -> Segments:
@@ -168,14 +153,13 @@ def _phi3(system, turns, gen) -> Segments:
 
 
 TEMPLATES = {
-    "vicuna_v1": Template("vicuna_v1", VICUNA_SYSTEM, "</s>", _vicuna_v1, bos="<s>"),
-    "llama_3": Template("llama_3", LLAMA3_SYSTEM, "<|eot_id|>", _llama_3,
-                        bos="<|begin_of_text|>"),
+    "vicuna_v1": Template("vicuna_v1", VICUNA_SYSTEM, "</s>", _vicuna_v1),
+    "llama_3": Template("llama_3", LLAMA3_SYSTEM, "<|eot_id|>", _llama_3),
     "chatml_direct": Template("chatml_direct", CAMBRIAN_SYSTEM, "<|im_end|>", _chatml_direct),
     "phi3": Template("phi3", "You are a helpful AI assistant.", "<|end|>", _phi3),
     # conversation.py:475-506: no system prompt by default
-    "mistral_instruct": Template("mistral_instruct", "", "</s>", _mistral_instruct, bos="<s>"),
-    "mistral_v2": Template("mistral_v2", "", "</s>", _mistral_v2, bos="<s>"),
+    "mistral_instruct": Template("mistral_instruct", "", "</s>", _mistral_instruct),
+    "mistral_v2": Template("mistral_v2", "", "</s>", _mistral_v2),
 }
 
 

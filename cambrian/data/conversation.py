@@ -1,8 +1,13 @@
 """Conversation -> token ids + loss mask, with the image placeholder expanded.
 
-Loss masks are computed from character spans: the template marks the assistant replies as
-trainable, the text is tokenised once with offsets, and a token is trained iff its last character
-lies in a trainable span. This is exact whatever the tokenizer merges across segment boundaries.
+Tokenisation is upstream's ``tokenizer_image_token`` (``mm_utils.py:204-223``), for training and
+evaluation alike: the text between ``<image>`` placeholders is tokenised chunk by chunk with the
+tokenizer's own special tokens, so its BOS comes first as the released models saw it (and a
+metaspace tokenizer prefixes the first word with "\u2581"); if the first chunk starts with BOS,
+that BOS is kept once and every chunk loses its first token. Loss masks are computed from
+character spans: the template marks the assistant replies as trainable, and a token is trained iff
+its last character lies in a trainable span. This is exact whatever the tokenizer merges across
+segment boundaries.
 """
 
 from __future__ import annotations
@@ -25,23 +30,25 @@ def tokenize_segments(tokenizer, segments: list[tuple[str, bool]], num_image_tok
         if trainable:
             spans.append((pos, pos + len(t)))
         pos += len(t)
-    ids: list[int] = []
-    mask: list[bool] = []
+    chunks = text.split(IMAGE)
+    encoded = [tokenizer(c, return_offsets_mapping=True) for c in chunks]
+    first = encoded[0]["input_ids"]
+    drop = int(bool(first) and first[0] == tokenizer.bos_token_id)
+    ids: list[int] = first[:drop]
+    mask: list[bool] = [False] * drop
     start = 0
-    for k, part in enumerate(text.split(IMAGE)):
+    for k, (chunk, enc) in enumerate(zip(chunks, encoded)):
         if k:
             ids += [IMAGE_TOKEN] * num_image_tokens
             mask += [False] * num_image_tokens
             start += len(IMAGE)
-        if part:
-            enc = tokenizer(part, add_special_tokens=False, return_offsets_mapping=True)
-            for tid, (a, b) in zip(enc["input_ids"], enc["offset_mapping"]):
-                a, b = start + a, start + max(b, a + 1)
-                ids.append(tid)
-                # a token is trained iff its last character belongs to a reply: a merged " red"
-                # starts on the template's space but completes the reply
-                mask.append(any(lo <= b - 1 < hi for lo, hi in spans))
-        start += len(part)
+        for tid, (a, b) in list(zip(enc["input_ids"], enc["offset_mapping"]))[drop:]:
+            a, b = start + a, start + max(b, a + 1)
+            ids.append(tid)
+            # a token is trained iff its last character belongs to a reply: a merged " red"
+            # starts on the template's space but completes the reply
+            mask.append(any(lo <= b - 1 < hi for lo, hi in spans))
+        start += len(chunk)
     return ids, mask
 
 

@@ -30,32 +30,73 @@ import jax
 import numpy as np
 from PIL import Image
 
+from cambrian import fileio
 from cambrian.data import conversation, packing, readers, synthetic
 from cambrian.data.chat_templates import Template
-from cambrian.data.readers import DataError
-from cambrian.models.encoders.preprocess import pad_to_square
+from cambrian.data.readers import BadRecord, DataError
+from cambrian.data.records import parse, single_image
+from cambrian.models.encoders.preprocess import HostImages, stack
 
 log = logging.getLogger(__name__)
 
 
 def resolve(path: str, image_root: str, cache_dir: str, synthetic_sizes: dict | None = None
             ) -> tuple[str, str]:
-    """``synthetic:<split>`` -> the generated files; other paths are returned as they are."""
+    """``synthetic:<split>`` -> the generated files; a built dataset on ``gs://`` -> its copy in
+    the host's cache (``fileio.local_copy``); other paths are returned as they are."""
     if path.startswith("synthetic:"):
         root = synthetic.ensure(cache_dir, synthetic_sizes)
         return os.path.join(root, path.split(":", 1)[1] + ".json"), root
     if not path:
         raise DataError("a training stage has steps > 0 but no data path: set "
                         "--config.stages.<stage>.data=/path/to/data.json(l)")
+    if fileio.is_remote(path) and fileio.isdir(path):
+        path = fileio.local_copy(path, cache_dir)
     return path, image_root
 
 
 def load_records(path: str):
-    """A random-access sequence of ``(record, where)``: LLaVA JSON/JSONL, or a dataset built by
-    ``data_recipes/build.py`` (its output directory; read without TensorFlow)."""
-    if os.path.isdir(path):
-        return BuiltRecords(path)
-    return list(readers.read_llava(path))
+    """A random-access sequence of ``(record, where)``: a dataset built by
+    ``data_recipes/build.py`` (its output directory, local or ``gs://``; read without
+    TensorFlow), or LLaVA JSON / JSONL.
+
+    JSON records are checked as the builder checks them (``records.parse``, one image per
+    sample) before training starts; one that fails -- a malformed JSON line included -- stays
+    in the list as ``(BadRecord, where)``, which ``examples`` reports or skips (``skip_bad``).
+    """
+    if fileio.isdir(path):
+        return BuiltRecords(fileio.local_copy(path))
+    return [(_checked(rec, where), where) for rec, where in readers.iter_records(path, "llava")]
+
+
+def _checked(rec, where: str):
+    if isinstance(rec, BadRecord):
+        return rec
+    try:
+        single_image(parse(rec, where), where)
+    except BadRecord as e:
+        return e
+    if isinstance(rec.get("image"), list):  # one image, given as a list
+        rec = {**rec, "image": rec["image"][0] if rec["image"] else None}
+    return rec
+
+
+def usable(recs, skip_bad: bool):
+    """``recs`` without its ``BadRecord`` entries: with ``skip_bad`` they are logged (counts per
+    reason and every file:line), otherwise the first stops the run before it starts."""
+    if not isinstance(recs, list):
+        return recs
+    bad = [r for r, _ in recs if isinstance(r, BadRecord)]
+    if not bad:
+        return recs
+    counts = ", ".join(f"{k} {v}" for k, v in collections.Counter(b.reason for b in bad).items())
+    if not skip_bad:
+        raise DataError(f"{bad[0]}: {len(bad)} bad record(s) in the training data ({counts}; "
+                        f"{', '.join(b.where for b in bad[:5])}{' ...' if len(bad) > 5 else ''})"
+                        "; fix them, or set --config.data.skip_bad=True to skip and count them")
+    log.warning("skipping %d bad records (%s): %s", len(bad), counts,
+                " ".join(b.where for b in bad))
+    return [(r, w) for r, w in recs if not isinstance(r, BadRecord)]
 
 
 class BuiltRecords:
@@ -74,9 +115,10 @@ class BuiltRecords:
         conv = [{"from": f.decode(), "value": v.decode()}
                 for f, v in zip(ex["conversations"]["from"], ex["conversations"]["value"])]
         images = ex["image"]
-        if len(images) > 1:
+        if len(images) > 1:  # builds made before the builder rejected them
             raise DataError(f"{self.out}#{i}: {len(images)} images; one image per sample is "
-                            "supported (as Cambrian)")
+                            "supported (as Cambrian-1): rebuild with data_recipes/build.py, "
+                            "which rejects and counts such records")
         rec = {"id": ex["id"].decode(), "conversations": conv,
                "image": np.asarray(images[0]) if len(images) else None}
         return rec, f"{self.out}#{i}"
@@ -94,24 +136,19 @@ def read_image(image_root: str, rel: str, where: str) -> np.ndarray:
         raise DataError(f"{where}: image {path} does not decode ({e})") from e
 
 
-def square_image(img: np.ndarray, size: int, pad_color) -> tuple[np.ndarray, np.ndarray]:
-    """uint8[H, W, 3] -> (uint8[size, size, 3], float32[4] valid box as fractions)."""
-    sq, (top, left, h, w) = pad_to_square(img, pad_color)
-    s = sq.shape[0]
-    out = np.asarray(Image.fromarray(sq).resize((size, size), Image.BICUBIC))
-    return out, np.asarray([top / s, left / s, h / s, w / s], np.float32)
-
-
 class Encoder:
-    """Turns one (record, where) into padded arrays; picklable for grain workers."""
+    """Turns one (record, where) into padded arrays; picklable for grain workers.
+
+    ``images``: the model's ``host_images()``, which makes every encoder's own image.
+    """
 
     def __init__(self, *, template: Template, tokenizer, num_image_tokens: int, max_len: int,
-                 image_size: int, image_root: str, pad_color, skip_bad: bool,
+                 images: HostImages, image_root: str, skip_bad: bool,
                  system: str | None = None):
         self.template, self.tokenizer = template, tokenizer
         self.num_image_tokens, self.max_len = num_image_tokens, max_len
-        self.image_size, self.image_root = image_size, image_root
-        self.pad_color, self.skip_bad, self.system = pad_color, skip_bad, system
+        self.images, self.image_root = images, image_root
+        self.skip_bad, self.system = skip_bad, system
 
     def __call__(self, item):
         record, where = item
@@ -122,18 +159,15 @@ class Encoder:
             if isinstance(image, np.ndarray) or image:
                 if not isinstance(image, np.ndarray):
                     image = read_image(self.image_root, image, where)
-                img, box = square_image(image, self.image_size, self.pad_color)
-                has = True
+                pixels = self.images(image)
             else:
-                img = np.zeros((self.image_size,) * 2 + (3,), np.uint8)
-                box, has = np.asarray([0, 0, 1, 1], np.float32), False
+                pixels = self.images(None)
         except DataError as e:
             if not self.skip_bad:
                 raise
             log.warning("skipping bad record: %s", e)
             return None
-        return pad_example(enc, self.max_len) | {"image": img, "image_box": box,
-                                                  "has_image": np.bool_(has)}
+        return pad_example(enc, self.max_len) | pixels
 
 
 def pad_example(enc: dict, max_len: int) -> dict:
@@ -160,6 +194,7 @@ def examples(records, encoder: Encoder, *, seed: int, num_examples: int | None =
     """
     pi = jax.process_index() if process_index is None else process_index
     pc = jax.process_count() if process_count is None else process_count
+    records = usable(records, encoder.skip_bad)
     if not records:
         raise DataError("the training data holds no records")
     ds = grain.MapDataset.source(records)
@@ -221,7 +256,7 @@ def dataset(records: list, encoder: Encoder, *, batch_size: int, num_batches: in
     if pack:
         return PackedBatches(ds, rows=rows, seq_len=encoder.max_len,
                              num_image_tokens=encoder.num_image_tokens,
-                             max_images=max_images_per_row)
+                             max_images=max_images_per_row, images=encoder.images)
     return ds.batch(rows, drop_remainder=True)
 
 
@@ -235,8 +270,9 @@ class PackedBatches(grain.IterDataset):
     row; that one opens the next batch. Batches::
 
         tokens, loss_mask, segment_ids  [rows, seq_len]  segments 1, 2, ... per row; 0 = padding
-        image      uint8[rows, K, S, S, 3]   the row's images in segment order; zeros after them
-        image_box  float32[rows, K, 4]       zeros on unused slots
+        image      {alias: uint8[rows, K, S_k, S_k, 3]}  the row's images in segment order,
+                                                     zeros after them
+        letterbox  int32[rows, K, G, 2]      pads 0 on unused slots
         has_image  bool[rows, K]
 
     K = ``max_images``; an example takes one slot when it has visual-token slots. The iterator
@@ -245,7 +281,7 @@ class PackedBatches(grain.IterDataset):
     """
 
     def __init__(self, parent: grain.IterDataset, *, rows: int, seq_len: int,
-                 num_image_tokens: int, max_images: int):
+                 num_image_tokens: int, max_images: int, images: HostImages):
         super().__init__(parent)
         if max_images < 1:
             raise ValueError(f"data.max_images_per_row={max_images}; expected >= 1")
@@ -255,6 +291,7 @@ class PackedBatches(grain.IterDataset):
                         seq_len // num_image_tokens)
         self.rows, self.seq_len = rows, seq_len
         self.num_image_tokens, self.max_images = num_image_tokens, max_images
+        self.images = images
 
     def __iter__(self):
         return _PackedBatchIterator(self._parent.__iter__(), self)
@@ -297,17 +334,14 @@ class _PackedBatchIterator(grain.DatasetIterator):
     def _assemble(self, chosen: list[dict], rows: list[list[int]]) -> dict:
         spec = self._spec
         out = packing.layout(chosen, rows, spec.seq_len, num_rows=spec.rows)
-        size = chosen[0]["image"].shape
-        image = np.zeros((spec.rows, spec.max_images, *size), np.uint8)
-        box = np.zeros((spec.rows, spec.max_images, 4), np.float32)
-        has = np.zeros((spec.rows, spec.max_images), bool)
-        for r, members in enumerate(rows):
-            slots = [chosen[i] for i in members if chosen[i]["images"]]  # segment order
-            for k, ex in enumerate(slots):
-                image[r, k], box[r, k], has[r, k] = ex["image"], ex["image_box"], ex["has_image"]
+        empty = spec.images.empty()
+        slots = []
+        for members in rows:
+            pix = [chosen[i]["pixels"] for i in members if chosen[i]["images"]]  # segment order
+            slots.append(stack(pix + [empty] * (spec.max_images - len(pix))))
+        slots += [stack([empty] * spec.max_images)] * (spec.rows - len(rows))
         return {"tokens": out["tokens"], "loss_mask": out["loss_mask"],
-                "segment_ids": out["segment_ids"], "image": image, "image_box": box,
-                "has_image": has}
+                "segment_ids": out["segment_ids"], **stack(slots)}
 
     def get_state(self) -> dict:
         if self._carry is not None:
@@ -329,8 +363,10 @@ def _unpadded(ex: dict, num_image_tokens: int) -> dict:
         raise DataError(f"an example has {slots} visual-token slots; packed rows take one image "
                         f"({num_image_tokens} slots) per example. Give each record at most one "
                         "<image> tag or set data.pack=False")
-    return {**ex, "tokens": tokens, "loss_mask": ex["loss_mask"][:n],
-            "images": [ex["image"]] if slots else []}
+    pixels = {k: ex[k] for k in ("image", "letterbox", "has_image")}
+    return {"tokens": tokens, "loss_mask": ex["loss_mask"][:n],
+            "segment_ids": ex["segment_ids"][:n], "pixels": pixels,
+            "images": [pixels] if slots else []}
 
 
 # ----------------------------------------------------------------------- efficiency figures

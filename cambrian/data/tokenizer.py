@@ -12,9 +12,13 @@ import os
 
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
+from cambrian import fileio
 from cambrian.data import synthetic
 
 SPECIALS = ["<unk>", "<s>", "</s>", "<pad>"]
+# What AutoTokenizer reads from a checkpoint folder (a gs:// one is copied without its weights).
+TOKENIZER_FILES = ("tokenizer*", "special_tokens_map.json", "added_tokens.json", "*.model",
+                   "vocab*", "merges.txt", "config.json", "generation_config.json")
 SYNTHETIC_VOCAB = 640
 
 
@@ -39,9 +43,15 @@ ASSET = os.path.join(os.path.dirname(__file__), "assets", "synthetic_tokenizer.j
 
 def synthetic_tokenizer() -> PreTrainedTokenizerFast:
     """The shipped byte-level BPE of the synthetic corpus (rebuild: ``python -m
-    cambrian.data.tokenizer --rebuild``)."""
-    return PreTrainedTokenizerFast(tokenizer_file=ASSET, unk_token="<unk>", bos_token="<s>",
-                                   eos_token="</s>", pad_token="<pad>")
+    cambrian.data.tokenizer --rebuild``); like Llama-2's it puts ``<s>`` in front of what it
+    encodes."""
+    from tokenizers import processors
+
+    tok = PreTrainedTokenizerFast(tokenizer_file=ASSET, unk_token="<unk>", bos_token="<s>",
+                                  eos_token="</s>", pad_token="<pad>")
+    tok.backend_tokenizer.post_processor = processors.TemplateProcessing(
+        single="<s> $A", pair="<s> $A <s> $B:1", special_tokens=[("<s>", tok.bos_token_id)])
+    return tok
 
 
 def rebuild(cache_dir: str) -> None:
@@ -73,6 +83,7 @@ def load(name: str, cache_dir: str = "") -> PreTrainedTokenizerFast:
     if not name:
         raise FileNotFoundError("model.tokenizer is empty: set it to the LLM's Hugging Face "
                                 "tokenizer directory (usually the LLM checkpoint directory)")
+    name = fileio.local_copy(name, cache_dir or None, only=TOKENIZER_FILES)  # gs:// -> cache
     if not os.path.isdir(name):
         raise FileNotFoundError(f"tokenizer directory not found: {name}. Download the LLM's "
                                 "tokenizer files (tokenizer.json, tokenizer_config.json) there.")

@@ -19,26 +19,28 @@ import jax
 import numpy as np
 from flax import nnx
 
+from cambrian import config as config_lib
 from cambrian import fileio
-from cambrian.data import loader
 
 
 class Saver:
     """Runs the encoders and connector of the evaluated model on a benchmark's images."""
 
-    def __init__(self, graphdef, state, config, *, image_size: int, pad_color,
-                 batch_size: int):
-        self.state, self.size, self.pad_color = state, image_size, pad_color
+    def __init__(self, graphdef, state, config, *, host_images, batch_size: int):
+        self.state, self.host_images = state, host_images
         self.bs = batch_size
-        self.aliases = list(config.model.encoders)
-        self.families = [e.family for e in config.model.encoders.values()]
+        encoders = config_lib.ordered_encoders(config.model.encoders)
+        self.aliases = [a for a, _ in encoders]
+        self.families = [e.family for _, e in encoders]
 
-        def mass(state, image, box):
-            _, out = nnx.merge(graphdef, state).encode_images(image, box)
+        def mass(state, image, letterbox):
+            _, out = nnx.merge(graphdef, state).encode_images(image, letterbox)
             return out["attention_mass"]
 
-        probe = (jax.ShapeDtypeStruct((1, image_size, image_size, 3), np.uint8),
-                 jax.ShapeDtypeStruct((1, 4), np.float32))
+        shapes = host_images.shapes(1)
+        probe = (jax.tree.map(lambda s: jax.ShapeDtypeStruct(*s), shapes["image"],
+                              is_leaf=lambda x: isinstance(x, tuple)),
+                 jax.ShapeDtypeStruct(*shapes["letterbox"]))
         try:
             jax.eval_shape(mass, state, *probe)
         except KeyError as e:
@@ -55,11 +57,9 @@ class Saver:
         rows = []
         for i in range(0, len(images), self.bs):
             chunk = images[i:i + self.bs]
-            img = np.zeros((self.bs, self.size, self.size, 3), np.uint8)
-            box = np.tile(np.asarray([0, 0, 1, 1], np.float32), (self.bs, 1))
-            for r, im in enumerate(chunk):
-                img[r], box[r] = loader.square_image(im, self.size, self.pad_color)
-            rows.append(np.asarray(self._mass(self.state, img, box))[:len(chunk)])
+            pixels = self.host_images.batch(chunk, self.bs)
+            rows.append(np.asarray(self._mass(self.state, pixels["image"],
+                                              pixels["letterbox"]))[:len(chunk)])
         m = np.concatenate(rows) if rows else np.zeros((0, len(self.aliases)))
         rec = {"benchmark": name, "encoders": self.aliases, "families": self.families,
                "mass": m.mean(0).tolist() if len(m) else None,

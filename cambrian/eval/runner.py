@@ -3,7 +3,8 @@
 For each benchmark (read from its own folder, ``suite.folder``): prompts are built with the run's
 chat template, sorted by length and decoded greedily in fixed-size batches (left padding, bucketed
 lengths, so one compiled program serves the whole suite), data-parallel over this process's
-devices, then scored. Predictions are saved and resumed as ``predictions.py`` describes
+devices, turned into text exactly as Cambrian-1's eval scripts do (``decoded.py``), then scored.
+Predictions are saved and resumed as ``predictions.py`` describes
 (``<workdir>/predictions/<benchmark>.jsonl``); ``eval.vision=off`` evaluates with no visual tokens
 (the paper's "who's answering" check) into ``predictions_vision_off/``.
 
@@ -31,8 +32,8 @@ from jax.sharding import Mesh
 from tqdm import tqdm
 
 from cambrian import fileio, sharding
-from cambrian.data import chat_templates, conversation, loader
-from cambrian.eval import attention, predictions
+from cambrian.data import chat_templates, conversation
+from cambrian.eval import attention, decoded, predictions
 from cambrian.eval import suite as suite_lib
 from cambrian.models import vlm
 
@@ -98,26 +99,21 @@ def _stop_ids(tokenizer, template) -> tuple[int, ...]:
     return tuple(sorted(i for i in ids if i is not None))
 
 
-def _strip_stop(text: str, template) -> str:
-    return text.split(template.stop)[0].strip()
-
-
-def make_batch(prompts: list[np.ndarray], images: list[np.ndarray | None], size: int,
-               batch_size: int, pad_color) -> dict:
-    """Left-padded prompt batch, padded to ``batch_size`` rows and a bucketed length."""
+def make_batch(prompts: list[np.ndarray], images: list[np.ndarray | None], host_images,
+               batch_size: int) -> dict:
+    """Left-padded prompt batch, padded to ``batch_size`` rows and a bucketed length, with each
+    encoder's own image (``host_images``: the model's ``host_images()``)."""
     t = max(len(p) for p in prompts)
     t = -(-t // LENGTH_BUCKET) * LENGTH_BUCKET
     b = batch_size
     tokens = np.zeros((b, t), np.int32)
     seg = np.zeros((b, t), np.int32)
-    img = np.zeros((b, size, size, 3), np.uint8)
-    box = np.tile(np.asarray([0, 0, 1, 1], np.float32), (b, 1))
-    for i, (p, im) in enumerate(zip(prompts, images)):
+    for i, p in enumerate(prompts):
         tokens[i, t - len(p):] = p
         seg[i, t - len(p):] = 1
-        if im is not None:
-            img[i], box[i] = loader.square_image(im, size, pad_color)
-    return {"tokens": tokens, "segment_ids": seg, "image": img, "image_box": box}
+    pixels = host_images.batch(list(images), b)
+    return {"tokens": tokens, "segment_ids": seg, "image": pixels["image"],
+            "letterbox": pixels["letterbox"]}
 
 
 @dataclasses.dataclass
@@ -131,15 +127,14 @@ class _Decoder:
     tokenizer: object
     config: mlc.ConfigDict
     num_image_tokens: int
-    size: int
-    pad_color: tuple
+    host_images: object  # the model's host_images()
 
     def __call__(self, todo: list[dict], *, vision: bool, max_new_tokens: int,
                  writer: predictions.Writer, desc: str) -> None:
         """Decodes this host's share of ``todo``, handing each batch's records to ``writer``."""
         template = chat_templates.get(self.config.model.template)
-        generate = _generate_fn(self.graphdef, max_new_tokens,
-                                _stop_ids(self.tokenizer, template), vision)
+        stop_ids = _stop_ids(self.tokenizer, template)
+        generate = _generate_fn(self.graphdef, max_new_tokens, stop_ids, vision)
         host, hosts, bs = jax.process_index(), jax.process_count(), self.config.eval.batch_size
         shard_rows = self.mesh.devices.size > 1 and bs % self.mesh.devices.size == 0
         prompts = [conversation.encode_prompt(
@@ -152,15 +147,16 @@ class _Decoder:
             idx = order[i:i + bs]
             batch = make_batch([prompts[j] for j in idx],
                                [todo[j].get("image") if vision else None for j in idx],
-                               self.size, bs, self.pad_color)
+                               self.host_images, bs)
             if shard_rows:
                 batch = jax.device_put(batch, sharding.batch_sharding(self.mesh))
             toks, lens = jax.device_get(generate(self.state, batch))
             new = []
             for r, j in enumerate(idx):
-                text = self.tokenizer.decode(toks[r, : lens[r]], skip_special_tokens=False)
                 rec = {k: v for k, v in todo[j].items() if k != "image"}
-                rec["prediction"] = _strip_stop(text, template)
+                # row by row, from the row's own tokens: batch-invariant like the tokens
+                rec["prediction"] = decoded.prediction_text(self.tokenizer, toks[r, : lens[r]],
+                                                            stop_ids)
                 new.append(rec)
             writer.add(new)
 
@@ -179,12 +175,12 @@ def evaluate(model: vlm.Cambrian, config: mlc.ConfigDict, tokenizer, workdir: st
     mesh = Mesh(np.asarray(jax.local_devices()).reshape(-1, 1, 1), sharding.MESH_AXES)
     state = _llm_in_compute_dtype(_local_copy(state), config.model.dtype)
     state = jax.device_put(state, sharding.replicated(mesh))
-    size, pad_color = model.host_image_size(config.data.image_size), model.pad_color
-    decode = _Decoder(graphdef, state, mesh, tokenizer, config, model.num_image_tokens, size,
-                      pad_color)
+    host_images = model.host_images()
+    decode = _Decoder(graphdef, state, mesh, tokenizer, config, model.num_image_tokens,
+                      host_images)
     attn = None
     if config.eval.save_attention:
-        attn = attention.Saver(graphdef, state, config, image_size=size, pad_color=pad_color,
+        attn = attention.Saver(graphdef, state, config, host_images=host_images,
                                batch_size=config.eval.batch_size)
     results: dict[str, dict] = {}
     for vision in modes:

@@ -2,11 +2,18 @@
 
 Batches follow ``cambrian/data/loader.py``: ``tokens`` hold ``IMAGE_TOKEN`` at the (contiguous)
 visual-token slots of each row; the model replaces their embeddings with the connector's tokens in
-order. A row holds one image (``image`` uint8[B, S, S, 3]) or, packed, K (uint8[B, K, S, S, 3],
-``image_box`` float32[B, K, 4]) whose tokens fill the row's slots one image after another.
-Visual tokens over letter-box padding are masked out of attention and consume no position ids
-(Cambrian's compacted positions). In-LLM SVA layers, if the connector has them, re-read the
-encoder windows after the configured decoder layers, at the image positions only.
+order. The host gives every encoder its own image (``image``: alias -> uint8[B, S_k, S_k, 3],
+padded to a square with that encoder's colour and resized once, ``HostImages``) and the letter-box
+geometry (``letterbox`` int32[B, G, 2]: padded rows / columns of each grid side in
+``host_images().sides``). A packed row holds K images (uint8[B, K, S_k, S_k, 3], int32[B, K, G,
+2]) whose tokens fill the row's slots one image after another.
+
+Cambrian's valid tokens: on each encoder's own grid, the rows / columns of the letter-box padding
+are masked out of the connector's keys; on a square token grid (L x L), the padded rows / columns
+of that grid are masked out of the LLM's attention and consume no position ids (compacted
+positions), and a newline is kept with its row. That is Cambrian's evaluation, which crops them
+("unpad"), token for token. In-LLM SVA layers, if the connector has them, re-read the encoder
+windows after the configured decoder layers (``connectors/sva.py``: ``image_position``).
 """
 
 from __future__ import annotations
@@ -17,14 +24,18 @@ import ml_collections as mlc
 import numpy as np
 from flax import nnx
 
-from cambrian.models import connectors, encoders, llm
+from cambrian import config as config_lib
+from cambrian.models import connectors, encoders, llm, weights
+from cambrian.models.connectors.common import grid_token_valid, letterbox_mask
 from cambrian.models.encoders import common as encoder_common
-from cambrian.models.encoders.preprocess import PreprocessSpec
+from cambrian.models.encoders import vit
+from cambrian.models.encoders.preprocess import HostImages, PreprocessSpec
 from cambrian.models.llm.generate import decode_embeds, eos_array, stop_table
 from cambrian.models.tokens import IMAGE_TOKEN
+from cambrian.release.config import MODEL_TYPES as RELEASE_MODEL_TYPES
 
-# batch key prefix of an encoder's precomputed features: ``features/<alias>`` float32[B, (K,) h,
-# w, C] (cambrian/feature_cache.py) replaces running that encoder on ``image``
+# batch key prefix of an encoder's precomputed features: ``features/<alias>`` float[B, (K,) h, w,
+# C] (cambrian/feature_cache.py) replaces that encoder's ``image[alias]``
 CACHED = "features/"
 
 
@@ -37,6 +48,7 @@ class Cambrian(nnx.Module):
         their own dtype) and rematerialises its layers as ``remat`` says (``config.remat``);
         frozen encoders store and compute in ``config.encoder_dtype``; unfrozen ones recompute
         their blocks in the backward pass when ``config.encoder_remat``."""
+        config = weights.with_local_checkpoints(config, weights=load_pretrained)  # gs:// -> cache
         self.encoders = nnx.Dict()
         self.remat_encoders: tuple[str, ...] = tuple(
             a for a, e in config.encoders.items() if config.encoder_remat and not e.frozen)
@@ -46,36 +58,44 @@ class Cambrian(nnx.Module):
         self.compute_dtype: str = config.dtype
         self.specs: dict[str, PreprocessSpec] = {}
         self.tokens_per_encoder: dict[str, int] = {}
-        for alias, e in config.encoders.items():
+        order = []
+        config_lib.check_order(config.encoders)  # overrides come after the config's own checks
+        for alias, e in config_lib.ordered_encoders(config.encoders):
             self.encoders[alias], self.specs[alias] = build_encoder(
                 config, alias, rngs=rngs, load_pretrained=load_pretrained)
             self.tokens_per_encoder[alias] = e.tokens
-        self.grids = [self._grid(a) for a in self.encoders]
+            order.append(alias)
+        self.order: tuple[str, ...] = tuple(order)
+        self.grids = tuple(self._grid(a) for a in self.order)
         numerics = dict(attention=config.llm.attention, dtype=config.dtype, remat=remat)
         self.llm = self._build_llm(config.llm, vocab_size, rngs, load_pretrained, numerics)
         self.connector = connectors.create(
-            config.connector.name, encoder_channels=[enc.out_channels for enc in
-                                                     self.encoders.values()],
+            config.connector.name, encoder_channels=[self.encoders[a].out_channels
+                                                     for a in self.order],
             encoder_grids=self.grids, llm_dim=self.llm.config.hidden_size, rngs=rngs,
             **config.connector.options.to_dict())
         self.num_image_tokens = int(self.connector.num_tokens)
         self.in_llm_layers = tuple(getattr(self.connector, "in_llm_layers", ()))
-
-    @property
-    def pad_color(self) -> tuple[float, float, float]:
-        """Pad-to-square fill: the first encoder's pad colour (Cambrian: its processor mean)."""
-        return pad_color(self.specs)
-
-    def host_image_size(self, override: int = 0) -> int:
-        """Side of the square images the host feeds: ``override`` or the largest encoder's."""
-        return host_image_size(self.specs, override)
+        self.image_position = int(getattr(self.connector, "image_position", -1))
+        grid = self.connector.grid
+        # square token grids are letter-boxed like the image (Cambrian's unpad)
+        self.token_side = grid[0] if grid is not None and grid[0] == grid[1] else 0
+        self.sides = tuple(sorted({g[0] for g in self.grids} | ({self.token_side} - {0})))
 
     def _grid(self, alias: str) -> tuple[int, int]:
         n = self.tokens_per_encoder[alias]
         if n:
             side = int(round(n ** 0.5))
             return (side, side)
-        return tuple(self.encoders[alias].grid)
+        grid = tuple(self.encoders[alias].grid)
+        if grid[0] != grid[1]:
+            raise ValueError(f"model.encoders.{alias}: feature grid {grid[0]}x{grid[1]} is not "
+                             "square; the letter-box masks need square grids (set its tokens)")
+        return grid
+
+    def host_images(self) -> HostImages:
+        """What the host makes of one image for this model (``preprocess.HostImages``)."""
+        return HostImages(tuple((a, self.specs[a]) for a in self.order), self.sides)
 
     @staticmethod
     def _build_llm(c: mlc.ConfigDict, vocab_size: int, rngs: nnx.Rngs, load_pretrained: bool,
@@ -92,37 +112,53 @@ class Cambrian(nnx.Module):
         if not c.checkpoint:
             raise FileNotFoundError("model.llm.checkpoint is empty: set it to the LLM's Hugging "
                                     "Face checkpoint directory (config.json + *.safetensors)")
+        hf, extra = llm.read_hf_config(c.checkpoint), {}
+        if hf.get("model_type") in RELEASE_MODEL_TYPES:
+            # a released Cambrian-1: its shards hold a Llama (plus the connector, read apart),
+            # its vocabulary resized to the tokenizer's at load (upstream builder.py:157)
+            if vocab_size > hf["vocab_size"]:
+                raise ValueError(f"{c.checkpoint}/config.json: vocab_size {hf['vocab_size']} < "
+                                 f"{vocab_size} tokens of model.tokenizer; upstream would append "
+                                 "random rows. Use the release's own tokenizer")
+            hf, extra = {**hf, "model_type": "llama"}, {"vocab_size": vocab_size}
         if not load_pretrained:
-            return llm.Llama(llm.config_from_hf(llm.read_hf_config(c.checkpoint), **numerics),
-                             rngs=rngs)
-        return llm.load(c.checkpoint, **numerics)
+            return llm.Llama(llm.config_from_hf(hf, **numerics, **extra), rngs=rngs)
+        return llm.load(c.checkpoint, hf_config=hf, **numerics, **extra)
 
     # ----------------------------------------------------------------------------- vision
 
+    def _valid(self, letterbox: jax.Array, side: int) -> jax.Array:
+        return letterbox_mask(letterbox[:, self.sides.index(side)], side)
+
     def tower_features(self, alias: str, images: jax.Array) -> jax.Array:
-        """uint8[B, S, S, 3] -> float32[B, h, w, C]: encoder ``alias``'s features (what
-        ``cambrian.feature_cache`` stores), before any token interpolation."""
+        """uint8[N, S, S, 3] (encoder ``alias``'s host images) -> float[N, h, w, C]: its
+        features (what ``cambrian.feature_cache`` stores), before any token interpolation."""
         trained = alias in self.trained_encoders
         return run_tower(self.encoders[alias], self.specs[alias], images,
                          remat=alias in self.remat_encoders,
                          compute_dtype=self.compute_dtype if trained else None)
 
-    def encode_images(self, images: jax.Array | None, image_box: jax.Array,
-                      cached: dict | None = None):
-        """uint8[B, S, S, 3] + float32[B, 4] -> (visual tokens float[B, N, D], connector out).
+    def encode_images(self, images: dict, letterbox: jax.Array, cached: dict | None = None):
+        """alias -> uint8[N, S_k, S_k, 3] + int32[N, G, 2] -> (visual tokens float[N, T, D],
+        connector out with ``token_valid`` bool[N, T]).
 
-        ``cached``: alias -> float32[B, h, w, C] precomputed features of that (frozen) encoder,
-        used instead of running it (``images`` may then be None if every encoder is cached)."""
+        ``cached``: alias -> float[N, h, w, C] precomputed features of that (frozen) encoder, in
+        its output dtype, used instead of running it on ``images[alias]`` (then not needed)."""
         feats, valid = [], []
         cached = cached or {}
-        for alias in self.encoders:
-            f = cached[alias] if alias in cached else self.tower_features(alias, images)
+        for alias in self.order:
+            f = (cached[alias] if alias in cached else
+                 self.tower_features(alias, images[alias]))
             n = self.tokens_per_encoder[alias]
             if n:
                 f = encoders.features.interpolate_to_tokens(f, n)
             feats.append(f.astype(jnp.float32))
-            valid.append(box_valid(image_box, f.shape[1:3]))
-        return self.connector(feats, valid)
+            valid.append(self._valid(letterbox, f.shape[1]))
+        tokens, out = self.connector(feats, valid)
+        if self.token_side:
+            out = {**out, "token_valid": grid_token_valid(
+                self._valid(letterbox, self.token_side), self.connector.newline)}
+        return tokens, out
 
     # ----------------------------------------------------------------------------- LLM inputs
 
@@ -132,49 +168,55 @@ class Cambrian(nnx.Module):
         is_img = tokens == IMAGE_TOKEN
         embeds = self.llm.embed(jnp.where(is_img, 0, tokens))
         seg = batch["segment_ids"]
-        hook = None
-        if vision and ("image" in batch or any(k.startswith(CACHED) for k in batch)):
-            box = batch["image_box"]
-            k = box.shape[1] if box.ndim == 3 else 1
-            images = batch.get("image")
-            if images is not None:
-                images = images.reshape(-1, *images.shape[-3:])
-            cached = {a: batch[CACHED + a].reshape(-1, *batch[CACHED + a].shape[-3:])
-                      for a in self.encoders if CACHED + a in batch}
-            vis, cout = self.encode_images(images, box.reshape(-1, 4), cached)
-            b, n = tokens.shape[0], vis.shape[1]
-            # A row's K images fill its visual-token slots one after another (packed rows).
-            vis = vis.reshape(b, k * n, vis.shape[-1])
-            idx = jnp.clip(jnp.cumsum(is_img, axis=1) - 1, 0, k * n - 1)
-            embeds = jnp.where(is_img[..., None],
-                               jnp.take_along_axis(vis, idx[..., None], axis=1).astype(
-                                   embeds.dtype), embeds)
-            tok_valid = jnp.take_along_axis(cout["token_valid"].reshape(b, k * n), idx, axis=1)
-            seg = jnp.where(is_img & ~tok_valid, 0, seg)
-            hook = self._in_llm_hook(cout, is_img, idx, n, k)
-        else:
+        cached = {a: batch[CACHED + a] for a in self.order if CACHED + a in batch}
+        if not (vision and ("image" in batch or cached)):
             # No vision: image slots are removed from attention entirely.
             seg = jnp.where(is_img, 0, seg)
+            return embeds, seg, compact_positions(batch["segment_ids"], seg != 0), None
+        lb = batch["letterbox"]
+        k = lb.shape[1] if lb.ndim == 4 else 1
+        vis, cout = self.encode_images(
+            {a: x.reshape(-1, *x.shape[-3:]) for a, x in batch.get("image", {}).items()},
+            lb.reshape(-1, *lb.shape[-2:]),
+            {a: x.reshape(-1, *x.shape[-3:]) for a, x in cached.items()})
+        b, n = tokens.shape[0], vis.shape[1]
+        # A row's K images fill its visual-token slots one after another (packed rows).
+        vis = vis.reshape(b, k * n, vis.shape[-1])
+        idx = jnp.clip(jnp.cumsum(is_img, axis=1) - 1, 0, k * n - 1)
+        embeds = jnp.where(is_img[..., None],
+                           jnp.take_along_axis(vis, idx[..., None], axis=1).astype(embeds.dtype),
+                           embeds)
+        tok_valid = jnp.take_along_axis(cout["token_valid"].reshape(b, k * n), idx, axis=1)
+        seg = jnp.where(is_img & ~tok_valid, 0, seg)
         positions = compact_positions(batch["segment_ids"], seg != 0)
+        hook = None
+        if self.in_llm_layers:
+            if self.image_position < 0:
+                read, src = _slot_targets(is_img, idx, k * n)
+            else:
+                if k != 1:
+                    raise ValueError("connector option image_position >= 0 reads one image per "
+                                     "row (Cambrian's rule); packed rows need image_position=-1")
+                read, src = _fixed_targets(self.image_position, positions, seg != 0,
+                                           is_img.any(axis=1),
+                                           self._valid(lb.reshape(b, *lb.shape[-2:]),
+                                                       self.token_side))
+            hook = self._in_llm_hook(cout, read, src, n, k)
         return embeds, seg, positions, hook
 
-    def _in_llm_hook(self, cout, is_img, idx, n, k):
-        if not self.in_llm_layers:
-            return None
+    def _in_llm_hook(self, cout, read, src, n, k):
         which = {layer: j for j, layer in enumerate(self.in_llm_layers)}
-        b, t = is_img.shape
-        # row positions of visual slots 0 .. k*n-1: a stable sort puts the image slots first
-        slots = jnp.argsort(~is_img, axis=1, stable=True)
-        gather = jnp.take(slots, jnp.minimum(jnp.arange(k * n), t - 1), axis=1)
+        t = src.shape[1]
 
         def hook(i, h):
             if i not in which or h.shape[1] != t:  # decode steps see one token: nothing to do
                 return h
-            img = jnp.take_along_axis(h, gather[..., None], axis=1)
+            b = h.shape[0]
+            img = jnp.take_along_axis(h, read[..., None], axis=1)
             new = self.connector.apply_in_llm(which[i], img.reshape(b * k, n, -1), cout)
             new = new.reshape(b, k * n, -1)
-            back = jnp.take_along_axis(new, idx[..., None], axis=1).astype(h.dtype)
-            return jnp.where(is_img[..., None], back, h)
+            back = jnp.take_along_axis(new, jnp.maximum(src, 0)[..., None], axis=1)
+            return jnp.where((src >= 0)[..., None], back.astype(h.dtype), h)
 
         return hook
 
@@ -192,9 +234,9 @@ class Cambrian(nnx.Module):
 
 def build_encoder(config: mlc.ConfigDict, alias: str, *, rngs: nnx.Rngs,
                   load_pretrained: bool = True) -> tuple[nnx.Module, PreprocessSpec]:
-    """Encoder ``alias`` of the ``config.model`` section and its preprocessing at its resolution.
-
-    Frozen towers store and run in ``config.encoder_dtype``; trained ones keep fp32 weights."""
+    """Encoder ``alias`` of the ``config.model`` section (local checkpoints:
+    ``weights.with_local_checkpoints``) and its preprocessing at its resolution. Frozen towers
+    store and run in ``config.encoder_dtype``; trained ones keep fp32 weights."""
     e = config.encoders[alias]
     dtype = config.encoder_dtype if e.frozen else "float32"
     kw = dict(variant=e.variant, image_size=e.image_size or None, layer=e.layer, dtype=dtype)
@@ -207,47 +249,65 @@ def build_encoder(config: mlc.ConfigDict, alias: str, *, rngs: nnx.Rngs,
     else:
         enc = encoders.create(e.family, e.variant, image_size=kw["image_size"], layer=e.layer,
                               rngs=rngs, dtype=dtype)
+    if e.pos_interp:
+        vit.set_pos_interp(enc, e.pos_interp, f"model.encoders.{alias}.pos_interp")
     spec = encoders.preprocessing(e.family, e.variant)
     return enc, spec.with_size(e.image_size or spec.image_size)
 
 
 def run_tower(enc: nnx.Module, spec: PreprocessSpec, images: jax.Array, *,
               remat: bool = False, compute_dtype: str | None = None) -> jax.Array:
-    """uint8[B, S, S, 3] host images -> float32[B, h, w, C] features: resized to the tower's
-    resolution on device (bicubic, antialiased), normalised as ``spec`` says, run through the
-    tower (its blocks rematerialised if ``remat``; in ``compute_dtype`` if set, else in the
-    dtype its weights are stored in)."""
+    """uint8[N, S, S, 3] host images of this tower (``preprocess.tower_image``) -> float[N, h,
+    w, C] features: normalised as ``spec`` says, run through the tower (its blocks
+    rematerialised if ``remat``; in ``compute_dtype`` if set, else in its weights' dtype)."""
     x = images.astype(jnp.float32)
-    s = spec.image_size
-    pix = x if x.shape[1] == s else jax.image.resize(
-        x, (x.shape[0], s, s, 3), "bicubic", antialias=True)
     mean = jnp.asarray(spec.mean, jnp.float32) * 255.0
     std = jnp.asarray(spec.std, jnp.float32) * 255.0
     with encoder_common.remat_blocks(remat), encoder_common.compute_dtype(compute_dtype):
-        f, _ = enc((pix - mean) / std)
-    return f.astype(jnp.float32)
+        f, _ = enc((x - mean) / std)
+    return f
 
 
-def pad_color(specs: dict[str, PreprocessSpec]) -> tuple[float, float, float]:
-    """Pad-to-square fill: the first encoder's pad colour (Cambrian: its processor mean)."""
-    spec = next(iter(specs.values()))
-    return spec.pad_color or spec.mean
+def _slot_targets(is_img: jax.Array, idx: jax.Array, slots: int):
+    """In-LLM layers at the images' own slots: (read int32[B, slots]: row position of visual slot
+    j; src int32[B, T]: the slot a row position takes its update from, -1 = none)."""
+    t = is_img.shape[1]
+    # row positions of visual slots 0 .. slots-1: a stable sort puts the image slots first
+    order = jnp.argsort(~is_img, axis=1, stable=True)
+    read = jnp.take(order, jnp.minimum(jnp.arange(slots), t - 1), axis=1)
+    return read, jnp.where(is_img, idx, -1)
 
 
-def host_image_size(specs: dict[str, PreprocessSpec], override: int = 0) -> int:
-    """Side of the square images the host feeds: ``override`` or the largest encoder's."""
-    return override or max(s.image_size for s in specs.values())
-
-
-def box_valid(box: jax.Array, grid: tuple[int, int]) -> jax.Array:
-    """float32[B, 4] (top, left, h, w fractions) -> bool[B, gh, gw]: cell centre inside box."""
-    gh, gw = grid
-    cy = (jnp.arange(gh) + 0.5) / gh
-    cx = (jnp.arange(gw) + 0.5) / gw
-    top, left, h, w = (box[:, i, None] for i in range(4))
-    vy = (cy[None] >= top) & (cy[None] < top + h)
-    vx = (cx[None] >= left) & (cx[None] < left + w)
-    return vy[:, :, None] & vx[:, None, :]
+def _fixed_targets(start: int, positions: jax.Array, attended: jax.Array, has_image: jax.Array,
+                   grid_valid: jax.Array):
+    """Cambrian's rule (``cambrian_llama.py:168-253``): the image's L x L grid cropped to its kept
+    rows r' < h' and columns c' < w' is read at index ``start + r' (w' + 1) + c'`` of the sequence
+    of attended tokens (compacted positions), each kept row's newline after it, wherever the image
+    is. Returns (read int32[B, L (L + 1)], src int32[B, T]) as ``_slot_targets``; rows without an
+    image are left alone, as are grid slots past the sequence."""
+    b, side = grid_valid.shape[:2]
+    t = positions.shape[1]
+    rows = grid_valid.any(axis=2)  # b, L: kept rows
+    cols = grid_valid.any(axis=1)  # b, L: kept columns
+    r = jnp.cumsum(rows, axis=1) - 1
+    c = jnp.cumsum(cols, axis=1) - 1
+    w = cols.sum(axis=1, keepdims=True)
+    c = jnp.concatenate([c, w], axis=1)  # a row's newline comes after its w' kept columns
+    index = start + r[:, :, None] * (w[:, :, None] + 1) + c[:, None, :]  # b, L, L + 1
+    keep = rows[:, :, None] & jnp.concatenate([cols, jnp.ones((b, 1), bool)], axis=1)[:, None]
+    index, keep = index.reshape(b, -1), keep.reshape(b, -1)
+    # row position of each compacted position (positions of attended tokens are 0, 1, ...)
+    at = jnp.where(attended, positions, t)
+    row_of = jnp.full((b, t), t - 1, jnp.int32).at[jnp.arange(b)[:, None], at].set(
+        jnp.arange(t, dtype=jnp.int32)[None], mode="drop")
+    count = attended.sum(axis=1, keepdims=True)
+    keep = keep & (index < count) & has_image[:, None]
+    read = jnp.take_along_axis(row_of, jnp.clip(index, 0, t - 1), axis=1)
+    slots = jnp.arange(index.shape[1], dtype=jnp.int32)
+    src = jnp.full((b, t), -1, jnp.int32).at[jnp.arange(b)[:, None],
+                                             jnp.where(keep, read, t)].set(
+        jnp.broadcast_to(slots, read.shape), mode="drop")
+    return read, src
 
 
 def compact_positions(segment_ids: jax.Array, attended: jax.Array) -> jax.Array:

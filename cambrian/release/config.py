@@ -58,6 +58,8 @@ REQUIRED = {"mm_projector_type": "sva", "mm_vision_select_feature": "patch",
             "attention_bias": False, "tie_word_embeddings": False, "rope_scaling": None,
             "mm_patch_merge_type": "flat"}
 SVA_HEADS = 16  # vision_sampler.py:251, not a config key
+# Tower.pos_resize -> our encoder pos_interp ("": the checkpoint library's own rule)
+POS_INTERP = {None: "", "scale_factor": "bicubic_scale"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,10 +138,9 @@ def check(upstream: dict, path: str = "config.json") -> None:
                     f"{upstream['num_query_group']}")
     if math.isqrt(upstream["image_token_len"]) ** 2 != upstream["image_token_len"]:
         _fail(path, f"image_token_len = {upstream['image_token_len']} is not a perfect square")
-    if any(q != upstream["image_token_len"] for q in queries):
-        _fail(path, f"query_num_list = {queries}: query groups of another size than "
-                    f"image_token_len = {upstream['image_token_len']} (bilinear to the final grid "
-                    "upstream) are not supported by cambrian/models/connectors/sva.py yet")
+    bad = [q for q in queries if math.isqrt(q) ** 2 != q]
+    if bad:
+        _fail(path, f"query_num_list = {queries}: {bad} not perfect squares")
     if upstream["vision_hidden_size"] % SVA_HEADS:
         _fail(path, f"vision_hidden_size = {upstream['vision_hidden_size']} is not divisible by "
                     f"the SVA's {SVA_HEADS} heads")
@@ -159,14 +160,6 @@ def infer_template(upstream: dict, conv_mode: str | None = None, path: str = "co
                 "vicuna_v1 for -13b, chatml_direct for -34b)")
 
 
-def alias(k: int, tower: T.Tower) -> str:
-    """``t<k>_<family>``: ``config.model.encoders`` iterates its keys sorted, and the SVA's
-    encoder k must be upstream's tower k (``mm_projector_aux_k``; tower 0 gives the context)."""
-    if k > 9:
-        raise ReleaseConfigError(f"{k + 1} towers: aliases would not sort in upstream order")
-    return f"t{k}_{tower.family}"
-
-
 def parse_towers(upstream: dict) -> tuple[T.Tower, ...]:
     """The towers of an upstream config, in its order."""
     return tuple(T.parse(n, k, select_layer=upstream.get("mm_vision_select_layer", -2))
@@ -179,19 +172,23 @@ def model_config(upstream: dict, *, checkpoint: str, tower_paths: list[str], tem
     """Our ``config.model`` for a checked upstream config (pretrained, from these paths)."""
     towers = parse_towers(upstream)
     model = C.base_config().model
-    for k, (tower, path) in enumerate(zip(towers, tower_paths)):
-        model.encoders[alias(k, tower)] = C.encoder(
+    for tower, path in zip(towers, tower_paths):
+        C.add_encoder(model, tower.family, C.encoder(
             tower.family, tower.variant, checkpoint=path, image_size=tower.image_size or 0,
-            layer=tower.layer, tokens=tower.tokens)
+            layer=tower.layer, tokens=tower.tokens, pos_interp=POS_INTERP[tower.pos_resize]))
     num, start, stride = (0, 0, 1) if upstream["connector_only"] else (
         upstream["num_of_vision_sampler_layers"], upstream["start_of_vision_sampler_layers"],
         upstream["stride_of_vision_sampler_layers"])
+    queries = list(upstream["query_num_list"])
     model.connector.name = "sva"
     model.connector.options = mlc.ConfigDict(dict(
         query_side=math.isqrt(upstream["image_token_len"]), depth=upstream["connector_depth"],
-        groups=upstream["num_query_group"], vision_hidden=upstream["vision_hidden_size"],
-        heads=SVA_HEADS, in_llm_layers=num, in_llm_start=start, in_llm_stride=stride,
-        global_context_encoder=0))
+        groups=upstream["num_query_group"],
+        vision_hidden=upstream["vision_hidden_size"], heads=SVA_HEADS, in_llm_layers=num,
+        in_llm_start=start, in_llm_stride=stride, global_context_encoder=0,
+        image_position=upstream["image_position"]))
+    if set(queries) != {upstream["image_token_len"]}:  # the released models: all of that size
+        model.connector.options.query_tokens = queries
     model.llm.checkpoint = checkpoint
     model.tokenizer = checkpoint
     model.template = template
@@ -237,11 +234,11 @@ def recipe(size: str, arg: str | None) -> mlc.ConfigDict:
     rel = RELEASES[size]
     ck = C.CHECKPOINTS
     c = C.base_config()
-    for k, (tname, tokens) in enumerate(RELEASE_TOWERS):
+    for tname, tokens in RELEASE_TOWERS:
         t = T.parse(tname, tokens)
-        c.model.encoders[alias(k, t)] = C.encoder(
+        C.add_encoder(c.model, t.family, C.encoder(
             t.family, t.variant, checkpoint=os.path.join(ck, t.repo), image_size=t.image_size or 0,
-            layer=t.layer, tokens=t.tokens)
+            layer=t.layer, tokens=t.tokens, pos_interp=POS_INTERP[t.pos_resize]))
     num, start, stride = rel.in_llm
     c.model.connector.name = "sva"
     c.model.connector.options = mlc.ConfigDict(dict(

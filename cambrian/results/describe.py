@@ -12,6 +12,8 @@ import json
 import os
 import warnings
 
+from cambrian.config import ordered_encoders
+
 _LLM_DIM = 4096  # connector width when the LLM's own is unknown: token counts do not depend on it
 
 
@@ -38,7 +40,7 @@ def _geometry(model_json: str) -> tuple[list[int], int]:
 
     model = json.loads(model_json)
     res, channels, grids = [], [], []
-    for e in model["encoders"].values():
+    for _, e in ordered_encoders(model["encoders"]):
         size = e["image_size"] or encoders.preprocessing(e["family"], e["variant"]).image_size
         enc = nnx.eval_shape(lambda e=e: encoders.create(
             e["family"], e["variant"], image_size=e["image_size"] or None, layer=e["layer"]))
@@ -67,7 +69,7 @@ def describe(config: dict, where: str = "") -> dict:
     random_init (True if any part was randomly initialised: numbers that prove plumbing only).
     """
     model = config["model"]
-    encs = model["encoders"]
+    encs = dict(ordered_encoders(model["encoders"]))
     out = {
         "encoders": "+".join(encs),
         "families": "+".join(e["family"] for e in encs.values()),

@@ -1,10 +1,9 @@
 """Templates against the exact strings of Cambrian's conversation.py (cambrian.md section 3).
 
-Expected strings are upstream's ``Conversation.get_prompt()`` worked out by hand for these turns,
-preceded by the BOS the template's released tokenizer adds (``mm_utils.tokenizer_image_token``).
+Expected strings are upstream's ``Conversation.get_prompt()`` worked out by hand for these turns
+(the tokenizer adds its BOS when the text is tokenised: ``tests/data/test_conversation.py``).
 """
 
-import pytest
 
 from cambrian.data import chat_templates as T
 
@@ -15,7 +14,7 @@ SYS = T.CAMBRIAN_SYSTEM
 
 def test_vicuna_v1():
     s = T.get("vicuna_v1").text(TURNS)
-    assert s == ("<s>A chat between a curious user and an artificial intelligence assistant. The "
+    assert s == ("A chat between a curious user and an artificial intelligence assistant. The "
                  "assistant gives helpful, detailed, and polite answers to the user's questions. "
                  "USER: <image>\nWhat is it? ASSISTANT: A cat.</s>USER: Sure? ASSISTANT: Yes.</s>")
     g = T.get("vicuna_v1").text(TURNS[:1], add_generation_prompt=True)
@@ -24,7 +23,7 @@ def test_vicuna_v1():
 
 def test_llama_3_has_no_blank_line_after_headers():
     s = T.get("llama_3").text(TURNS[:2])
-    assert s == ("<|begin_of_text|><|begin_of_text|><|start_header_id|>system<|end_header_id|>" +
+    assert s == ("<|begin_of_text|><|start_header_id|>system<|end_header_id|>" +
                  T.LLAMA3_SYSTEM + "<|eot_id|><|start_header_id|>user<|end_header_id|><image>\n"
                  "What is it?<|eot_id|><|start_header_id|>assistant<|end_header_id|>A cat."
                  "<|eot_id|>")
@@ -45,50 +44,25 @@ def test_llama_3_system_prompt_is_upstreams_own_string():
     assert T.get("chatml_direct").system == SYS
 
 
-def test_llama_3_prompt_starts_with_two_bos():
-    # the Llama-3 tokenizer adds <|begin_of_text|> and the template writes one too: upstream's
-    # eval (tokenizer_image_token) keeps both
-    g = T.get("llama_3").text([("user", "<image>\nHi")], add_generation_prompt=True)
-    assert g.startswith("<|begin_of_text|><|begin_of_text|><|start_header_id|>system")
-
-
-def test_bos_follows_the_tokenizer():
-    assert T.get("vicuna_v1").text(TURNS[:1], add_generation_prompt=True).startswith("<s>A chat")
-    assert T.get("chatml_direct").text(TURNS[:1]).startswith("<|im_start|>system")  # Yi: none
-    no_bos = T.get("llama_3").text(TURNS[:1], bos="")
-    assert no_bos.startswith("<|begin_of_text|><|start_header_id|>")
-    tokenizers = pytest.importorskip("tokenizers")
-    from transformers import PreTrainedTokenizerFast
-
-    tok = tokenizers.Tokenizer(tokenizers.models.WordLevel({"<s>": 0, "a": 1, "[UNK]": 2},
-                                                           unk_token="[UNK]"))
-    plain = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>")
-    assert T.tokenizer_bos(plain) == ""
-    tok.post_processor = tokenizers.processors.TemplateProcessing(
-        single="<s> $A", special_tokens=[("<s>", 0)])
-    adds = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>")
-    assert T.tokenizer_bos(adds) == "<s>"
-
-
 def test_mistral_instruct():
     # LLAMA_2 sep style, sep "" and sep2 "</s>" (conversation.py:79-99, :475-484)
     t = T.get("mistral_instruct")
-    assert t.text(TURNS) == ("<s>[INST] <image>\nWhat is it? [/INST] A cat. </s>[INST] Sure? "
+    assert t.text(TURNS) == ("[INST] <image>\nWhat is it? [/INST] A cat. </s>[INST] Sure? "
                              "[/INST] Yes. </s>")
     assert t.text(TURNS[:1], add_generation_prompt=True) == \
-        "<s>[INST] <image>\nWhat is it? [/INST]"
+        "[INST] <image>\nWhat is it? [/INST]"
     assert t.text(TURNS[:2], system="Be brief.") == (
-        "<s>[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\n<image>\nWhat is it? [/INST] A cat. </s>")
+        "[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\n<image>\nWhat is it? [/INST] A cat. </s>")
     assert [x for x, train in t.render(TURNS) if train] == ["A cat. </s>", "Yes. </s>"]
 
 
 def test_mistral_v2():
     # MISTRAL sep style: replies follow [/INST] with no space, "</s>" right after (:124-145)
     t = T.get("mistral_v2")
-    assert t.text(TURNS) == ("<s>[INST] <image>\nWhat is it? [/INST]A cat.</s>[INST] Sure? "
+    assert t.text(TURNS) == ("[INST] <image>\nWhat is it? [/INST]A cat.</s>[INST] Sure? "
                              "[/INST]Yes.</s>")
     assert t.text(TURNS[:1], add_generation_prompt=True) == \
-        "<s>[INST] <image>\nWhat is it? [/INST]"
+        "[INST] <image>\nWhat is it? [/INST]"
     assert t.stop == "</s>"
 
 

@@ -6,13 +6,18 @@ from PIL import Image
 
 from cambrian.data import chat_templates, loader, tokenizer
 from cambrian.data.readers import DataError
+from cambrian.models.encoders.preprocess import HALF, HostImages, PreprocessSpec
+
+# two encoders of their own size and padding colour; grids of 4 and 8 cells a side
+IMAGES = HostImages((("a", PreprocessSpec(32, HALF, HALF, resize="squash", pad_color=HALF)),
+                     ("b", PreprocessSpec(16, HALF, HALF, resize="squash", pad_color=(0, 1, 0)))),
+                    (4, 8))
 
 
 def _encoder(root, skip_bad=False):
     return loader.Encoder(template=chat_templates.get("vicuna_v1"),
                           tokenizer=tokenizer.load("synthetic"), num_image_tokens=4, max_len=96,
-                          image_size=32, image_root=root, pad_color=(0.5, 0.5, 0.5),
-                          skip_bad=skip_bad, system="")
+                          images=IMAGES, image_root=root, skip_bad=skip_bad, system="")
 
 
 def _write(tmp_path, n=12, bad=()):
@@ -28,7 +33,7 @@ def _write(tmp_path, n=12, bad=()):
 
 
 def _ids(batch):
-    return [int(b[0]) for b in batch["image"][:, 16, 16]]
+    return [int(b[0]) for b in batch["image"]["a"][:, 16, 16]]
 
 
 def test_order_is_deterministic_and_resumable(tmp_path):
@@ -61,11 +66,14 @@ def test_two_hosts_split_each_global_batch(tmp_path):
         assert sorted(a + b) == sorted(whole) and not set(a) & set(b)
 
 
-def test_letterbox_box_and_padding(tmp_path):
+def test_each_encoder_gets_its_own_image_and_the_letterbox(tmp_path):
     recs = _write(tmp_path, n=1)
     ex = _encoder(str(tmp_path))(recs[0])
-    np.testing.assert_allclose(ex["image_box"], [0.25, 0.0, 0.5, 1.0])  # 20x40 -> centred
-    assert ex["image"][0, 0, 0] == 127  # pad colour 0.5
+    # 40 wide x 20 tall: rows padded; on 4 cells int(20 * 4 / 40) = 2, pad 1; on 8: 4, pad 2
+    np.testing.assert_array_equal(ex["letterbox"], [[0, 1], [0, 2]])
+    assert ex["image"]["a"].shape == (32, 32, 3) and ex["image"]["b"].shape == (16, 16, 3)
+    assert (ex["image"]["a"][0, 0] == 127).all()  # pad colour int(0.5 * 255)
+    assert ex["image"]["b"][0, 0].tolist() == [0, 255, 0]  # encoder b's own colour
     assert ex["tokens"].shape == (96,) and ex["segment_ids"].sum() == (ex["tokens"] != 0).sum()
 
 
@@ -109,4 +117,5 @@ def test_reads_the_recipe_builders_output(tmp_path):
         n_img = (e["tokens"] == -200).sum()
         assert n_img == (4 if e["has_image"] else 0)
     batch = next(iter(loader.dataset(recs, enc, batch_size=3, num_batches=1, seed=0)))
-    assert batch["image"].shape == (3, 32, 32, 3)
+    assert batch["image"]["a"].shape == (3, 32, 32, 3)
+    assert batch["image"]["b"].shape == (3, 16, 16, 3) and batch["letterbox"].shape == (3, 2, 2)

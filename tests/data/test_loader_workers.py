@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 from cambrian.data import chat_templates, loader, tokenizer
+from tests.data.test_loader import IMAGES
 
 
 def _records(tmp_path, n=14, bad=(5,)):
@@ -24,8 +25,7 @@ def _records(tmp_path, n=14, bad=(5,)):
 def _batches(recs, root, workers, pack, n, state=None):
     enc = loader.Encoder(template=chat_templates.get("vicuna_v1"),
                          tokenizer=tokenizer.load("synthetic"), num_image_tokens=4, max_len=64,
-                         image_size=32, image_root=root, pad_color=(0.5, 0.5, 0.5),
-                         skip_bad=True, system="")
+                         images=IMAGES, image_root=root, skip_bad=True, system="")
     it = iter(loader.dataset(recs, enc, batch_size=3, num_batches=8, seed=3, num_workers=workers,
                              pack=pack, max_images_per_row=2))
     try:
@@ -39,7 +39,7 @@ def _batches(recs, root, workers, pack, n, state=None):
 
 def _ids(batch):
     """Which records a batch holds, in order: each image slot's colour, -1 on empty slots."""
-    img = batch["image"].reshape(-1, 32, 32, 3)[:, 16, 16, 0].astype(int)
+    img = batch["image"]["a"].reshape(-1, 32, 32, 3)[:, 16, 16, 0].astype(int)
     return np.where(batch["has_image"].reshape(-1), img // 10, -1).tolist()
 
 
@@ -59,7 +59,10 @@ def _same(a, b):
     for x, y in zip(a, b):
         assert x.keys() == y.keys()
         for k in x:
-            np.testing.assert_array_equal(x[k], y[k], err_msg=k)
+            if isinstance(x[k], dict):
+                _same([x[k]], [y[k]])
+            else:
+                np.testing.assert_array_equal(x[k], y[k], err_msg=k)
 
 
 @pytest.mark.parametrize("pack", [False, True])
@@ -80,8 +83,7 @@ def test_peek_serves_its_head_first_and_resumes_inside_it(tmp_path):
     recs, root = _records(tmp_path, bad=()), str(tmp_path)
     enc = loader.Encoder(template=chat_templates.get("vicuna_v1"),
                          tokenizer=tokenizer.load("synthetic"), num_image_tokens=4, max_len=64,
-                         image_size=32, image_root=root, pad_color=(0.5, 0.5, 0.5),
-                         skip_bad=False, system="")
+                         images=IMAGES, image_root=root, skip_bad=False, system="")
     ds = loader.dataset(recs, enc, batch_size=2, num_batches=6, seed=1)
     ref = [next(it) for it in [iter(ds)] for _ in range(5)]
     peeked = loader.Peek(iter(ds), 3)

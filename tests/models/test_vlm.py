@@ -18,13 +18,6 @@ def test_compact_positions_hand_derived():
     np.testing.assert_array_equal(vlm.compact_positions(seg, attended), expected)
 
 
-def test_box_valid_marks_cells_whose_centre_is_inside():
-    box = jnp.array([[0.25, 0.0, 0.5, 1.0]])  # a wide image letter-boxed top and bottom
-    v = np.asarray(vlm.box_valid(box, (4, 4)))[0]
-    np.testing.assert_array_equal(v.any(1), [False, True, True, False])
-    assert v[1:3].all()
-
-
 @pytest.fixture(scope="module")
 def model_and_tok(request):
     cfg = request.getfixturevalue("cache_config")
@@ -47,15 +40,15 @@ def _batch(model, tok, questions, images):
                                           system="") for q in questions]
     from cambrian.eval.runner import make_batch
 
-    return make_batch(prompts, images, 112, len(questions), model.pad_color)
+    return make_batch(prompts, images, model.host_images(), len(questions))
 
 
 def test_visual_tokens_are_spliced_in_order(model_and_tok):
     model, tok, _ = model_and_tok
     img = np.random.default_rng(0).integers(0, 255, (2, 112, 112, 3), dtype=np.uint8)
     b = _batch(model, tok, ["What is it?", "How many?"], list(img))
-    embeds, seg, pos, _ = model.prepare({k: jnp.asarray(v) for k, v in b.items()})
-    vis, _ = model.encode_images(jnp.asarray(b["image"]), jnp.asarray(b["image_box"]))
+    embeds, seg, pos, _ = model.prepare(b)
+    vis, _ = model.encode_images(b["image"], jnp.asarray(b["letterbox"]))
     for r in range(2):
         slots = np.flatnonzero(b["tokens"][r] == conversation.IMAGE_TOKEN)
         assert len(slots) == model.num_image_tokens
@@ -78,7 +71,7 @@ def test_greedy_with_kv_cache_equals_full_recompute(model_and_tok):
     # one compiled forward serves every step.
     n0 = b["tokens"].shape[1]
     grow = lambda x: jnp.pad(jnp.asarray(x), ((0, 0), (0, n_new)))  # noqa: E731
-    cur = {k: jnp.asarray(v) for k, v in b.items()}
+    cur = dict(b)
     cur.update(tokens=grow(b["tokens"]), segment_ids=grow(b["segment_ids"]),
                loss_mask=jnp.zeros((3, n0 + n_new), bool))
     forward = nnx.jit(lambda m, c: m(c)[0])

@@ -16,15 +16,7 @@ QUESTIONS = ["What is it?", "How many dogs are there?\nAnswer the question using
              "or phrase."]
 
 
-# Vicuna's metaspace tokenizer: upstream encodes "A chat..." with the BOS *id* added (-> "▁A");
-# conversation.tokenize_segments encodes the text "<s>A chat..." without special tokens, and a
-# word right after a special token gets no "▁". Fixing it means encoding the first chunk with the
-# tokenizer's own special tokens (tokenizer_image_token), in cambrian/data/conversation.py.
-KNOWN = {"13b": "BOS written as text loses the metaspace prefix of the next word"}
-
-
-@pytest.mark.parametrize("kind", [pytest.param(k, marks=pytest.mark.xfail(
-    reason=KNOWN[k], strict=True)) if k in KNOWN else k for k in fixtures.KINDS])
+@pytest.mark.parametrize("kind", list(fixtures.KINDS))
 def test_eval_prompt_ids_match_upstream(references, releases, kind):
     r = references[kind]
     template = chat_templates.get(fixtures.KINDS[kind].conv_mode)

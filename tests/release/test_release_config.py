@@ -43,11 +43,20 @@ REAL = {
 }
 
 
+def _ordered(model):
+    """config.model's encoders in encoder order (a ConfigDict iterates its keys sorted)."""
+    return [e for _, e in C.ordered_encoders(model.encoders)]
+
+
 def _arch(model):
     """What defines the architecture in a config.model (paths left out)."""
-    encs = [(e.family, e.variant, e.image_size, e.tokens, e.layer)
-            for e in model.encoders.values()]
-    return encs, model.connector.name, model.connector.options.to_dict(), model.template
+    encs = [(e.family, e.variant, e.image_size, e.tokens, e.layer, e.pos_interp)
+            for e in _ordered(model)]
+    # image_position: where the released in-LLM layers read; our training reads the image's own
+    # slots (-1), which is the same place for the prompts it trains on
+    options = {k: v for k, v in model.connector.options.to_dict().items()
+               if k != "image_position"}
+    return encs, model.connector.name, options, model.template
 
 
 def test_release_towers_map_to_our_encoders():
@@ -95,7 +104,7 @@ def test_unknown_towers_and_missing_paths_are_errors(tmp_path):
 def test_read_a_release_directory(releases, kind):
     rel = releases[kind]
     rc = RC.read(rel.checkpoint, towers_root=rel.towers_root)
-    enc = list(rc.model.encoders.values())
+    enc = list(_ordered(rc.model))
     assert [e.family for e in enc] == UPSTREAM_ORDER  # encoder k = upstream's tower k
     assert [e.tokens for e in enc] == list(fixtures.TOKEN_LENS)
     assert enc[2].checkpoint == os.path.join(rel.towers_root, "facebook/dinov2-giant")
@@ -125,8 +134,8 @@ def test_config_errors_name_the_key_and_the_fix(tmp_path, releases):
         attempt(bogus=1)
     with pytest.raises(RC.ReleaseConfigError, match="mm_projector_type = 'mlp2x_gelu'"):
         attempt(mm_projector_type="mlp2x_gelu")
-    with pytest.raises(RC.ReleaseConfigError, match="query_num_list = .576, 144.*sva.py"):
-        attempt(query_num_list=[576, 144], num_query_group=2)
+    with pytest.raises(RC.ReleaseConfigError, match=r"query_num_list = .576, 150.: \[150\] not"):
+        attempt(query_num_list=[576, 150], num_query_group=2)
     with pytest.raises(RC.ReleaseConfigError, match="model_type = 'llama'"):
         attempt(model_type="llama")
     assert attempt(model_type="llava_llama").template == "llama_3"  # the 8B's first revision
@@ -140,15 +149,15 @@ def test_config_errors_name_the_key_and_the_fix(tmp_path, releases):
 @pytest.mark.parametrize("size", list(RC.RELEASES))
 def test_shipped_configs_are_the_released_architectures(size):
     shipped = C.load(f"cambrian/{size}.py")
-    assert [e.family for e in shipped.model.encoders.values()] == UPSTREAM_ORDER
-    paths = [e.checkpoint for e in shipped.model.encoders.values()]
+    assert [e.family for e in _ordered(shipped.model)] == UPSTREAM_ORDER
+    paths = [e.checkpoint for e in _ordered(shipped.model)]
     RC.check(REAL[size], f"nyu-visionx/cambrian-{size}/config.json")
     released = RC.model_config(REAL[size], checkpoint="x", tower_paths=paths,
                                template=RC.infer_template(REAL[size]))
     assert _arch(shipped.model) == _arch(released)
     assert RC.RELEASES[size].image_position == REAL[size]["image_position"]
     runlocal = C.load(f"cambrian/{size}.py:runlocal")
-    assert [e.family for e in runlocal.model.encoders.values()] == UPSTREAM_ORDER
+    assert [e.family for e in _ordered(runlocal.model)] == UPSTREAM_ORDER
 
 
 def test_stage_one_trains_the_sva_at_a_tenth_of_the_connector_lr():

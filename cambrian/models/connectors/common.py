@@ -4,7 +4,8 @@ Layers follow the PyTorch modules Cambrian's checkpoints were trained with (``nn
 ``nn.LayerNorm`` eps 1e-5, exact-erf ``nn.GELU``), so converted weights reproduce the reference.
 
 Validity masks (``valid``) are bool arrays over a feature grid: False marks a cell that lies over
-the letter-box padding of the pad-to-square image. Resampling a mask to another grid keeps a target
+the letter-box padding of the pad-to-square image (``letterbox_mask``, Cambrian's rule on each
+grid with its own rounding). Resampling a mask to another grid keeps a target
 cell valid when any source cell it overlaps is valid (``cover_valid``), which for integer factors
 is exactly "the window is not all padding".
 """
@@ -157,25 +158,16 @@ def grid_token_valid(valid: jax.Array, newline: bool) -> jax.Array:
     return jnp.concatenate([valid, row], axis=2).reshape(b, h * (w + 1))
 
 
-def letterbox_valid(image_size: tuple[int, int], side: int) -> np.ndarray:
-    """bool[side, side] of a pad-to-square image of ``image_size`` = (width, height), as Cambrian.
-
-    Cambrian's ``get_padding_offset``: the short side spans ``int(short * side / long)`` cells
-    and the ``(side - that) // 2`` cells at each end of it are padding.
-    """
-    w, h = image_size
-    out = np.ones((side, side), bool)
-    if w / h > 1.0:
-        pad = (side - int(h * (side / w))) // 2
-        if pad > 0:
-            out[:pad] = False
-            out[-pad:] = False
-    else:
-        pad = (side - int(w * (side / h))) // 2
-        if pad > 0:
-            out[:, :pad] = False
-            out[:, -pad:] = False
-    return out
+def letterbox_mask(letterbox: jax.Array, side: int) -> jax.Array:
+    """int32[B, 2] (axis, pad) of one grid side -> bool[B, side, side]: False on the ``pad``
+    rows (axis 0) or columns (axis 1) at each end (``preprocess.letterbox`` computes them on the
+    host, in float64 as Cambrian does)."""
+    axis, pad = letterbox[:, 0, None], letterbox[:, 1, None]
+    idx = jnp.arange(side)[None]
+    inside = (idx >= pad) & (idx < side - pad)
+    rows = jnp.where(axis == 0, inside, True)
+    cols = jnp.where(axis == 1, inside, True)
+    return rows[:, :, None] & cols[:, None, :]
 
 
 # Converters from PyTorch names: ``{name}.weight`` float[out, in] (transposed), ``{name}.bias``.

@@ -46,6 +46,7 @@ from cambrian.models.connectors.common import (
     partitioned,
     resize_feats,
     set_param,
+    side_of,
 )
 from cambrian.models.weights import open_checkpoint, take
 
@@ -168,6 +169,27 @@ def to_windows(x: jax.Array, side: int) -> jax.Array:
     return x.reshape((b, side * side, m * m) + rest)
 
 
+def _group_sides(query_tokens: Sequence[int], groups: int, side: int,
+                 multiples: Sequence[int]) -> tuple[int, ...]:
+    """Each group's query side (``query_tokens``: its s^2 queries; empty = L for every group);
+    every encoder's (resized) m_k L grid must split into s x s windows."""
+    if not query_tokens:
+        return (side,) * groups
+    if len(query_tokens) != groups:
+        raise ValueError(f"sva: query_tokens={list(query_tokens)} has {len(query_tokens)} "
+                         f"entries for groups={groups}; give one per group")
+    sides = []
+    for g, n in enumerate(query_tokens):
+        s = side_of(n, f"sva: query_tokens[{g}]")
+        bad = [k for k, m in enumerate(multiples) if (m * side) % s]
+        if bad:
+            raise ValueError(f"sva: query_tokens[{g}]={n}: the {s}x{s} query grid does not divide "
+                             f"the grid of encoder(s) {bad} ({[multiples[k] * side for k in bad]} "
+                             "cells a side); pick a side that divides them")
+        sides.append(s)
+    return tuple(sides)
+
+
 def _multiple(grid: tuple[int, int], side: int, k: int, resize: bool) -> int:
     h, w = grid
     if h == w and h % side == 0:
@@ -188,19 +210,28 @@ class SVA(nnx.Module):
       valid: None or list of bool[B, h_k, w_k] (False = cell over letter-box padding).
       tokens: float[B, L (L + 1), D]: L rows of L image tokens, each row ended by ``image_newline``.
       out: "token_valid" bool[B, L (L + 1)] (an image token is False when every encoder's window is
-        all padding; a newline follows its row), "attention_mass" float32[B, E] (share of attention
-        weight each encoder received, averaged over heads, valid queries, all D x G layers),
-        "windows" list of float[B, L^2, m_k^2, C_v] and "window_masks" list of bool[B, L^2, m_k^2]
-        and "global_context" float[B, C_v] (what ``apply_in_llm`` reads).
+        all padding; a newline follows its row; ``vlm.Cambrian`` masks by the letter-box rule of
+        the L x L grid instead, as Cambrian does), "attention_mass" float32[B, E] (share of
+        attention weight each encoder received, averaged over heads, valid queries, all D x G
+        layers), "windows" list of float[B, L^2, m_k^2, C_v] and "window_masks" list of
+        bool[B, L^2, m_k^2] and "global_context" float[B, C_v] (what ``apply_in_llm`` reads).
 
     Options:
       query_side: L; L^2 image tokens (24 -> 576; 12 -> 144 and 6 -> 36 for token reduction).
       depth: D stacked aggregation layers before the LLM (released: 3).
       groups: G query groups aggregated in parallel, concatenated on channels (released: 1).
+      query_tokens: per group, its number of queries s_g^2 (Cambrian's ``query_num_list``); a
+        group of side s_g != L attends to windows of m_k L / s_g cells and its output is resized
+        (bilinear, align_corners=False) to L x L before the concat. Empty = L^2 for every group.
       vision_hidden: C_v, the width of adapters and attention (1024).
       heads: attention heads (16, head dim 64).
       in_llm_layers: number of aggregation layers inside the LLM (0 = connector only).
       in_llm_start, in_llm_stride: in-LLM layer s runs after decoder layer start + s * stride.
+      image_position: where in-LLM layers read and write the LLM's hidden states. -1: at the
+        image's own token slots (what our training and evaluation use). N >= 0: Cambrian's rule,
+        which the released models ran: the L x L grid cropped to its non-padding rows/columns, each
+        kept row followed by its newline, read from index N of the sequence without padded tokens,
+        wherever the image landed (equal to -1 when N is where the image is).
       global_context_encoder: index of the encoder whose mean adapted feature is the global context.
       resize_to_multiple: an encoder grid that is not a square multiple of L is first resized
         (bilinear, align_corners=False, like Cambrian's ``-interp`` towers) to m_k L x m_k L with
@@ -212,8 +243,9 @@ class SVA(nnx.Module):
 
     def __init__(self, *, encoder_channels: Sequence[int], encoder_grids: Sequence[tuple[int, int]],
                  llm_dim: int, rngs: nnx.Rngs, query_side: int = 24, depth: int = 3,
-                 groups: int = 1, vision_hidden: int = 1024, heads: int = 16,
-                 in_llm_layers: int = 0, in_llm_start: int = 0, in_llm_stride: int = 1,
+                 groups: int = 1, query_tokens: Sequence[int] = (), vision_hidden: int = 1024,
+                 heads: int = 16, in_llm_layers: int = 0, in_llm_start: int = 0,
+                 in_llm_stride: int = 1, image_position: int = -1,
                  global_context_encoder: int = 0, resize_to_multiple: bool = True,
                  llm_num_layers: int | None = None, dtype=None, param_dtype=jnp.float32):
         n = len(encoder_channels)
@@ -227,12 +259,17 @@ class SVA(nnx.Module):
                                                                      in_llm_start) < 0:
             raise ValueError("sva: query_side, depth, groups, in_llm_stride must be >= 1 and "
                              "in_llm_layers, in_llm_start >= 0")
+        if image_position < -1:
+            raise ValueError(f"sva: image_position={image_position}; -1 (the image's own slots) "
+                             "or an index >= 0")
         self.encoder_channels = tuple(encoder_channels)
         self.encoder_grids = tuple(tuple(g) for g in encoder_grids)
         self.side, self.groups, self.dim = query_side, groups, vision_hidden
         self.global_context_encoder = global_context_encoder
+        self.image_position = image_position
         self.multiples = tuple(_multiple(g, query_side, k, resize_to_multiple)
                                for k, g in enumerate(self.encoder_grids))
+        self.group_sides = _group_sides(query_tokens, groups, query_side, self.multiples)
         self.in_llm_layers = in_llm_layer_indices(in_llm_layers, in_llm_start, in_llm_stride)
         if llm_num_layers is not None and self.in_llm_layers and \
                 self.in_llm_layers[-1] >= llm_num_layers:
@@ -246,25 +283,33 @@ class SVA(nnx.Module):
         for k, c in enumerate(self.encoder_channels):
             setattr(self, f"mm_projector_aux_{k}", Mlp(c, vision_hidden, vision_hidden,
                                                        out_norm=True, **kw))
-        for g in range(groups):
-            setattr(self, f"vision_sampler_{g}", Sampler(vision_hidden, vision_hidden,
-                                                         self.multiples, heads, depth, **kw))
+        for g, s in enumerate(self.group_sides):
+            mult = tuple(m * query_side // s for m in self.multiples)
+            setattr(self, f"vision_sampler_{g}", Sampler(vision_hidden, vision_hidden, mult,
+                                                         heads, depth, **kw))
         self.vision_sampler_layers = nnx.List([
             Sampler(llm_dim, vision_hidden, self.multiples, heads, 1, **kw)
             for _ in range(in_llm_layers)])
-        # Cambrian scales both by 1/sqrt(LLM hidden size).
-        std = 1.0 / math.sqrt(llm_dim)
-        self.vision_query = nnx.Param(partitioned(nnx.initializers.normal(std), (None, "embed"))(
+        # Cambrian: N(0, 1) / sqrt(vision_hidden_size) for the queries, / sqrt(LLM width) for the
+        # newline (cambrian_arch.py:70-76)
+        self.vision_query = nnx.Param(partitioned(
+            nnx.initializers.normal(1.0 / math.sqrt(vision_hidden)), (None, "embed"))(
             rngs.params(), (groups, vision_hidden), param_dtype))
         self.mm_projector = Mlp(vision_hidden * groups, llm_dim, llm_dim, **kw)
-        self.image_newline = nnx.Param(partitioned(nnx.initializers.normal(std), ("embed",))(
+        self.image_newline = nnx.Param(partitioned(
+            nnx.initializers.normal(1.0 / math.sqrt(llm_dim)), ("embed",))(
             rngs.params(), (llm_dim,), param_dtype))
 
     def _prepare(self, feats, valid):
+        """Adapted maps as windows and key masks for every query side in use (the groups' and L
+        for the in-LLM layers): ({side: [float[b, s^2, m^2, C_v]]}, {side: [bool[b, s^2, m^2]]},
+        context float[b, C_v], {side: query validity bool[b, s^2]})."""
         check_feats(feats, self.encoder_channels, self.encoder_grids, "sva")
         valid = check_valid(valid, feats, "sva")
-        windows, masks, token_valid = [], [], None
-        context = None
+        sides = sorted(set(self.group_sides) | {self.side})
+        windows = {s: [] for s in sides}
+        masks = {s: [] for s in sides}
+        qvalid, context = {}, None
         for k, (f, v, m) in enumerate(zip(feats, valid, self.multiples)):
             size = (m * self.side, m * self.side)
             f = resize_feats(f, size)
@@ -272,46 +317,55 @@ class SVA(nnx.Module):
             a = getattr(self, f"mm_projector_aux_{k}")(f)
             if k == self.global_context_encoder:
                 context = jnp.mean(a, axis=(1, 2))  # over padding too, as Cambrian
-            wm = to_windows(v, self.side)
-            any_valid = jnp.any(wm, axis=-1)
-            token_valid = any_valid if token_valid is None else token_valid | any_valid
-            windows.append(to_windows(a, self.side))
-            masks.append(wm | ~any_valid[..., None])  # an all-padding window attends everywhere
-        return windows, masks, context, token_valid
+            for s in sides:
+                wm = to_windows(v, s)
+                any_valid = jnp.any(wm, axis=-1)
+                qvalid[s] = any_valid | qvalid[s] if s in qvalid else any_valid
+                windows[s].append(to_windows(a, s))
+                masks[s].append(wm | ~any_valid[..., None])  # an all-padding window: everywhere
+        return windows, masks, context, qvalid
 
     def __call__(self, feats: Sequence[jax.Array], valid: Sequence[jax.Array] | None = None, *,
                  return_attention: bool = False):
         windows, masks, context, qvalid = self._prepare(feats, valid)
-        b, nq = qvalid.shape
-        outs, weights = [], []
-        for g in range(self.groups):
-            q = jnp.broadcast_to(self.vision_query[g].astype(windows[0].dtype),
-                                 (b, nq, self.dim))
-            q, w = getattr(self, f"vision_sampler_{g}")(q, context, windows, masks)
-            outs.append(q)
+        b = context.shape[0]
+        outs, weights, mass = [], [], []
+        for g, s in enumerate(self.group_sides):
+            q = jnp.broadcast_to(self.vision_query[g].astype(windows[s][0].dtype),
+                                 (b, s * s, self.dim))
+            q, w = getattr(self, f"vision_sampler_{g}")(q, context, windows[s], masks[s])
             weights += w
+            mass.append(self._attention_mass(w, qvalid[s], s))
+            if s != self.side:
+                q = resize_feats(q.reshape(b, s, s, -1), (self.side, self.side)).reshape(
+                    b, self.side * self.side, -1)
+            outs.append(q)
         x = self.mm_projector(jnp.concatenate(outs, axis=-1))
         x = x.reshape(b, self.side, self.side, -1)
         tokens = append_newline(x, self.image_newline[...])
-        qgrid = qvalid.reshape(b, self.side, self.side)
+        qgrid = qvalid[self.side].reshape(b, self.side, self.side)
         out = {
             "token_valid": grid_token_valid(qgrid, newline=True),
-            "attention_mass": self._attention_mass(weights, qvalid),
-            "windows": windows,
-            "window_masks": masks,
+            "attention_mass": jnp.mean(jnp.stack(mass), axis=0),
+            "windows": windows[self.side],
+            "window_masks": masks[self.side],
             "global_context": context,
         }
         if return_attention:
             out["attention"] = weights
         return tokens, out
 
-    def _attention_mass(self, weights: list[jax.Array], qvalid: jax.Array) -> jax.Array:
-        bounds = np.cumsum([0] + [m * m for m in self.multiples])
+    def _attention_mass(self, weights: list[jax.Array], qvalid: jax.Array, side: int
+                        ) -> jax.Array:
+        """float32[B, E]: the mean over ``weights`` (one group's layers, queries on a side x side
+        grid) of each encoder's share, averaged over heads and valid queries."""
+        sizes = [(m * self.side // side) ** 2 for m in self.multiples]
+        bounds = np.cumsum([0] + sizes)
         per_layer = []
         for w in weights:  # float32[b, q, h, k]
             w = w.mean(axis=2)
             per_layer.append(jnp.stack([w[..., bounds[i]:bounds[i + 1]].sum(-1)
-                                        for i in range(len(self.multiples))], axis=-1))
+                                        for i in range(len(sizes))], axis=-1))
         mass = jnp.mean(jnp.stack(per_layer), axis=0)  # b, q, E
         # Average over valid queries; a fully padded image falls back to all queries.
         qw = qvalid.astype(jnp.float32)

@@ -164,6 +164,14 @@ def attention(q: Array, k: Array, v: Array) -> Array:
     return jnp.einsum("bhnm,bmhd->bnhd", probs, v)
 
 
+def rotate_pairs(x: Array, sin: Array, cos: Array) -> Array:
+    """Interleaved 2-D RoPE (timm ``apply_rot_embed``) on float[b, n, h, d] with float32[n, d]
+    tables: each channel pair (x0, x1) -> (x0 cos - x1 sin, x1 cos + x0 sin)."""
+    pairs = x.reshape(*x.shape[:-1], -1, 2)
+    rot = jnp.stack([-pairs[..., 1], pairs[..., 0]], -1).reshape(x.shape)
+    return x * cos[:, None].astype(x.dtype) + rot * sin[:, None].astype(x.dtype)
+
+
 class Attention(nnx.Module):
     """Multi-head attention with separate q / k / v projections (kernels float[C, h, d])."""
 
@@ -269,10 +277,11 @@ def _cubic(x: np.ndarray, a: float) -> np.ndarray:
                     np.where(x < 2, (((x - 5) * x + 8) * x - 4) * a, 0.0))
 
 
-def _bicubic(n_in: int, n_out: int) -> np.ndarray:
-    # torch upsample_bicubic2d: A=-0.75, border indices clamped (replicate)
+def _bicubic(n_in: int, n_out: int, scale: float | None = None) -> np.ndarray:
+    # torch upsample_bicubic2d: A=-0.75, border indices clamped (replicate); output cell i
+    # samples the source at (i + 0.5) * scale - 0.5, scale = n_in / n_out unless given
     w = np.zeros((n_out, n_in))
-    src = (np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5
+    src = (np.arange(n_out) + 0.5) * (n_in / n_out if scale is None else scale) - 0.5
     i0 = np.floor(src).astype(int)
     t = src - i0
     for k in range(-1, 3):
@@ -310,6 +319,9 @@ def _antialiased(n_in: int, n_out: int, kernel: Callable, support: float) -> np.
 
 RESAMPLERS: dict[str, Callable[[int, int], np.ndarray]] = {
     "bicubic": _bicubic,
+    # transformers 4.37's DINOv2 (what the released Cambrian-1 models ran): interpolate with
+    # scale_factor = (n_out + 0.1) / n_in instead of size=, so the taps sit slightly elsewhere
+    "bicubic_scale": lambda n, m: _bicubic(n, m, scale=n / (m + 0.1)),
     "bilinear": _bilinear,
     "bicubic_aa": lambda n, m: _antialiased(n, m, lambda x: _cubic(x, -0.5), 2.0),
     "bilinear_aa": lambda n, m: _antialiased(n, m, lambda x: np.maximum(1 - np.abs(x), 0), 1.0),

@@ -248,10 +248,21 @@ def checkpoint_layout(cfg: ConvNeXtConfig, prefix: str = "") -> dict:
 def load(checkpoint: str, *, variant: str | None = None, image_size: int | None = None,
          layer: int | None = None, num_tokens: int | None = None,
          dtype: str = "float32") -> ConvNeXt:
-    """From an open_clip state dict (``visual.trunk.*``) or a timm ConvNeXt state dict."""
+    """From an open_clip state dict (``visual.trunk.*``) or a timm ConvNeXt state dict; stage
+    widths and depths are read from its tensors (eps, stages and grid from ``variant``)."""
     cfg = _config(variant or DEFAULT_VARIANT, image_size, layer, num_tokens, dtype)
     reader = weights.open_checkpoint(checkpoint)
     prefix = layout.find_prefix(reader, "stem.0.weight", _PREFIXES)
+    dims, depths = [], []
+    while f"{prefix}stages.{len(dims)}.blocks.0.conv_dw.weight" in reader:
+        stage = f"{prefix}stages.{len(dims)}.blocks."
+        dims.append(int(reader[stage + "0.conv_dw.weight"].shape[0]))
+        depth = 1
+        while f"{stage}{depth}.conv_dw.weight" in reader:
+            depth += 1
+        depths.append(depth)
+    if len(dims) == len(cfg.dims):
+        cfg = dataclasses.replace(cfg, dims=tuple(dims), depths=tuple(depths)).check()
     return layout.fill(common.abstract(ConvNeXt, cfg), checkpoint_layout(cfg, prefix), reader)
 
 

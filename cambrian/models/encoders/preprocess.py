@@ -1,8 +1,12 @@
-"""Per-encoder image preprocessing: pad to square, resize, normalise.
+"""Per-encoder image preprocessing: pad to square, resize, normalise; the letter-box geometry.
 
-Cambrian pads every image to a square with a fill colour (``image_aspect_ratio=pad``), then applies
-the tower's own transform. ``apply`` does this on host (numpy/PIL) for one uint8 image;
-``normalize`` is the on-device part shared by the trainer.
+Cambrian's ``process_images`` (``mm_utils.py:186-201``), per tower: pad the image to a square with
+that tower's fill colour (its processor's mean as ``int(mean * 255)``), one PIL bicubic resize of
+the padded original to the tower's size, then the tower's own transform (a shortest-side resize +
+centre crop with ``crop_pct`` for MoCo v3, MAE, SupViT; the identity for the released towers) and
+normalisation. ``tower_image`` is the host part (uint8 out), ``normalize`` the on-device part;
+``HostImages`` makes the model's whole host input for one image (every encoder's own pixels and
+``letterbox``, the padded rows/columns of every grid the model masks).
 """
 
 from __future__ import annotations
@@ -88,8 +92,81 @@ def normalize(pixels, spec: PreprocessSpec):
     return (pixels.astype(np.float32) - mean) / std
 
 
-def apply(image: np.ndarray, spec: PreprocessSpec, *, pad: bool = True) -> np.ndarray:
-    """uint8[H, W, 3] -> float32[S, S, 3]: pad to square (if ``pad``), resize, normalise."""
-    if pad:
-        image, _ = pad_to_square(image, spec.pad_color or spec.mean)
-    return normalize(resize(image, spec), spec)
+def tower_image(image: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
+    """uint8[H, W, 3] -> uint8[S, S, 3], S = spec.image_size: pad to square with the spec's fill,
+    one PIL bicubic resize to S x S, then the spec's own transform (``resize``)."""
+    sq, _ = pad_to_square(image, spec.pad_color or spec.mean)
+    s = spec.image_size
+    if sq.shape[0] != s:
+        sq = np.asarray(Image.fromarray(sq).resize((s, s), Image.BICUBIC))
+    return resize(sq, spec)
+
+
+def apply(image: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
+    """uint8[H, W, 3] -> float32[S, S, 3]: ``tower_image`` then ``normalize``."""
+    return normalize(tower_image(image, spec), spec)
+
+
+def letterbox(width: int, height: int, side: int) -> tuple[int, int]:
+    """Cambrian's letter-box rule on a side x side grid of a ``width`` x ``height`` image padded
+    to a square (``cambrian_arch.py:203-256``): (axis, pad), where ``pad`` rows (axis 0: a wide
+    image) or columns (axis 1) at each end are padding. Python floats, as upstream computes it
+    (55 x 88 on 24 cells: 55 * (24 / 88) = 14.999..., so 14 cells and pad 5)."""
+    if width / height > 1.0:
+        return 0, (side - int(height * (side / width))) // 2
+    return 1, (side - int(width * (side / height))) // 2
+
+
+@dataclasses.dataclass(frozen=True)
+class HostImages:
+    """The model's host input for one image (picklable: grain workers build it).
+
+    specs: (alias, PreprocessSpec) per encoder, in encoder order; sides: the grid sides whose
+    letter-box rows / columns the model masks (every encoder's feature grid, the connector's
+    token grid).
+
+    ``self(image)`` -> {"image": {alias: uint8[S_k, S_k, 3]}, "letterbox": int32[G, 2] ((axis,
+    pad) per side), "has_image": bool}; ``image=None`` gives zeros, pads 0 and has_image False.
+    """
+
+    specs: tuple[tuple[str, PreprocessSpec], ...]
+    sides: tuple[int, ...]
+
+    def __call__(self, image: np.ndarray | None) -> dict:
+        if image is None:
+            return self.empty()
+        image = np.asarray(image)
+        if image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.uint8:
+            raise ValueError(f"an image must be uint8[H, W, 3], got {image.dtype}"
+                             f"{list(image.shape)}")
+        h, w = image.shape[:2]
+        return {"image": {a: tower_image(image, spec) for a, spec in self.specs},
+                "letterbox": np.asarray([letterbox(w, h, s) for s in self.sides], np.int32),
+                "has_image": np.bool_(True)}
+
+    def empty(self) -> dict:
+        return {"image": {a: np.zeros((spec.image_size,) * 2 + (3,), np.uint8)
+                          for a, spec in self.specs},
+                "letterbox": np.asarray([(1, 0)] * len(self.sides), np.int32),
+                "has_image": np.bool_(False)}
+
+    def shapes(self, *lead: int) -> dict:
+        """(shape, dtype) of every leaf of a batch of them with leading dims ``lead``."""
+        return {"image": {a: ((*lead, spec.image_size, spec.image_size, 3), np.uint8)
+                          for a, spec in self.specs},
+                "letterbox": ((*lead, len(self.sides), 2), np.int32),
+                "has_image": (lead, np.bool_)}
+
+    def batch(self, images: list[np.ndarray | None], size: int | None = None) -> dict:
+        """A batch of ``size`` rows (default ``len(images)``): the images, then empty rows."""
+        rows = [self(im) for im in images]
+        rows += [self.empty()] * ((size or len(images)) - len(images))
+        return stack(rows)
+
+
+def stack(rows: list[dict]) -> dict:
+    """Per-example dicts (nested) -> one dict of arrays with a leading batch axis."""
+    first = rows[0]
+    if isinstance(first, dict):
+        return {k: stack([r[k] for r in rows]) for k in first}
+    return np.stack(rows)

@@ -2,9 +2,12 @@
 open_clip (``hf-hub:timm/ViT-SO400M-14-SigLIP-384``) trunk layout.
 
 Cambrian uses the timm trunk's ``forward_features``: final block + final LayerNorm, no CLS (27x27
-grid at 384 for SO400M/14). Other image sizes follow the checkpoint's own reference rule: HF SigLIP
-``interpolate_pos_encoding`` (bicubic), SigLIP2 (bilinear, antialiased), timm
-``resample_abs_pos_embed`` (bicubic, antialiased).
+grid at 384 for SO400M/14). The two layouts differ in the MLP activation: timm builds
+``vit_so400m_patch14_siglip_*`` with its default exact-erf GELU (``VARIANTS``, used for the timm /
+open_clip files), HF SigLIP with ``gelu_pytorch_tanh`` (read from its ``config.json``). Other image
+sizes follow the checkpoint's own reference rule: HF SigLIP ``interpolate_pos_encoding``
+(bicubic), SigLIP2 (bilinear, antialiased), timm ``resample_abs_pos_embed`` (bicubic,
+antialiased).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from cambrian.models import weights
 from cambrian.models.encoders import layout, vit
 from cambrian.models.encoders.preprocess import CLIP_MEAN, HALF, PreprocessSpec
 
-_BASE = dict(act="gelu_tanh", ln_eps=1e-6, cls_token=False, pos_cls=False)
+_BASE = dict(act="gelu", ln_eps=1e-6, cls_token=False, pos_cls=False)
 VARIANTS = {
     "B/16": _BASE | vit.SIZES["B"] | dict(patch=16, image_size=224, pos_size=14),
     "L/16-384": _BASE | vit.SIZES["L"] | dict(patch=16, image_size=384, pos_size=24),
@@ -61,7 +64,8 @@ def _hf_layout(cfg: vit.ViTConfig, pre: str, linear_patch: bool) -> dict:
 
 def load(checkpoint: str, *, variant: str | None = None, image_size: int | None = None,
          layer: int | None = None, dtype: str = "float32") -> vit.VisionTransformer:
-    """From an HF SigLIP/SigLIP2 directory, or a timm/open_clip state dict."""
+    """From an HF SigLIP/SigLIP2 directory, or a timm/open_clip state dict (sizes read from its
+    tensors, heads from ``variant``)."""
     reader = weights.open_checkpoint(checkpoint)
     hf_pre = next((p for p in ("vision_model.", "") if p + "embeddings.patch_embedding.weight"
                    in reader), None)
@@ -74,7 +78,7 @@ def load(checkpoint: str, *, variant: str | None = None, image_size: int | None 
     pre = layout.find_prefix(reader, "patch_embed.proj.weight", ("visual.trunk.", "trunk.", ""))
     cfg = vit.config_for("siglip", VARIANTS, variant or DEFAULT_VARIANT, image_size=image_size,
                          layer=layer, default_layer=DEFAULT_LAYER, dtype=dtype)
-    cfg = dataclasses.replace(cfg, pos_interp="bicubic_aa")
+    cfg = dataclasses.replace(vit.timm_shapes(cfg, reader, pre), pos_interp="bicubic_aa")
     return vit.load_layout(cfg, reader, vit.timm_layout(cfg, pre))
 
 

@@ -51,7 +51,8 @@ class ViTConfig(common.TowerConfig):
       resampled from it with ``pos_interp``: "bicubic" (HF CLIP/SigLIP/DINOv2/I-JEPA/ViTMAE
       ``interpolate_pos_encoding``), "bicubic_aa" (timm ``resample_abs_pos_embed``, open_clip
       ``resize_pos_embed``, HF DINOv2-with-registers), "bilinear" (HF DPT ``_resize_pos_embed``),
-      "bilinear_aa" (HF SigLIP2).
+      "bilinear_aa" (HF SigLIP2), "bicubic_scale" (HF DINOv2 as of transformers 4.37, which the
+      released Cambrian-1 models ran: ``scale_factor=(n + 0.1) / N`` instead of ``size=n``).
     act: "gelu" (erf) | "quick_gelu" | "gelu_tanh"; mlp: "mlp" | "swiglu" (DINOv2-g).
     pre_norm: CLIP's LayerNorm on the embeddings; final_norm: LayerNorm applied to the final
       tokens (``layer=None``).
@@ -316,6 +317,38 @@ def hf_vit_layout(cfg: ViTConfig, prefix: str = "", *, norm_names=("layernorm_be
             "fc1": b + mlp_names[0], "fc2": b + mlp_names[1],
             "ls1": b + "layer_scale1.lambda1", "ls2": b + "layer_scale2.lambda1"}, fused_qkv=False)
     return out
+
+
+def timm_shapes(cfg: ViTConfig, reader: Mapping[str, np.ndarray], prefix: str) -> ViTConfig:
+    """``cfg`` with the sizes a timm ViT state dict under ``prefix`` has (patch, width, depth,
+    MLP width, position grid); the rest (heads, activation, norms) stays the variant's, so any
+    size of that architecture loads."""
+    pw = reader[prefix + "patch_embed.proj.weight"]
+    depth = 0
+    while f"{prefix}blocks.{depth}.norm1.weight" in reader:
+        depth += 1
+    n_pos = reader[prefix + "pos_embed"].shape[-2] - int(cfg.cls_token and cfg.pos_cls)
+    side = int(round(n_pos ** 0.5))
+    width = int(pw.shape[0])
+    if width % cfg.heads or side * side != n_pos:
+        raise weights.CheckpointError(
+            f"{getattr(reader, 'source', 'checkpoint')}: width {width} / {n_pos} positions do not "
+            f"fit this variant ({cfg.heads} heads, a square position grid); pick the variant of "
+            "the checkpoint")
+    return dataclasses.replace(
+        cfg, patch=int(pw.shape[-1]), width=width, depth=depth,
+        mlp_dim=int(reader[prefix + "blocks.0.mlp.fc1.weight"].shape[0]), pos_size=side).check()
+
+
+def set_pos_interp(tower: nnx.Module, method: str, what: str = "pos_interp") -> None:
+    """Makes ViT ``tower`` resize its position table with ``method`` (a ``common.RESAMPLERS``
+    name) instead of its checkpoint library's rule; ``what`` names the setting in errors."""
+    if not isinstance(tower, VisionTransformer):
+        raise ValueError(f"{what}={method!r}: only ViT towers have a position table to resize "
+                         f"({type(tower).__name__} has none); leave it empty")
+    if method not in common.RESAMPLERS:
+        raise ValueError(f"{what}={method!r}; expected one of {sorted(common.RESAMPLERS)}")
+    tower.config = dataclasses.replace(tower.config, pos_interp=method)
 
 
 def load_layout(cfg: ViTConfig, reader: Mapping[str, np.ndarray],

@@ -179,21 +179,27 @@ def _to_hf(x: np.ndarray, kind: str, hf_shape: tuple[int, ...]) -> np.ndarray:
 
 
 def load(checkpoint_dir: str, *, dtype: str = "float32", param_dtype: str = "float32",
-         **overrides) -> Llama:
+         hf_config: dict | None = None, **overrides) -> Llama:
     """A Llama-family model from an HF checkpoint directory (config.json + safetensors).
 
     Sharded checkpoints (``model.safetensors.index.json``) are read through the index; tensors
     stream one at a time into the parameter tree. ``dtype`` is the compute dtype,
-    ``param_dtype`` the weight dtype; ``overrides`` replace ``LlamaConfig`` fields.
+    ``param_dtype`` the weight dtype; ``hf_config`` replaces the directory's ``config.json``
+    (e.g. the Llama inside a multimodal checkpoint); ``overrides`` replace ``LlamaConfig``
+    fields. A ``vocab_size`` override below the checkpoint's keeps the first rows of the
+    embedding and output (transformers' ``resize_token_embeddings`` to a smaller tokenizer).
     """
-    config = config_from_hf(read_hf_config(checkpoint_dir), dtype=dtype,
+    config = config_from_hf(hf_config or read_hf_config(checkpoint_dir), dtype=dtype,
                             param_dtype=param_dtype, **overrides)
     reader = open_checkpoint(checkpoint_dir)
     # Abstract first: the only real arrays ever allocated are the converted checkpoint tensors.
     model = nnx.eval_shape(lambda: Llama(config, rngs=nnx.Rngs(0)))
+    v = config.vocab_size
     for entry in _table(model):
         shape = tuple(entry.param.shape)
-        x = take(reader, entry.hf_name, entry.hf_shape)
+        rows = entry.hf_name in ("model.embed_tokens.weight", "lm_head.weight")
+        x = take(reader, entry.hf_name, entry.hf_shape,
+                 (lambda a: a[:v]) if rows and "vocab_size" in overrides else None)
         entry.param.set_value(jnp.asarray(_to_ours(np.asarray(x), entry.kind, shape), param_dtype))
     return model
 

@@ -12,8 +12,9 @@ from flax import nnx
 
 from cambrian.models import connectors
 from cambrian.models.connectors import sva
-from cambrian.models.connectors.common import letterbox_valid
+from cambrian.models.connectors.common import letterbox_mask
 from cambrian.models.encoders.features import resize_grid
+from cambrian.models.encoders.preprocess import letterbox
 
 L, MULT, CH, HID, HEADS, LLM = 3, (1, 2, 4), (8, 12, 16), 16, 4, 20
 GRIDS = [(L * m, L * m) for m in MULT]
@@ -261,12 +262,21 @@ def test_parameter_names_match_cambrian_lr_groups(model):
     assert "image_newline" in paths
 
 
-def test_letterbox_valid_matches_cambrian_offsets():
+def _letterbox_valid(w, h, side):
+    return np.asarray(letterbox_mask(jnp.asarray([letterbox(w, h, side)]), side))[0]
+
+
+def test_letterbox_matches_cambrian_offsets():
     # 640x480 on 24: short side int(480 * 24 / 640) = 18 cells, (24 - 18) // 2 = 3 padded rows.
-    v = letterbox_valid((640, 480), 24)
+    v = _letterbox_valid(640, 480, 24)
     assert (~v[:3]).all() and (~v[-3:]).all() and v[3:-3].all()
     # 300x600 on 24: int(300 * 24 / 600) = 12 -> 6 padded columns each side.
-    v = letterbox_valid((300, 600), 24)
+    v = _letterbox_valid(300, 600, 24)
     assert (~v[:, :6]).all() and (~v[:, -6:]).all() and v[:, 6:-6].all()
     # 1000x999 on 24: int(999 * 0.024) = 23 -> (24 - 23) // 2 = 0, nothing padded.
-    assert letterbox_valid((1000, 999), 24).all()
+    assert _letterbox_valid(1000, 999, 24).all()
+    # 517x289 on 6: int(289 * 6 / 517) = 3, pad (6 - 3) // 2 = 1: upstream keeps 4 rows, not 3
+    assert _letterbox_valid(517, 289, 6).any(1).sum() == 4
+    # 88x55 on 24: 55 * (24 / 88) is 14.999... in float64, so 14 cells and pad 5 (not 4)
+    assert letterbox(88, 55, 24) == (0, 5)
+    assert _letterbox_valid(88, 55, 24).any(1).sum() == 14

@@ -119,11 +119,25 @@ def _timm_direct(m, num_prefix):
 def case_siglip_timm(tmp):
     from safetensors.torch import save_file
 
-    m = _timm_vit(56, 14, class_token=False, global_pool="map", act_layer="gelu_tanh")
+    m = _timm_vit(56, 14, class_token=False, global_pool="map")
     save_file({"visual.trunk." + k: v for k, v in m.state_dict().items()},
               str(tmp / "open_clip_model.safetensors"))
     return dict(family="siglip", path=tmp, sizes=(56, 84), layers=(None, 1),
                 kw=dict(variant="runlocal"), direct=_timm_direct(m, 0))
+
+
+def case_siglip_timm_by_name(tmp):
+    """timm's own ``vit_so400m_patch14_siglip_384`` (what the open_clip hub repo Cambrian loads
+    names), shrunk: its activation and layout come from timm's definition, not from ours."""
+    import timm
+    from safetensors.torch import save_file
+
+    m = _scramble(timm.create_model("vit_so400m_patch14_siglip_384", pretrained=False,
+                                    embed_dim=32, depth=2, num_heads=16, img_size=56))
+    save_file({"visual.trunk." + k: v for k, v in m.state_dict().items()},
+              str(tmp / "open_clip_model.safetensors"))
+    return dict(family="siglip", path=tmp, sizes=(56,), layers=(None,),
+                kw=dict(variant="So400m/14-384"), direct=_timm_direct(m, 0))
 
 
 def case_mae_timm(tmp):
@@ -250,17 +264,24 @@ def test_parity_with_reference(case, tmp_path):
 
 
 @pytest.mark.parity
-@pytest.mark.parametrize("method", ["bicubic", "bilinear", "bicubic_aa", "bilinear_aa"])
+@pytest.mark.parametrize("method", ["bicubic", "bilinear", "bicubic_aa", "bilinear_aa",
+                                    "bicubic_scale"])
 def test_resample_grid_matches_torch_interpolate(method):
     import torch
     import torch.nn.functional as F
 
     from cambrian.models.encoders import vit
 
-    mode, aa = method.removesuffix("_aa"), method.endswith("_aa")
+    mode, aa = method.removesuffix("_aa").removesuffix("_scale"), method.endswith("_aa")
     g = np.random.default_rng(0).standard_normal((7, 5, 3)).astype(np.float32)
     for size in [(7, 5), (16, 11), (3, 2), (24, 4), (1, 9)]:
-        want = F.interpolate(torch.from_numpy(g).permute(2, 0, 1)[None], size=size, mode=mode,
-                             align_corners=False, antialias=aa)[0].permute(1, 2, 0).numpy()
+        if method == "bicubic_scale" and size == g.shape[:2]:
+            continue  # the same grid: 4.37 returns the table as it is, as resample_grid does
+        # "bicubic_scale": transformers 4.37's DINOv2, scale_factor=(n + 0.1) / N, not size=n
+        how = dict(scale_factor=tuple((n + 0.1) / m for n, m in zip(size, g.shape))) \
+            if method == "bicubic_scale" else dict(size=size)
+        want = F.interpolate(torch.from_numpy(g).permute(2, 0, 1)[None], mode=mode,
+                             align_corners=False, antialias=aa, **how)[0].permute(1, 2, 0).numpy()
+        assert want.shape[:2] == size
         got = np.asarray(vit.resample_grid(jnp.asarray(g), size, method))
         np.testing.assert_allclose(got, want, atol=1e-5, err_msg=f"{method} {size}")
