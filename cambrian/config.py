@@ -333,7 +333,7 @@ def runlocal_common(c: mlc.ConfigDict) -> None:
     c.loss_chunk = 0  # whole logits: at vocab 512 x 128 tokens there is nothing to save
     c.stages.stage1.update(dict(steps=50, batch_size=16, lr=2e-3, data="synthetic:align",
                                 image_root=""))
-    c.stages.stage2.update(dict(steps=2200, batch_size=16, lr=2e-3, data="synthetic:mix",
+    c.stages.stage2.update(dict(steps=2900, batch_size=16, lr=2e-3, data="synthetic:mix",
                                 image_root="", trainable=r"connector|llm"))
     c.mesh.update(dict(data=-1, fsdp=1, tensor=1))
     c.eval.suite = "synthetic"

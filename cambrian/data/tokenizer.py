@@ -19,14 +19,26 @@ SPECIALS = ["<unk>", "<s>", "</s>", "<pad>"]
 # What AutoTokenizer reads from a checkpoint folder (a gs:// one is copied without its weights).
 TOKENIZER_FILES = ("tokenizer*", "special_tokens_map.json", "added_tokens.json", "*.model",
                    "vocab*", "merges.txt", "config.json", "generation_config.json")
-SYNTHETIC_VOCAB = 640
+SYNTHETIC_VOCAB = 768
+
+
+# Pre-tokens of the synthetic BPE: every line break, role marker, option letter and colour name on
+# its own, the rest of a line in one piece. Merges may then cross spaces, so a line that recurs
+# verbatim (an answer-format prompt, a question) becomes one token and a conversation turn costs
+# about ten; a colour is the same token in a question, an option and a reply; a reply stays apart
+# from the role marker before it, so it is tokenised alike after a training turn and after an
+# eval prompt.
+_SYNTHETIC_SPLIT = (r"\n|USER:|ASSISTANT:|\([A-H]\)| ?\b(?:"
+                    + "|".join(synthetic.COLORS) + r")\b")
 
 
 def train_synthetic(texts: list[str], out_dir: str) -> PreTrainedTokenizerFast:
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(_SYNTHETIC_SPLIT), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=SYNTHETIC_VOCAB, special_tokens=SPECIALS,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
@@ -57,8 +69,8 @@ def synthetic_tokenizer() -> PreTrainedTokenizerFast:
 def rebuild(cache_dir: str) -> None:
     """Retrains the shipped BPE on the synthetic conversations as the model sees them: rendered
     with the ``:runlocal`` template (vicuna_v1, no system prompt), so the role markers
-    (`` ASSISTANT``, ``USER``) become single tokens; every other template's example text is
-    added too so each stays reasonably short."""
+    (`` ASSISTANT``, ``USER``) and the recurring lines become single tokens. Every other
+    template's example text is added once, so its words have merges (not its whole lines)."""
     from cambrian.data.chat_templates import TEMPLATES
     from cambrian.data.conversation import record_turns
 
@@ -70,7 +82,7 @@ def rebuild(cache_dir: str) -> None:
             records = json.load(fh)
         texts += [TEMPLATES["vicuna_v1"].text(record_turns(r, path)[0], system="")
                   for r in records]
-    texts += [t.example_text() for t in TEMPLATES.values()] * (len(texts) // 20)
+    texts += [t.example_text() for t in TEMPLATES.values()]
     out = os.path.join(cache_dir, "tokenizer-rebuild")
     train_synthetic(texts, out)
     os.replace(os.path.join(out, "tokenizer.json"), ASSET)

@@ -72,8 +72,10 @@ def test_loss_mask_covers_exactly_the_assistant_replies(template, tok):
 def test_truncation_keeps_image_or_fails_with_record_name():
     tok = tokenizer.load("synthetic")
     t = chat_templates.get("vicuna_v1")
-    enc = conversation.encode_record(REC, "x:1", t, tok, 5, max_len=80)
-    assert len(enc["tokens"]) == 80
+    # a limit 4 tokens short of the whole record: the tail is cut, the image kept
+    n = len(conversation.encode_record(REC, "x:1", t, tok, 5, 512)["tokens"]) - 4
+    enc = conversation.encode_record(REC, "x:1", t, tok, 5, max_len=n)
+    assert len(enc["tokens"]) == n and (enc["tokens"] == conversation.IMAGE_TOKEN).sum() == 5
     with pytest.raises(DataError, match=r"x:1: record 'r1' needs \d+ tokens"):
         conversation.encode_record(REC, "x:1", t, tok, 500, max_len=60)
 

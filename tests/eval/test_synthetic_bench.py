@@ -17,8 +17,12 @@ def test_correct_hand_derived(item, pred, ok):
 
 
 def test_score_and_chance_are_percentages():
-    recs = [{**MC, "prediction": "B"}, {**MC, "prediction": "C"}, {**SA, "prediction": "circle"},
-            {**SA, "prediction": "triangle"}]
+    recs = [{**MC, "prediction": "B", "kind": "colour"},
+            {**MC, "prediction": "C", "kind": "colour"},
+            {**SA, "prediction": "circle", "kind": "shape"},
+            {**SA, "prediction": "triangle", "kind": "shape"}]
     r = S.BENCHMARKS["synthetic_general"].score(recs)
     assert r["n"] == 4 and r["score"] == 50.0
     assert r["chance"] == pytest.approx(100 * (0.25 + 0.25 + 1 / 3 + 1 / 3) / 4)
+    assert r["kinds"]["colour"]["score"] == 50.0 and r["kinds"]["shape"]["n"] == 2
+    assert r["kinds"]["shape"]["chance"] == pytest.approx(100 / 3)

@@ -2,7 +2,10 @@
 
 Items come from ``cambrian/data/synthetic.py`` (eval split, disjoint from training images).
 Multiple-choice items are scored by the option letter the answer starts with; short-answer items by
-normalised exact match. Chance level = mean over items of 1 / (number of possible answers).
+normalised exact match. Chance level = mean over items of 1 / (number of possible answers): the
+options of a multiple-choice item, the kind's answer set of a short-answer one. Answers are
+balanced within each kind and form, so answering from the question alone scores about that.
+``score`` also reports each question kind (``kinds``: score, chance, n).
 """
 
 from __future__ import annotations
@@ -52,10 +55,19 @@ class SyntheticBenchmark:
         return out
 
     def score(self, records: list[dict], profile: str = "cambrian") -> dict:
-        hits = [correct(r, r["prediction"]) for r in records]
-        n = len(records)
-        return {"score": 100.0 * sum(hits) / max(n, 1), "n": n,
-                "chance": 100.0 * float(np.mean([r["chance"] for r in records])) if n else 0.0}
+        out = _score(records)
+        kinds: dict[str, list[dict]] = {}
+        for r in records:
+            kinds.setdefault(r.get("kind", "?"), []).append(r)
+        out["kinds"] = {k: _score(rs) for k, rs in sorted(kinds.items())}
+        return out
+
+
+def _score(records: list[dict]) -> dict:
+    hits = [correct(r, r["prediction"]) for r in records]
+    n = len(records)
+    return {"score": 100.0 * sum(hits) / max(n, 1), "n": n,
+            "chance": 100.0 * float(np.mean([r["chance"] for r in records])) if n else 0.0}
 
 
 BENCHMARKS = {b.NAME: b for b in (SyntheticBenchmark(g) for g in synthetic.GROUPS)}
