@@ -1,6 +1,7 @@
-"""Per-device memory of params + optimizer state under FSDP, and the Cambrian-8B dry run.
+"""Per-device memory of params + optimizer state under FSDP, and the Cambrian-8B and 7B-tower
+dry runs.
 
-    python benchmarks/memory.py [--skip-8b] [--topologies v4-128,v5p-128]
+    python benchmarks/memory.py [--skip-8b] [--tower-7b] [--topologies v4-128,v5p-128]
 
 Prints one JSON line:
 
@@ -17,6 +18,10 @@ Prints one JSON line:
   v4-128 and v5p-128 are both 64 chips, so one mesh serves both; top-level keys
   ``cambrian8b_<topology>_gib_per_device`` and ``fits_<topology>`` (total <= 90% of HBM), and
   the same with ``_accum<k>`` for the batch in k microbatches (``--grad-accum``).
+* ``tower7b`` (``--tower-7b``): the same dry run for a 7B vision tower probe: one frozen bf16
+  DINOv3-ViT-7B/16-shaped tower (``aot.KNOWN_TOWERS``) at 224 px (196 tokens), the 2-layer MLP
+  connector, the Llama-3-8B-shaped LLM, stage 2, batch 512 x 2048, full remat, fsdp over 64
+  chips; keys ``tower7b_<topology>[_accum<k>]_gib_per_device`` and ``fits_tower7b_...``.
 """
 
 from __future__ import annotations
@@ -90,20 +95,47 @@ def cambrian_8b(topology: str, grad_accum: int = 1) -> dict:
         vocab_size=aot.KNOWN_LLMS[LLAMA3_8B]["vocab_size"])
 
 
+def tower_7b_config(grad_accum: int = 1):
+    """The 7B-tower probe: the Cambrian-8B settings with one frozen DINOv3-7B/16-shaped tower
+    and the MLP connector."""
+    from cambrian import aot
+    from cambrian import config as C
+
+    family, variant = aot.register_tower("dinov3-7b/16")
+    c = cambrian_8b_config(grad_accum)
+    with c.model.unlocked():
+        c.model.encoders = {"tower": C.encoder(family, variant, init="random")}
+    c.model.connector.name = "mlp2x_gelu"
+    with c.model.connector.unlocked():
+        c.model.connector.options = {}
+    return c
+
+
+def tower_7b(topology: str, grad_accum: int = 1) -> dict:
+    from cambrian import aot
+
+    return aot.depth_extrapolated_dry_run(
+        tower_7b_config(grad_accum), topology=topology, stage="stage2",
+        vocab_size=aot.KNOWN_LLMS[LLAMA3_8B]["vocab_size"])
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--skip-8b", action="store_true")
     p.add_argument("--topologies", default="v4-128,v5p-128")
     p.add_argument("--grad-accum", default="1,4",
                    help="microbatches per step to estimate (1 = the batch of 512 at once)")
+    p.add_argument("--tower-7b", action="store_true",
+                   help="also the 7B-tower probe (frozen DINOv3-7B-shaped tower + Llama-3-8B)")
     p.add_argument("--part", default="", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.part == "fsdp":
         print(json.dumps(fsdp_scaling(os.environ.get("CAMBRIAN_CACHE", "/tmp/cambrian-bench"))))
         return
-    if args.part.startswith("8b:"):
-        topology, accum = args.part[3:].split(":")
-        print(json.dumps(cambrian_8b(topology, int(accum))))
+    if args.part.startswith(("8b:", "7b:")):
+        which, topology, accum = args.part.split(":")
+        run = cambrian_8b if which == "8b" else tower_7b
+        print(json.dumps(run(topology, int(accum))))
         return
 
     def sub(part: str, devices: int, timeout: int = 3600) -> dict:
@@ -117,25 +149,32 @@ def main() -> None:
 
     fsdp = {int(k): v for k, v in sub("fsdp", 8).items()}
     res = {"fsdp": fsdp, "fsdp8_over_ideal": fsdp[8]["over_ideal"]}
-    if not args.skip_8b:
-        from cambrian.aot import GiB, parse_topology
+    from cambrian.aot import GiB, parse_topology
 
+    def table(which: str, name: str) -> None:
         runs: dict[tuple[int, int], dict] = {}  # slices of as many chips share a compile
         for accum in (int(a) for a in args.grad_accum.split(",")):
             for t in args.topologies.split(","):
                 chips, hbm = parse_topology(t)
                 if (chips, accum) not in runs:
-                    runs[chips, accum] = sub(f"8b:{t}:{accum}", chips)
+                    runs[chips, accum] = sub(f"{which}:{t}:{accum}", chips)
                 r = runs[chips, accum]
                 key = t.replace("-", "_") + ("" if accum == 1 else f"_accum{accum}")
                 if "error" in r:
-                    res[f"cambrian8b_{key}_error"] = r["error"]
+                    res[f"{name}_{key}_error"] = r["error"]
                     continue
                 total = r["per_device_bytes"]["total"]
-                res[f"cambrian8b_{key}_gib_per_device"] = round(total / GiB, 2)
-                res[f"fits_{key}"] = bool(total <= 0.9 * hbm)
+                res[f"{name}_{key}_gib_per_device"] = round(total / GiB, 2)
+                res[f"fits_{'' if name == 'cambrian8b' else name + '_'}{key}"] = bool(
+                    total <= 0.9 * hbm)
                 res[f"hbm_{t.replace('-', '_')}_gib"] = hbm / GiB
-        res["cambrian_8b"] = {f"{chips}_chips_accum{a}": r for (chips, a), r in runs.items()}
+        res["cambrian_8b" if name == "cambrian8b" else name] = {
+            f"{chips}_chips_accum{a}": r for (chips, a), r in runs.items()}
+
+    if not args.skip_8b:
+        table("8b", "cambrian8b")
+    if args.tower_7b:
+        table("7b", "tower7b")
     print(json.dumps(res))
 
 

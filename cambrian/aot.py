@@ -199,6 +199,32 @@ KNOWN_LLMS = {
 }
 
 
+# Billion-parameter towers for dry runs: name -> (the family that builds the shape, its variant
+# fields). DINOv3 ViT-7B/16 (Simeoni et al. 2025, arXiv:2508.10104; timm
+# ``vit_7b_patch16_dinov3``): width 4096, 40 blocks, 32 heads of 128, SwiGLU of hidden 8192
+# (mlp_ratio 2), no q/k/v bias, layer scale, 4 registers, patch 16. DINOv3 has parameter-free
+# RoPE where the DINOv2 ViT keeps a learned position table (0.8M of the tower's 6.7B values).
+KNOWN_TOWERS = {
+    "dinov3-7b/16": ("dinov2", dict(
+        patch=16, width=4096, depth=40, heads=32, mlp_dim=8192, mlp="swiglu", qkv_bias=False,
+        layerscale=True, registers=4, ln_eps=1e-5, act="gelu", pos_interp="bicubic_aa",
+        image_size=224, pos_size=14)),
+}
+
+
+def register_tower(name: str) -> tuple[str, str]:
+    """(family, variant) of ``KNOWN_TOWERS[name]``, added to the family's variant table for this
+    process (dry runs and tests build it without a checkpoint)."""
+    from cambrian.models import encoders
+
+    if name not in KNOWN_TOWERS:
+        raise ValueError(f"unknown tower {name!r}; cambrian.aot.KNOWN_TOWERS has "
+                         f"{', '.join(KNOWN_TOWERS)}")
+    family, spec = KNOWN_TOWERS[name]
+    encoders.family_module(family).VARIANTS[name] = dict(spec)
+    return family, name
+
+
 def llm_shape(config: mlc.ConfigDict) -> dict:
     """The Llama fields + ``vocab_size`` of ``config``'s LLM: its checkpoint's config.json when
     this machine holds it, else the KNOWN_LLMS entry of the checkpoint's folder name."""

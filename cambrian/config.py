@@ -95,6 +95,11 @@ def base_config() -> mlc.ConfigDict:
     c.model.max_len = 2048
     c.model.dtype = "float32"  # compute dtype of trained modules
     c.model.encoder_dtype = "float32"  # frozen encoders may run in bfloat16
+    # unfrozen towers recompute each block in the backward pass (big towers; frozen ones keep
+    # no activations for a backward pass, so this never applies to them)
+    c.model.encoder_remat = False
+    # root of precomputed frozen-tower features (cambrian/feature_cache.py); "" = run the towers
+    c.model.feature_cache = ""
 
     c.data = mlc.ConfigDict()
     c.data.num_workers = 0  # grain worker processes decoding + tokenising; 0 = in-process

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections as mlc
 
-from cambrian import fileio, sharding
+from cambrian import feature_cache, fileio, sharding
 from cambrian.data import chat_templates, loader
 from cambrian.models import vlm
 
@@ -44,6 +44,9 @@ def stage_data(config: mlc.ConfigDict, name: str, model: vlm.Cambrian, tokenizer
                         seed=config.seed * 1000 + list(config.stages).index(name),
                         num_workers=data.num_workers, pack=data.pack,
                         max_images_per_row=data.max_images_per_row)
+    caches = feature_cache.open_caches(config)
+    if caches:  # frozen towers' features read from model.feature_cache instead of computed
+        ds = ds.map(feature_cache.Attach(caches))
     it = loader.Peek(iter(ds), min(data.efficiency_batches, stage.steps))
     _log_efficiency(config, name, workdir, loader.efficiency(it.head()))
     return it

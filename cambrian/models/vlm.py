@@ -27,11 +27,16 @@ from flax import nnx
 from cambrian import config as config_lib
 from cambrian.models import connectors, encoders, llm, weights
 from cambrian.models.connectors.common import grid_token_valid, letterbox_mask
+from cambrian.models.encoders import common as encoder_common
 from cambrian.models.encoders import vit
 from cambrian.models.encoders.preprocess import HostImages, PreprocessSpec
 from cambrian.models.llm.generate import decode_embeds, eos_array, stop_table
 from cambrian.models.tokens import IMAGE_TOKEN
 from cambrian.release.config import MODEL_TYPES as RELEASE_MODEL_TYPES
+
+# batch key prefix of an encoder's precomputed features: ``features/<alias>`` float[B, (K,) h, w,
+# C] (cambrian/feature_cache.py) replaces that encoder's ``image[alias]``
+CACHED = "features/"
 
 
 class Cambrian(nnx.Module):
@@ -41,32 +46,23 @@ class Cambrian(nnx.Module):
         checkpoints (``load_pretrained=False`` builds the same structure with random weights,
         e.g. under ``nnx.eval_shape``). The LLM computes in ``config.dtype`` (its weights keep
         their own dtype) and rematerialises its layers as ``remat`` says (``config.remat``);
-        frozen encoders store and compute in ``config.encoder_dtype``."""
+        frozen encoders store and compute in ``config.encoder_dtype``; unfrozen ones recompute
+        their blocks in the backward pass when ``config.encoder_remat``."""
         config = weights.with_local_checkpoints(config, weights=load_pretrained)  # gs:// -> cache
         self.encoders = nnx.Dict()
+        self.remat_encoders: tuple[str, ...] = tuple(
+            a for a, e in config.encoders.items() if config.encoder_remat and not e.frozen)
+        # trained towers keep fp32 weights and compute in model.dtype, like the LLM
+        self.trained_encoders: tuple[str, ...] = tuple(
+            a for a, e in config.encoders.items() if not e.frozen)
+        self.compute_dtype: str = config.dtype
         self.specs: dict[str, PreprocessSpec] = {}
         self.tokens_per_encoder: dict[str, int] = {}
         order = []
         config_lib.check_order(config.encoders)  # overrides come after the config's own checks
         for alias, e in config_lib.ordered_encoders(config.encoders):
-            # frozen towers may store and run in bfloat16; trained ones keep fp32 weights
-            dtype = config.encoder_dtype if e.frozen else "float32"
-            kw = dict(variant=e.variant, image_size=e.image_size or None, layer=e.layer,
-                      dtype=dtype)
-            if e.init == "pretrained" and load_pretrained:
-                if not e.checkpoint:
-                    raise FileNotFoundError(
-                        f"model.encoders.{alias}.checkpoint is empty: set it to the {e.family} "
-                        f"{e.variant} checkpoint directory (see README, 'Checkpoints')")
-                enc = encoders.load(e.family, e.checkpoint, **kw)
-            else:
-                enc = encoders.create(e.family, e.variant, image_size=kw["image_size"],
-                                      layer=e.layer, rngs=rngs, dtype=dtype)
-            if e.pos_interp:
-                vit.set_pos_interp(enc, e.pos_interp, f"model.encoders.{alias}.pos_interp")
-            self.encoders[alias] = enc
-            spec = encoders.preprocessing(e.family, e.variant)
-            self.specs[alias] = spec.with_size(e.image_size or spec.image_size)
+            self.encoders[alias], self.specs[alias] = build_encoder(
+                config, alias, rngs=rngs, load_pretrained=load_pretrained)
             self.tokens_per_encoder[alias] = e.tokens
             order.append(alias)
         self.order: tuple[str, ...] = tuple(order)
@@ -134,16 +130,25 @@ class Cambrian(nnx.Module):
     def _valid(self, letterbox: jax.Array, side: int) -> jax.Array:
         return letterbox_mask(letterbox[:, self.sides.index(side)], side)
 
-    def encode_images(self, images: dict, letterbox: jax.Array):
+    def tower_features(self, alias: str, images: jax.Array) -> jax.Array:
+        """uint8[N, S, S, 3] (encoder ``alias``'s host images) -> float[N, h, w, C]: its
+        features (what ``cambrian.feature_cache`` stores), before any token interpolation."""
+        trained = alias in self.trained_encoders
+        return run_tower(self.encoders[alias], self.specs[alias], images,
+                         remat=alias in self.remat_encoders,
+                         compute_dtype=self.compute_dtype if trained else None)
+
+    def encode_images(self, images: dict, letterbox: jax.Array, cached: dict | None = None):
         """alias -> uint8[N, S_k, S_k, 3] + int32[N, G, 2] -> (visual tokens float[N, T, D],
-        connector out with ``token_valid`` bool[N, T])."""
+        connector out with ``token_valid`` bool[N, T]).
+
+        ``cached``: alias -> float[N, h, w, C] precomputed features of that (frozen) encoder, in
+        its output dtype, used instead of running it on ``images[alias]`` (then not needed)."""
         feats, valid = [], []
+        cached = cached or {}
         for alias in self.order:
-            spec = self.specs[alias]
-            x = images[alias].astype(jnp.float32)
-            mean = jnp.asarray(spec.mean, jnp.float32) * 255.0
-            std = jnp.asarray(spec.std, jnp.float32) * 255.0
-            f, _ = self.encoders[alias]((x - mean) / std)
+            f = (cached[alias] if alias in cached else
+                 self.tower_features(alias, images[alias]))
             n = self.tokens_per_encoder[alias]
             if n:
                 f = encoders.features.interpolate_to_tokens(f, n)
@@ -163,15 +168,17 @@ class Cambrian(nnx.Module):
         is_img = tokens == IMAGE_TOKEN
         embeds = self.llm.embed(jnp.where(is_img, 0, tokens))
         seg = batch["segment_ids"]
-        if not (vision and "image" in batch):
+        cached = {a: batch[CACHED + a] for a in self.order if CACHED + a in batch}
+        if not (vision and ("image" in batch or cached)):
             # No vision: image slots are removed from attention entirely.
             seg = jnp.where(is_img, 0, seg)
             return embeds, seg, compact_positions(batch["segment_ids"], seg != 0), None
         lb = batch["letterbox"]
         k = lb.shape[1] if lb.ndim == 4 else 1
         vis, cout = self.encode_images(
-            {a: x.reshape(-1, *x.shape[-3:]) for a, x in batch["image"].items()},
-            lb.reshape(-1, *lb.shape[-2:]))
+            {a: x.reshape(-1, *x.shape[-3:]) for a, x in batch.get("image", {}).items()},
+            lb.reshape(-1, *lb.shape[-2:]),
+            {a: x.reshape(-1, *x.shape[-3:]) for a, x in cached.items()})
         b, n = tokens.shape[0], vis.shape[1]
         # A row's K images fill its visual-token slots one after another (packed rows).
         vis = vis.reshape(b, k * n, vis.shape[-1])
@@ -223,6 +230,42 @@ class Cambrian(nnx.Module):
                                        layer_hook=hook, with_logits=with_logits,
                                        one_segment=not packed)
         return logits, {"segment_ids": seg, "positions": pos, **out}
+
+
+def build_encoder(config: mlc.ConfigDict, alias: str, *, rngs: nnx.Rngs,
+                  load_pretrained: bool = True) -> tuple[nnx.Module, PreprocessSpec]:
+    """Encoder ``alias`` of the ``config.model`` section (local checkpoints:
+    ``weights.with_local_checkpoints``) and its preprocessing at its resolution. Frozen towers
+    store and run in ``config.encoder_dtype``; trained ones keep fp32 weights."""
+    e = config.encoders[alias]
+    dtype = config.encoder_dtype if e.frozen else "float32"
+    kw = dict(variant=e.variant, image_size=e.image_size or None, layer=e.layer, dtype=dtype)
+    if e.init == "pretrained" and load_pretrained:
+        if not e.checkpoint:
+            raise FileNotFoundError(
+                f"model.encoders.{alias}.checkpoint is empty: set it to the {e.family} "
+                f"{e.variant} checkpoint directory (see README, 'Checkpoints')")
+        enc = encoders.load(e.family, e.checkpoint, **kw)
+    else:
+        enc = encoders.create(e.family, e.variant, image_size=kw["image_size"], layer=e.layer,
+                              rngs=rngs, dtype=dtype)
+    if e.pos_interp:
+        vit.set_pos_interp(enc, e.pos_interp, f"model.encoders.{alias}.pos_interp")
+    spec = encoders.preprocessing(e.family, e.variant)
+    return enc, spec.with_size(e.image_size or spec.image_size)
+
+
+def run_tower(enc: nnx.Module, spec: PreprocessSpec, images: jax.Array, *,
+              remat: bool = False, compute_dtype: str | None = None) -> jax.Array:
+    """uint8[N, S, S, 3] host images of this tower (``preprocess.tower_image``) -> float[N, h,
+    w, C] features: normalised as ``spec`` says, run through the tower (its blocks
+    rematerialised if ``remat``; in ``compute_dtype`` if set, else in its weights' dtype)."""
+    x = images.astype(jnp.float32)
+    mean = jnp.asarray(spec.mean, jnp.float32) * 255.0
+    std = jnp.asarray(spec.std, jnp.float32) * 255.0
+    with encoder_common.remat_blocks(remat), encoder_common.compute_dtype(compute_dtype):
+        f, _ = enc((x - mean) / std)
+    return f
 
 
 def _slot_targets(is_img: jax.Array, idx: jax.Array, slots: int):

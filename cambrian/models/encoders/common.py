@@ -9,21 +9,32 @@ LayerNorm / Dense / attention layers and the ``PatchTower`` base of the ViT-like
 patchifying, resampling of position grids exactly as ``torch.nn.functional.interpolate`` does it,
 ``TowerConfig`` and the variant-table lookup of the config-dataclass families.
 
+Sharding: parameters are placed on the mesh by their logical names like the LLM's (``embed`` over
+``fsdp``, ``heads`` / ``mlp`` over ``tensor`` under ``fsdp_tp``); ``run_blocks`` keeps the token
+activations split over the batch axes and, inside ``remat_blocks()``, recomputes each block in
+the backward pass (unfrozen towers, ``model.encoder_remat``); inside ``compute_dtype()`` patch
+towers compute in that dtype with parameters kept in theirs. Every family built on ``PatchTower``
+and ``run_blocks`` inherits these.
+
 Einsum letters: b batch, n/m query/key tokens, h heads, d head_dim, c embed, y/x (Y/X) rows and
 columns of a grid before (after) resampling.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+
+from cambrian import sharding
 
 Array = jax.Array
 M = TypeVar("M", bound=nnx.Module)
@@ -192,17 +203,59 @@ class PatchTower(nnx.Module):
                                  bias=patch_bias, rngs=rngs)
 
     def embed_patches(self, pixels: Array) -> Array:
-        """float32[B, H, W, 3] -> float[B, H/p, W/p, C], computed in ``config.dtype``."""
+        """float32[B, H, W, 3] -> float[B, H/p, W/p, C], computed in ``config.dtype`` or the
+        ``compute_dtype()`` in effect; the blocks follow the activations' dtype."""
         cfg = self.config
-        return self.patch_embed(patchify(pixels.astype(cfg.dtype), cfg.patch))
+        dtype = _COMPUTE.get() or cfg.dtype
+        return self.patch_embed(patchify(pixels.astype(dtype), cfg.patch))
+
+
+_REMAT = contextvars.ContextVar("remat_blocks", default=False)
+
+
+@contextlib.contextmanager
+def remat_blocks(on: bool = True) -> Iterator[None]:
+    """Towers run inside this context recompute each block's activations in the backward pass
+    (``jax.checkpoint`` per block) instead of keeping them: only block inputs are saved."""
+    token = _REMAT.set(on)
+    try:
+        yield
+    finally:
+        _REMAT.reset(token)
+
+
+_COMPUTE = contextvars.ContextVar("compute_dtype", default=None)
+
+
+@contextlib.contextmanager
+def compute_dtype(dtype: str | None) -> Iterator[None]:
+    """Patch towers run inside this context compute in ``dtype`` whatever dtype their parameters
+    are stored in (a trained tower: float32 masters, bfloat16 compute); None = ``config.dtype``.
+    Norms and softmax stay float32 and features are float32 either way."""
+    token = _COMPUTE.set(dtype)
+    try:
+        yield
+    finally:
+        _COMPUTE.reset(token)
+
+
+def _call_block(blk, x: Array, *args) -> Array:
+    return blk(x, *args)
+
+
+_call_block_remat = nnx.remat(_call_block, prevent_cse=True)
 
 
 def run_blocks(blocks, x: Array, *args) -> tuple[Array, list[Array]]:
     """``x`` through each block in turn (extra ``args`` passed to every block); returns the output
-    and HF's ``hidden_states``: [input, after block 1, ..., after the last block]."""
+    and HF's ``hidden_states``: [input, after block 1, ..., after the last block].
+
+    Each block's output is constrained to the batch sharding (a no-op without a mesh), and is
+    rematerialised inside ``remat_blocks()``."""
+    call = _call_block_remat if _REMAT.get() else _call_block
     hidden = [x]
     for blk in blocks:
-        x = blk(x, *args)
+        x = sharding.constrain(call(blk, x, *args), ("batch",) + (None,) * (x.ndim - 1))
         hidden.append(x)
     return x, hidden
 
