@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from cambrian import config as C
+from cambrian import preflight
 from cambrian.data import tokenizer
 from cambrian.eval import runner
 from cambrian.results import figures
@@ -97,3 +98,10 @@ def test_search_traces_are_saved_per_item_and_drawn(setup, tmp_path):
     with open(tmp_path / "fig" / "figures.json") as fh:
         assert json.load(fh)["trace.png"]["kind"] == "search_trace"
     assert os.path.getsize(out) > 0
+
+
+def test_preflight_names_the_vstar_folder_vstar_search_reads(tmp_path):
+    cfg = C.load("tools/vstar.py", ["eval.suite=vstar_search", f"eval.root={tmp_path}/none"])
+    [line] = preflight.benchmark_problems(cfg)
+    assert line.startswith("eval.root: benchmark vstar_search not found at ")
+    assert f"{tmp_path}/none/vstar;" in line and "--config.eval.roots.vstar=DIR" in line
