@@ -7,10 +7,10 @@ answering needs a close look; the target is "the <colour> object".
 
 ``ensure(cache_dir)`` writes once, under ``cache_dir/vstar_synthetic/<VERSION>``:
 
-* ``train.json`` + ``images/``: LLaVA records on crops at the search's scales: "Is there a
-  <colour> object in the image? Answer yes or no." (yes when the object lies inside the crop, no
-  when it is outside; partly visible ones are not asked) and, on crops where the object is
-  resolvable, the shape question as in the benchmark;
+* ``train.json`` + ``images/``: LLaVA records on crops at the search's scales, asking for every
+  colour "Is there a <colour> object in the image? Answer yes or no." (yes when the object lies
+  inside the crop, no when it is outside; partly visible ones are not asked) and, on crops where
+  an object is resolvable, the shape question as in the benchmark, in random order;
 * ``bench/``: the eval items in V*Bench's layout (``test_questions.jsonl``,
   ``direct_attributes/<name>.png`` with ``<name>.json`` holding ``target_object`` and ``bbox``),
   read by the ``vstar`` and ``vstar_search`` benchmarks (``eval.roots.vstar``).
@@ -26,7 +26,7 @@ import os
 import numpy as np
 from PIL import Image, ImageDraw
 
-VERSION = "v2"
+VERSION = "v3"
 SIDE = 448
 SHAPE_PX = (28, 36)
 COLORS = {"red": (220, 40, 40), "green": (40, 170, 60), "blue": (40, 80, 220),
@@ -86,6 +86,8 @@ def _inside(box, crop) -> float:
 
 
 def _train_records(rng, img: Image.Image, objs: list[dict], i: int, root: str) -> list[dict]:
+    """One record per crop at each scale, asking about every colour (dense supervision: a
+    randomly initialised LLM learns to read the image from many answers per image)."""
     out = []
     for j, scale in enumerate(SCALES):
         side = int(SIDE * scale)
@@ -98,21 +100,22 @@ def _train_records(rng, img: Image.Image, objs: list[dict], i: int, root: str) -
         else:
             x, y = (int(v) for v in rng.integers(0, SIDE - side + 1, size=2))
         box = [x, y, x + side, y + side]
-        color = str(rng.choice(list(COLORS)))
-        obj = next((o for o in objs if o["color"] == color), None)
-        frac = _inside(obj["box"], box) if obj else 0.0
-        if 0.0 < frac < 1.0:
-            continue  # partly visible: neither answer is right
+        qas = []
+        for color in COLORS:
+            obj = next((o for o in objs if o["color"] == color), None)
+            frac = _inside(obj["box"], box) if obj else 0.0
+            if frac in (0.0, 1.0):  # partly visible: neither answer is right
+                qas.append((PRESENCE.format(target=target(color)), "Yes" if frac else "No"))
+            if frac == 1.0 and scale <= RESOLVED:
+                qas.append(question(obj))
+        rng.shuffle(qas)
         rel = f"images/train_{i:05d}_{j}.png"
         img.crop(box).save(os.path.join(root, rel), compress_level=1)
-        # one question per record, as the search and the benchmark ask them
-        qas = [(PRESENCE.format(target=target(color)), "Yes" if frac else "No")]
-        inside = [o for o in objs if _inside(o["box"], box) == 1.0]
-        if scale <= RESOLVED and inside:
-            qas.append(question(inside[int(rng.integers(len(inside)))]))
+        conv = []
         for k, (q, a) in enumerate(qas):
-            out.append({"id": f"train_{i:05d}_{j}_{k}", "image": rel, "conversations": [
-                {"from": "human", "value": "<image>\n" + q}, {"from": "gpt", "value": a}]})
+            conv += [{"from": "human", "value": ("<image>\n" if k == 0 else "") + q},
+                     {"from": "gpt", "value": a}]
+        out.append({"id": f"train_{i:05d}_{j}", "image": rel, "conversations": conv})
     return out
 
 

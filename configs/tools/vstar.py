@@ -19,18 +19,20 @@ from cambrian.tools import vstar_data
 
 
 def get_config(arg=None):
-    a = C.parse_arg(arg, runlocal=False, steps=1200)
+    a = C.parse_arg(arg, runlocal=False, steps=1000)
     if not a.runlocal:
         c = C.base_config()
         c.eval.suite = "vstar,vstar_search"
         c.eval.root = C.DATA + "/benchmarks"
         return c
-    c = C.encoder_probe("clip", C.encoder("clip", "L/14-336", layer=-2))
+    c = C.encoder_probe("clip", C.encoder("clip", "L/14-336", layer=-2, frozen=False))
     C.runlocal_common(c)
+    c.model.max_len = 192  # up to six questions per crop
     root = vstar_data.root(c.cache_dir)
     c.stages.stage1.steps = 0  # one stage from scratch: the task's own questions teach it all
+    # the tiny random tower learns too: it has to tell shapes apart in 56 pixels
     c.stages.stage2.update(dict(steps=a.steps, data=os.path.join(root, "train.json"),
-                                image_root=root))
+                                image_root=root, trainable=r"encoders|connector|llm"))
     c.eval.suite = "vstar,vstar_search"
     c.eval.roots.vstar = os.path.join(root, "bench")
     c.eval.vstar.mode = "always"

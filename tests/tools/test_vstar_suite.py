@@ -59,6 +59,7 @@ def _records(wd, name):
         return [json.loads(x) for x in fh]
 
 
+@pytest.mark.slow
 def test_search_off_answers_as_plain_vstar(setup, tmp_path):
     """Absent crops are masked out: with no search the memory prompt decodes as V*Bench's."""
     cfg, tok, model = setup
