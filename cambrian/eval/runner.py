@@ -3,7 +3,8 @@
 For each benchmark (read from its own folder, ``suite.folder``): prompts are built with the run's
 chat template, sorted by length and decoded greedily in fixed-size batches (left padding, bucketed
 lengths, so one compiled program serves the whole suite), data-parallel over this process's
-devices, then scored. Predictions are saved and resumed as ``predictions.py`` describes
+devices, turned into text exactly as Cambrian-1's eval scripts do (``decoded.py``), then scored.
+Predictions are saved and resumed as ``predictions.py`` describes
 (``<workdir>/predictions/<benchmark>.jsonl``); ``eval.vision=off`` evaluates with no visual tokens
 (the paper's "who's answering" check) into ``predictions_vision_off/``.
 
@@ -32,7 +33,7 @@ from tqdm import tqdm
 
 from cambrian import fileio, sharding
 from cambrian.data import chat_templates, conversation, loader
-from cambrian.eval import attention, predictions
+from cambrian.eval import attention, decoded, predictions
 from cambrian.eval import suite as suite_lib
 from cambrian.models import vlm
 
@@ -98,10 +99,6 @@ def _stop_ids(tokenizer, template) -> tuple[int, ...]:
     return tuple(sorted(i for i in ids if i is not None))
 
 
-def _strip_stop(text: str, template) -> str:
-    return text.split(template.stop)[0].strip()
-
-
 def make_batch(prompts: list[np.ndarray], images: list[np.ndarray | None], size: int,
                batch_size: int, pad_color) -> dict:
     """Left-padded prompt batch, padded to ``batch_size`` rows and a bucketed length."""
@@ -138,8 +135,8 @@ class _Decoder:
                  writer: predictions.Writer, desc: str) -> None:
         """Decodes this host's share of ``todo``, handing each batch's records to ``writer``."""
         template = chat_templates.get(self.config.model.template)
-        generate = _generate_fn(self.graphdef, max_new_tokens,
-                                _stop_ids(self.tokenizer, template), vision)
+        stop_ids = _stop_ids(self.tokenizer, template)
+        generate = _generate_fn(self.graphdef, max_new_tokens, stop_ids, vision)
         host, hosts, bs = jax.process_index(), jax.process_count(), self.config.eval.batch_size
         shard_rows = self.mesh.devices.size > 1 and bs % self.mesh.devices.size == 0
         prompts = [conversation.encode_prompt(
@@ -158,9 +155,10 @@ class _Decoder:
             toks, lens = jax.device_get(generate(self.state, batch))
             new = []
             for r, j in enumerate(idx):
-                text = self.tokenizer.decode(toks[r, : lens[r]], skip_special_tokens=False)
                 rec = {k: v for k, v in todo[j].items() if k != "image"}
-                rec["prediction"] = _strip_stop(text, template)
+                # row by row, from the row's own tokens: batch-invariant like the tokens
+                rec["prediction"] = decoded.prediction_text(self.tokenizer, toks[r, : lens[r]],
+                                                            stop_ids)
                 new.append(rec)
             writer.add(new)
 

@@ -159,10 +159,11 @@ def test_mathvista(tmp_path):
     write(tmp_path / "data/testmini-00000-of-00001.parquet", [
         {"pid": "1", "query": "Hint: pick one.\nQuestion: Which?\nChoices:\n(A) 1\n(B) 2",
          "decoded_image": cell(), "choices": ["1", "2"], "answer": "2",
-         "question_type": "multi_choice", "precision": None, "metadata": {"category": "math"}},
+         "question_type": "multi_choice", "answer_type": "text", "precision": None,
+         "metadata": {"category": "math"}},
         {"pid": "2", "query": "Question: How many?", "decoded_image": cell(), "choices": None,
-         "answer": "3", "question_type": "free_form", "precision": None,
-         "metadata": {"category": "math"}}])
+         "answer": "3", "question_type": "free_form", "answer_type": "integer",
+         "precision": None, "metadata": {"category": "math"}}])
     mv = bench("mathvista")
     s = mv.load(str(tmp_path))
     assert s[0]["answer"] == "B"
@@ -171,6 +172,9 @@ def test_mathvista(tmp_path):
     assert s[1]["prompt"] == "Question: How many?\n" + SHORT
     assert scored(mv, s, ["B.", "3"])["score"] == 50.0  # "B." is never extracted
     assert scored(mv, s, ["B.", "3"], "fixed")["score"] == 100.0
+    # lmms-eval / VLMEvalKit: option text and int()-readable answers without the GPT extractor
+    assert scored(mv, s, ["2", " 3 "], "lmms-eval")["score"] == 100.0
+    assert scored(mv, s, ["B", "3.0"], "vlmevalkit")["deferred"] == 1
 
 
 def test_ai2d(tmp_path):

@@ -3,6 +3,7 @@
 import json
 import os
 
+import numpy as np
 import pytest
 
 from cambrian.data import tokenizer
@@ -146,3 +147,42 @@ def test_bf16_eval_stores_the_llm_in_bf16_with_the_same_predictions(setup, tmp_p
     monkeypatch.setattr(runner, "_llm_in_compute_dtype", lambda s, d: s)
     runner.evaluate(model, cfg, tok, str(tmp_path / "masters"))
     assert _preds(str(tmp_path / "cast")) == _preds(str(tmp_path / "masters"))
+
+
+def test_saves_upstream_text_on_the_llama3_layout(setup, release_tokenizers, tmp_path,
+                                                  monkeypatch):
+    """With a Llama-3 tokenizer and template, whatever the batch, each saved prediction is
+    upstream's text for the row's tokens (``decoded.py``: special tokens skipped, 4.37's clean-up,
+    stripped). The decoder is replaced by one that emits fixed tokens (a special token, spaced
+    punctuation, <|eot_id|>, then padding), so the model (vocab >= the tokenizer's) never runs."""
+    import copy
+
+    cfg, _, model = setup
+    d, tok, ids = release_tokenizers["llama3"]
+    text = "Hello , world ? I do n't know . It 's red"
+    reserved = tok.convert_tokens_to_ids("<|reserved_special_token_4|>")
+    row = [reserved, *tok(" " + text, add_special_tokens=False).input_ids, ids["eot"]]
+
+    def fake_generate_fn(graphdef, max_new_tokens, eos_ids, vision):
+        assert ids["eot"] in eos_ids
+
+        def generate(state, batch):
+            b = batch["tokens"].shape[0]
+            toks = np.zeros((b, max_new_tokens), np.int32)
+            toks[:, :len(row)] = row
+            return toks, np.full((b,), len(row), np.int32)
+        return generate
+
+    monkeypatch.setattr(runner, "_generate_fn", fake_generate_fn)
+    cfg = copy.deepcopy(cfg)
+    cfg.model.tokenizer, cfg.model.template = d, "llama_3"
+    cfg.eval.limit, cfg.eval.max_new_tokens = 3, len(row) + 4
+    got = {}
+    for bs in (1, 3):
+        cfg.eval.batch_size = bs
+        wd = tmp_path / f"bs{bs}"
+        runner.evaluate(model, cfg, tok, str(wd))
+        got[bs] = {(f.name, json.loads(line)["id"]): json.loads(line)["prediction"]
+                   for f in sorted((wd / "predictions").iterdir()) for line in open(f)}
+    assert got[1] == got[3] and len(got[1]) == 4 * 3
+    assert set(got[1].values()) == {"Hello, world? I don't know. It's red"}

@@ -5,6 +5,8 @@ Each expected value is derived by hand from the harness behaviour the reference 
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from cambrian.eval import metrics
@@ -155,3 +157,27 @@ def test_mmvp_pairs():
 def test_every_scorer_has_all_profiles(name):
     for harness in metrics.HARNESSES:
         assert callable(metrics.scorer(name, harness))
+
+
+_CITATION = r"@[0-9a-f]{7}:[\w./-]+\.py:\w+"
+
+
+def test_every_scorer_cites_its_pinned_harness_code():
+    """Each scoring function names the code it reproduces as repo@commit:path:function, at its
+    profile's pin; a "fixed" function either is Cambrian's own or says what it corrects."""
+    def unwrapped(fn):
+        return getattr(fn, "__wrapped__", fn)
+
+    cambrian_fns = {unwrapped(metrics.scorer(n, "cambrian", v))
+                    for (n, h), vs in metrics.available().items() if h == "cambrian" for v in vs}
+    for (name, harness), variants in metrics.available().items():
+        pin = metrics.PINS[harness].short
+        for variant in variants:
+            fn = metrics.scorer(name, harness, variant)
+            doc = re.sub(r"\s*\n\s*", "", fn.__doc__ or "")  # citations may wrap across lines
+            assert re.search(re.escape(pin.split("@")[0]) + _CITATION, doc), (
+                f"{name}/{harness}/{variant}: no repo@commit:path:function citation in "
+                f"{fn.__doc__!r}")
+            assert pin in doc, f"{name}/{harness}/{variant} cites another commit than {pin}"
+            if harness == "fixed" and unwrapped(fn) not in cambrian_fns:
+                assert "Corrects" in doc or "unchanged" in doc, (name, variant, doc)

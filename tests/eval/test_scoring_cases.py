@@ -1,9 +1,13 @@
-"""Every record of the scoring case file through ``metrics.scorer``.
+"""Every record of the scoring case files through ``metrics.scorer``.
 
-Expected values were produced by calling each reference harness's own function (scoring.md §6);
-they are rounded to 6 decimals, hence the 1e-6 tolerance. ``expected`` null = the harness defers to
-a GPT judge / random fallback (the scorer returns None); "error" = the harness raises (the scorer
-raises ``HarnessError``). Set CAMBRIAN_SCORING_CASES to run another case file of the same format.
+Expected values were produced by calling each reference harness's own function at its pinned
+commit (``metrics.PINS``; scoring.md §6); they are rounded to 6 decimals, hence the 1e-6
+tolerance. ``expected`` null = the harness defers to a GPT judge / random fallback (the scorer
+returns None); "error" = the harness raises (the scorer raises ``HarnessError``).
+``cases/scoring_cases_public.jsonl`` is the reference case set; ``cases/scoring_cases_pinned.jsonl``
+adds the cases where a profile diverged from its pinned harness code (each "source" names the
+function that produced "expected"). Set CAMBRIAN_SCORING_CASES to run another case file of the
+same format instead of the public one.
 """
 
 from __future__ import annotations
@@ -19,16 +23,18 @@ from cambrian.eval import metrics
 CASES = pathlib.Path(os.environ.get(
     "CAMBRIAN_SCORING_CASES",
     pathlib.Path(__file__).parent / "cases" / "scoring_cases_public.jsonl"))
+PINNED = pathlib.Path(__file__).parent / "cases" / "scoring_cases_pinned.jsonl"
 META = {"scorer", "case_id", "harness", "variant", "primary", "expected", "source",
         "upstream_strip", "harnesses_disagree", "note"}
 
 
-def _load() -> list[dict]:
-    with open(CASES, encoding="utf-8") as fh:
+def _load(path) -> list[dict]:
+    with open(path, encoding="utf-8") as fh:
         return [json.loads(line) for line in fh if line.strip()]
 
 
-RECORDS = _load()
+RECORDS = _load(CASES)
+PINNED_RECORDS = _load(PINNED)
 
 
 def _id(r: dict) -> str:
@@ -47,7 +53,7 @@ def test_case_file_covers_every_scorer_and_harness():
     assert {h for _, h in kinds} == {"cambrian", "lmms-eval", "vlmevalkit"}
 
 
-@pytest.mark.parametrize("record", RECORDS, ids=_id)
+@pytest.mark.parametrize("record", RECORDS + PINNED_RECORDS, ids=_id)
 def test_case(record):
     fn = metrics.scorer(record["scorer"], record["harness"], record["variant"])
     fields = _fields(record)

@@ -1,9 +1,9 @@
 """MathVista testmini, Cambrian's Knowledge group.
 
-Data: the HF parquet export of ``AI4Math/MathVista`` (columns pid,
-query (question with hint and choices), decoded_image, choices, answer, question_type
-("multi_choice" / "free_form"), precision, metadata.category). Cambrian asks multiple-choice items
-for reasoning, maps the gold choice text to its letter, and compares without extraction.
+Data: the HF parquet export of ``AI4Math/MathVista`` (columns pid, query (question with hint and
+choices), decoded_image, choices, answer, question_type ("multi_choice" / "free_form"),
+answer_type, precision, metadata.category). Cambrian asks multiple-choice items for reasoning,
+maps the gold choice text to its letter, and compares without extraction.
 """
 
 from __future__ import annotations
@@ -45,7 +45,9 @@ def load(root: str, *, limit: int | None = None) -> list[dict]:
             "answer": answer,
             "question_type": qtype,
             "choices": choices,
-            "precision": None if row.get("precision") is None else int(row["precision"]),
+            "answer_type": common.field(row, "answer_type", where, str),
+            # as stored (a float, or None): lmms-eval rounds with it as it is
+            "precision": row.get("precision"),
             "category": str(metadata.get("category")),
         })
     return samples
@@ -62,7 +64,9 @@ def score(records: Sequence[Mapping], profile: str = "cambrian", *,
     def pick(rec):
         if rec["question_type"] == MC:
             return mc, common.mcq_fields(rec)
-        return free, {"answer": str(rec["answer"]), "precision": rec.get("precision")}
+        # predictions saved before answer_type was kept: lmms-eval / VLMEvalKit defer them
+        return free, {"answer": str(rec["answer"]), "answer_type": rec.get("answer_type"),
+                      "precision": rec.get("precision", 0)}
 
     values, errors = common.apply(records, pick)
     out = common.summary(values, errors, by_category=common.by_key(records, values, "category"))

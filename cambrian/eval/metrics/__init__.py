@@ -5,7 +5,9 @@
     fn(prediction="B.", choices={"A": "red", "B": "green"}, answer="B")   # -> 1.0
 
 ``harness`` is one of ``HARNESSES``: "cambrian" (Cambrian-1's eval scripts, the default),
-"lmms-eval", "vlmevalkit", or "fixed" (Cambrian's rules with the documented defects corrected).
+"lmms-eval", "vlmevalkit", or "fixed" (Cambrian's rules with the documented defects corrected),
+each pinned to one commit of its harness (``PINS``: cambrian-mllm/cambrian@539ffc3,
+EvolvingLMMs-Lab/lmms-eval@75571cf, open-compass/VLMEvalKit@e8e78f0).
 The "fixed" profile changes only documented defects (scoring.md §5): MMMU / MathVista numeric
 tolerance taken relative to the gold answer; MathVista multiple-choice answers read with the letter
 extractor; RealWorldQA / MMStar / POPE first-token readers strip brackets and score an empty output
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 from cambrian.eval.metrics.registry import (
     HARNESSES,
+    PINS,
     HarnessError,
     Scorer,
     ScorerNotFound,
@@ -33,5 +36,5 @@ from cambrian.eval.metrics.registry import (
 )
 from cambrian.eval.metrics.registry import resolve as scorer
 
-__all__ = ["HARNESSES", "HarnessError", "Scorer", "ScorerNotFound", "available", "harness_name",
-           "scorer"]
+__all__ = ["HARNESSES", "PINS", "HarnessError", "Scorer", "ScorerNotFound", "available",
+           "harness_name", "scorer"]

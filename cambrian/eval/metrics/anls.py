@@ -37,20 +37,28 @@ def anls(prediction: str, references: Sequence[str], raw_lengths: bool = True) -
 
 
 def lmms_eval(prediction: str, references: Sequence[str], **_) -> float:
+    """EvolvingLMMs-Lab/lmms-eval@75571cf:lmms_eval/api/metrics.py:anls (the generation stripped by
+    api/task.py:ConfigurableTask.process_results)."""
     return anls(prediction.strip(), references)
 
 
 def vlmevalkit(prediction: str, references: Sequence[str], **_) -> float:
+    """open-compass/VLMEvalKit@e8e78f0:vlmeval/dataset/utils/vqa_eval.py:process_line(method='anls')
+    + hit_calculate (no strip)."""
     return anls(prediction, references)
 
 
 def cambrian(prediction: str, references: Sequence[str], **_) -> float:
-    """lmms-eval's ANLS (Cambrian itself only writes a test-server submission)."""
+    """cambrian-mllm/cambrian@539ffc3:eval/eval/docvqa/docvqa_test.py:compute_metrics only writes a
+    test-server submission (ANLS is computed by the server); the local number is
+    EvolvingLMMs-Lab/lmms-eval@75571cf:lmms_eval/api/metrics.py:anls on the stripped output."""
     return anls(prediction.strip(), references)
 
 
 def fixed(prediction: str, references: Sequence[str], **_) -> float:
-    """ANLS with the denominator taken from the normalised strings that are compared."""
+    """Corrects the ANLS that stands in for cambrian-mllm/cambrian@539ffc3:eval/eval/docvqa/
+    docvqa_test.py:compute_metrics (EvolvingLMMs-Lab/lmms-eval@75571cf:lmms_eval/api/metrics.py:
+    anls): the denominator is taken from the normalised strings that are compared."""
     return anls(prediction, references, raw_lengths=False)
 
 

@@ -1,7 +1,9 @@
 """``can_infer``: MMBench-style rule matching of a generation to an option (letter, then text).
 
-VLMEvalKit uses it for every multiple-choice set; lmms-eval's MMBench evaluator has its own older
-copy. When it fails, both would ask a GPT judge; VLMEvalKit with ``exact_matching`` answers 'Z'.
+VLMEvalKit uses it for every multiple-choice set (open-compass/VLMEvalKit@e8e78f0:
+vlmeval/utils/matching_util.py); lmms-eval's MMBench evaluator has its own older copy
+(EvolvingLMMs-Lab/lmms-eval@75571cf:lmms_eval/tasks/mmbench/mmbench_evals.py). When it fails, both
+would ask a GPT judge; VLMEvalKit with ``exact_matching`` answers 'Z'.
 """
 
 from __future__ import annotations
@@ -19,10 +21,14 @@ _VLMEVALKIT_REJECTS = (
     "Cannot determine the answer",
 )
 _VLMEVALKIT_PUNCT = ".()[],:;!*#{}"
-_VLMEVALKIT_ANSWER_IS = re.compile(r"(?:correct )?answer is:?\s*\**\s*\(?([A-Z])\)?\**(?![A-Za-z])")
+# VLMEvalKit #1552 (verbose chain-of-thought answers): case-insensitive, A-D only, no word
+# boundary after the letter ("The answer is Bicycle" reads B), no colon or bracket before it.
+_VLMEVALKIT_ANSWER_IS = re.compile(r"(?i)(?:correct\s+)?answer\s+is\s+\**([ABCD])\**")
 
 
 def vlmevalkit_can_infer_option(answer: str, choices: Mapping[str, str]) -> str | None:
+    """open-compass/VLMEvalKit@e8e78f0:vlmeval/utils/matching_util.py:can_infer_option (the
+    quantifier check runs only with $VERBOSE set: skipped)."""
     if _API_FAILURE in answer:
         return None
     for reject in _VLMEVALKIT_REJECTS:
@@ -41,12 +47,13 @@ def vlmevalkit_can_infer_option(answer: str, choices: Mapping[str, str]) -> str 
     elif count == 0 and "Z" in splits:
         return "Z"
     match = _VLMEVALKIT_ANSWER_IS.search(answer)
-    if match and match.group(1) in choices:
-        return match.group(1)
+    if match and match.group(1).upper() in choices:
+        return match.group(1).upper()
     return None
 
 
 def vlmevalkit_can_infer_text(answer: str, choices: Mapping[str, str]) -> str | None:
+    """open-compass/VLMEvalKit@e8e78f0:vlmeval/utils/matching_util.py:can_infer_text."""
     answer = answer.lower()
     if len(answer) > 2 * sum(len(str(v)) for v in choices.values()):
         return None
@@ -55,7 +62,8 @@ def vlmevalkit_can_infer_text(answer: str, choices: Mapping[str, str]) -> str | 
 
 
 def vlmevalkit_can_infer(answer: str, choices: Mapping[str, str]) -> str | None:
-    """VLMEvalKit ``can_infer``; None where it fails (a judge, or 'Z' under exact matching)."""
+    """open-compass/VLMEvalKit@e8e78f0:vlmeval/utils/matching_util.py:can_infer; None where it
+    fails (a judge, or 'Z' under exact matching)."""
     answer = str(answer)
     return (vlmevalkit_can_infer_option(answer, choices)
             or vlmevalkit_can_infer_text(answer, choices))
@@ -66,7 +74,8 @@ _LMMS_EVAL_TUPS = (("", "."), ("", ","), ("", ":"), ("", ")"), ("", ")."), ("(",
 
 
 def lmms_eval_can_infer_option(answer: str, letters: str = "ABCDE") -> str | None:
-    """lmms-eval ``MMBench_Evaluator.can_infer_option`` (always checks A-E)."""
+    """EvolvingLMMs-Lab/lmms-eval@75571cf:lmms_eval/tasks/mmbench/mmbench_evals.py:
+    MMBench_Evaluator.can_infer_option (always checks A-E)."""
     if _API_FAILURE in answer:
         return None
     splits = [x.strip() for x in answer.split()]
@@ -89,6 +98,8 @@ def lmms_eval_can_infer_option(answer: str, letters: str = "ABCDE") -> str | Non
 
 
 def lmms_eval_can_infer_text(answer: str, choices: Mapping[str, str]) -> str | None:
+    """EvolvingLMMs-Lab/lmms-eval@75571cf:lmms_eval/tasks/mmbench/mmbench_evals.py:
+    MMBench_Evaluator.can_infer_text."""
     answer = answer.lower()
     for k in choices:
         if k not in "ABCD":
@@ -98,5 +109,6 @@ def lmms_eval_can_infer_text(answer: str, choices: Mapping[str, str]) -> str | N
 
 
 def lmms_eval_can_infer(answer: str, choices: Mapping[str, str]) -> str | None:
-    """lmms-eval MMBench ``can_infer`` (prefetch before the GPT judge)."""
+    """EvolvingLMMs-Lab/lmms-eval@75571cf:lmms_eval/tasks/mmbench/mmbench_evals.py:
+    MMBench_Evaluator.can_infer (prefetch before the GPT judge)."""
     return lmms_eval_can_infer_option(answer) or lmms_eval_can_infer_text(answer, choices)

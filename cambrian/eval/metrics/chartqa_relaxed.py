@@ -45,19 +45,26 @@ def _best(match, prediction: str, references: Sequence[str]) -> float:
 
 
 def cambrian(prediction: str, references: Sequence[str], **_) -> float:
+    """cambrian-mllm/cambrian@539ffc3:eval/eval/chartqa/chartqa_test.py:compute_metrics."""
     return _best(cambrian_relaxed, prediction.strip(), references)
 
 
 def lmms_eval(prediction: str, references: Sequence[str], **_) -> float:
+    """EvolvingLMMs-Lab/lmms-eval@75571cf:lmms_eval/tasks/chartqa/utils.py:chartqa_process_results
+    (relaxed_correctness)."""
     return _best(pix2struct_relaxed, prediction.strip(), references)
 
 
 def vlmevalkit(prediction: str, references: Sequence[str], **_) -> float:
+    """open-compass/VLMEvalKit@e8e78f0:vlmeval/dataset/utils/vqa_eval.py:process_line(method='relaxed_accuracy')
+    + hit_calculate (the prediction stripped there)."""
     return _best(pix2struct_relaxed, prediction.strip(), references)
 
 
 def fixed(prediction: str, references: Sequence[str], **_) -> float:
-    """The published (pix2struct) definition, which ChartQA's authors use."""
+    """Corrects cambrian-mllm/cambrian@539ffc3:eval/eval/chartqa/chartqa_test.py:compute_metrics
+    with the published (pix2struct) definition, which ChartQA's authors use: "%" read, gold 0
+    exact."""
     return _best(pix2struct_relaxed, prediction.strip(), references)
 
 

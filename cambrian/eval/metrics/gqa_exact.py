@@ -19,18 +19,23 @@ def _need(references: Sequence[str]) -> None:
 
 
 def cambrian(prediction: str, references: Sequence[str], **_) -> float:
+    """cambrian-mllm/cambrian@539ffc3:eval/eval/gqa/gqa_test.py:compute_metrics."""
     _need(references)
     pred = prediction.strip().lower().rstrip(".")
     return max(1.0 if pred == r.lower() else 0.0 for r in references)
 
 
 def lmms_eval(prediction: str, references: Sequence[str], **_) -> float:
+    """EvolvingLMMs-Lab/lmms-eval@75571cf:lmms_eval/api/metrics.py:exact_match_hf_evaluate
+    (ignore_case, ignore_punctuation; tasks/gqa/gqa.yaml)."""
     _need(references)
     pred = prediction.strip()
     return max(1.0 if hf_exact_match(pred, r) else 0.0 for r in references)
 
 
 def vlmevalkit(prediction: str, references: Sequence[str], **_) -> float:
+    """open-compass/VLMEvalKit@e8e78f0:vlmeval/dataset/utils/vqa_eval.py:process_line(method='accuracy')
+    + hit_calculate."""
     _need(references)
     pred = prediction.strip().lower()
     # hit_calculate averages the per-reference matches for GQA.
@@ -38,6 +43,8 @@ def vlmevalkit(prediction: str, references: Sequence[str], **_) -> float:
 
 
 def fixed(prediction: str, references: Sequence[str], **_) -> float:
+    """cambrian-mllm/cambrian@539ffc3:eval/eval/gqa/gqa_test.py:compute_metrics unchanged (no
+    documented defect)."""
     return cambrian(prediction, references)
 
 

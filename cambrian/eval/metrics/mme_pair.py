@@ -56,8 +56,9 @@ def _cambrian_correct(item: Item) -> bool:
 
 
 def cambrian_scores(items: Sequence[Item]) -> dict[str, float]:
-    """Cambrian ``mme_test.compute_metrics``: acc+ is counted with a parity state machine over
-    the global line index, so it is only right when every pair sits on lines (2k, 2k+1)."""
+    """cambrian-mllm/cambrian@539ffc3:eval/eval/mme/mme_test.py:compute_metrics: acc+ is counted
+    with a parity state machine over the global line index, so it is only right when every pair sits
+    on lines (2k, 2k+1)."""
     stats: dict[str, list[float]] = {}
     for idx, item in enumerate(items):
         tp, plus, total = stats.setdefault(item.category, [0.0, 0.0, 0.0])
@@ -92,7 +93,8 @@ def _pairwise(items: Sequence[Item]) -> list[Item]:
 
 
 def lmms_eval_scores(items: Sequence[Item]) -> dict[str, float]:
-    """lmms-eval ``mme_aggregate_results``: per question_id mean*100 + both-right*100."""
+    """EvolvingLMMs-Lab/lmms-eval@75571cf:lmms_eval/tasks/mme/utils.py:parse_pred_ans +
+    mme_process_results + mme_aggregate_results: per question_id mean*100 + both-right*100."""
     scores = {}
     for category, images in _groups(items).items():
         total = 0.0
@@ -111,8 +113,9 @@ def lmms_eval_scores(items: Sequence[Item]) -> dict[str, float]:
 
 
 def vlmevalkit_scores(items: Sequence[Item]) -> dict[str, float]:
-    """VLMEvalKit ``MME_rating``: mean over all answers + mean over images of s1*s2 (exact
-    matching: an 'Unknown' extraction is wrong; the answer compare is case-sensitive)."""
+    """open-compass/VLMEvalKit@e8e78f0:vlmeval/dataset/utils/yorn.py:YOrN_Extraction + MME_rating:
+    mean over all answers + mean over images of s1*s2 (exact matching: an 'Unknown' extraction is
+    wrong; the answer compare is case-sensitive, as in vlmeval/dataset/image_yorn.py)."""
     scores = {}
     for category, images in _groups(items).items():
         hits = {k: [1.0 if vlmevalkit_yes_no(it.prediction) == it.answer else 0.0 for it in group]
@@ -128,7 +131,8 @@ def vlmevalkit_scores(items: Sequence[Item]) -> dict[str, float]:
 
 
 def fixed_scores(items: Sequence[Item]) -> dict[str, float]:
-    """Cambrian's yes/no rule with pairs formed by image id (or consecutive order) per category."""
+    """Corrects cambrian-mllm/cambrian@539ffc3:eval/eval/mme/mme_test.py:compute_metrics: Cambrian's
+    yes/no rule with pairs formed by image id (or consecutive order) per category."""
     scores = {}
     for category, images in _groups(items).items():
         hits = [[_cambrian_correct(it) for it in group] for group in images.values()]
@@ -198,9 +202,10 @@ _HARNESS_SCORES = {"cambrian": cambrian_scores, "lmms-eval": lmms_eval_scores,
 
 def _scorer(harness: str):
     def score(predictions=None, references=None, category=None, items=None, **lists) -> float:
-        """Sum of the category scores (one category: its 0-200 score)."""
         return sum(_HARNESS_SCORES[harness](to_items(predictions, references, category, items,
                                                      **lists)).values())
+    score.__doc__ = ("Sum of the category scores (one category: its 0-200 score): "
+                     + _HARNESS_SCORES[harness].__doc__)
     return score
 
 

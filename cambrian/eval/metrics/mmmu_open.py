@@ -2,9 +2,10 @@
 
 Open questions differ the most between harnesses: Cambrian compares the extracted answer exactly
 or, for numbers, within 5 % *of the prediction* (its ``relaxed_accuracy(pred, gt)`` is called as
-``(gt, pred)``); the lmms-eval snapshot scores every open question 0 (it flattens the parsed
-candidate list to a string, lmms-eval #1436, fixed by #1471 after the snapshot); VLMEvalKit rewrites
-the question after inference as A = the answer, B = "Other Answers" (VLMEvalKit #1617).
+``(gt, pred)``); the lmms-eval snapshot scores every open question 0 (it passes the first parsed
+candidate to ``eval_open`` as a string, lmms-eval #1436, fixed by #1471 after the snapshot);
+VLMEvalKit rewrites the question after inference as A = the answer, B = "Other Answers"
+(VLMEvalKit #1617).
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ TOLERANCE = 0.05
 
 
 def parse_multi_choice(response: str, index2ans: Mapping[str, str]) -> str | None:
-    """Official MMMU ``parse_multi_choice_response``; None where it picks a random letter."""
+    """EvolvingLMMs-Lab/lmms-eval@75571cf:lmms_eval/tasks/_task_utils/mmmu_mcq_utils.py:
+    parse_mmmu_multi_choice_response (official MMMU); None where it picks a random letter."""
     response = " " + strip_each(response, ",.!?;:'") + " "
     letters = list(index2ans)
     with_brackets, by_index = False, True
@@ -136,25 +138,33 @@ def _need(references: Sequence[str]) -> None:
 
 
 def cambrian(prediction: str, references: Sequence[str], **_) -> float:
+    """cambrian-mllm/cambrian@539ffc3:eval/eval/mmmu/mmmu_test.py:compute_metrics (open:
+    extract_single_answer, then ``relaxed_accuracy(gt, pred)``)."""
     _need(references)
     answer = cambrian_single(prediction.strip())
     return 1.0 if any(cambrian_match(answer, g) for g in references) else 0.0
 
 
 def lmms_eval_snapshot(prediction: str, references: Sequence[str], **_) -> float:
-    # Reproduces the snapshot's bug: the parsed candidate list reaches eval_open as one string, so
-    # it is compared character by character and (for any non-empty gold) never matches.
+    """EvolvingLMMs-Lab/lmms-eval@75571cf:lmms_eval/tasks/mmmu/utils.py:mmmu_process_results +
+    evaluate_mmmu: the first parsed candidate reaches eval_open as a string, which it reads
+    character by character, so (for any non-empty gold) nothing matches."""
     _need(references)
-    flattened = str(parse_open_response(prediction.strip()))
+    parsed = parse_open_response(prediction.strip())
+    flattened = str(parsed[0]) if parsed else ""
     return 1.0 if eval_open(list(references), flattened) else 0.0
 
 
 def lmms_eval_official(prediction: str, references: Sequence[str], **_) -> float:
+    """EvolvingLMMs-Lab/lmms-eval@75571cf:lmms_eval/tasks/mmmu/utils.py:parse_open_response +
+    eval_open with the candidate list (the official MMMU contract; not the snapshot's default)."""
     _need(references)
     return 1.0 if eval_open(list(references), parse_open_response(prediction.strip())) else 0.0
 
 
 def vlmevalkit(prediction: str, references: Sequence[str], **_) -> float:
+    """open-compass/VLMEvalKit@e8e78f0:vlmeval/dataset/utils/multiple_choice.py:MMMU_preproc, then
+    eval_vanilla (can_infer) without a judge."""
     # MMMU_preproc: the open question becomes A = the answer, B = "Other Answers" after inference.
     _need(references)
     choices = {"A": references[0], "B": "Other Answers"}
@@ -162,7 +172,8 @@ def vlmevalkit(prediction: str, references: Sequence[str], **_) -> float:
 
 
 def fixed(prediction: str, references: Sequence[str], **_) -> float:
-    """Cambrian's rule with the tolerance taken relative to the gold answer."""
+    """Corrects cambrian-mllm/cambrian@539ffc3:eval/eval/mmmu/mmmu_test.py:compute_metrics: the
+    tolerance is taken relative to the gold answer."""
     _need(references)
     answer = cambrian_single(prediction.strip())
     return 1.0 if any(cambrian_match(answer, g, tolerance_of_gold=True) for g in references) \

@@ -54,7 +54,7 @@ def cambrian_pair_accuracy(hits: Sequence[bool]) -> float:
 
 
 def _scorer(judge: Callable[[str, dict[str, str], str], bool],
-            aggregate: Callable[[Sequence[bool]], float]):
+            aggregate: Callable[[Sequence[bool]], float], doc: str):
     def score(predictions: Sequence[str], references: Sequence[str], options, **_) -> float:
         if len(predictions) != len(references):
             raise ValueError(f"{len(predictions)} predictions for {len(references)} references")
@@ -62,13 +62,23 @@ def _scorer(judge: Callable[[str, dict[str, str], str], bool],
         hits = [bool(judge(p, c, gold_letter(r))) for p, r, c in zip(predictions, references,
                                                                        per_q)]
         return aggregate(hits)
+    score.__doc__ = doc
     return score
 
 
+_CB = "cambrian-mllm/cambrian@539ffc3:eval/eval/mmvp/mmvp_test.py:compute_metrics"
+_LE = "EvolvingLMMs-Lab/lmms-eval@75571cf:lmms_eval/tasks/mmvp/utils.py:"
+_VK = "open-compass/VLMEvalKit@e8e78f0:vlmeval/dataset/utils/multiple_choice.py:"
 SCORERS = {
-    "cambrian": {"mmvp": _scorer(cambrian_mmvp, cambrian_pair_accuracy)},
-    "lmms-eval": {"mmvp": _scorer(lambda p, c, g: lmms_eval_mmvp(p) == g, pair_accuracy)},
+    "cambrian": {"mmvp": _scorer(cambrian_mmvp, cambrian_pair_accuracy,
+                                 f"{_CB} (the parity counter).")},
+    "lmms-eval": {"mmvp": _scorer(
+        lambda p, c, g: lmms_eval_mmvp(p) == g, pair_accuracy,
+        f"{_LE}mmvp_process_results + mmvp_aggregate_pair_results.")},
     "vlmevalkit": labels({("MMVP(exact_matching)", "mmvp"): _scorer(
-        lambda p, c, g: (vlmevalkit_can_infer(p, c) or "Z") == g, pair_accuracy)}),
-    "fixed": {"mmvp": _scorer(cambrian_mmvp, pair_accuracy)},
+        lambda p, c, g: (vlmevalkit_can_infer(p, c) or "Z") == g, pair_accuracy,
+        f"{_VK}eval_vanilla (can_infer) + report_acc_MMVP (Overall: pairs).")}),
+    "fixed": {"mmvp": _scorer(cambrian_mmvp, pair_accuracy,
+                              f"Corrects {_CB}: pairs by position (0-1, 2-3, ...), not by a "
+                              "running parity counter.")},
 }

@@ -8,10 +8,15 @@ label of a harness is its default variant, unless the module sets ``VARIANT_REQU
 A scoring function takes the raw generation and the item's fields as keywords and returns a float
 (0-1; MME: a 0-200 category score) or ``None`` where that harness would hand the item to an LLM
 judge or a random fallback. It applies the harness's own whitespace handling itself.
+
+Each profile reproduces one commit of its harness (``PINS``); every scoring function's docstring
+cites the code it reproduces as ``repo@commit:path:function`` (``fixed``: the Cambrian function it
+corrects, and what it corrects).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib
 import pkgutil
@@ -20,6 +25,26 @@ from collections.abc import Callable, Mapping
 from types import ModuleType
 
 HARNESSES = ("cambrian", "lmms-eval", "vlmevalkit", "fixed")
+
+
+@dataclasses.dataclass(frozen=True)
+class Pin:
+    """The harness commit a profile reproduces."""
+
+    repo: str
+    commit: str
+
+    @property
+    def short(self) -> str:
+        """``repo@commit7``, as the scorers' docstrings cite it."""
+        return f"{self.repo}@{self.commit[:7]}"
+
+
+_CAMBRIAN = Pin("cambrian-mllm/cambrian", "539ffc3254bba004e5d012b65c0ad6cb308897c5")
+PINS = {"cambrian": _CAMBRIAN,
+        "lmms-eval": Pin("EvolvingLMMs-Lab/lmms-eval", "75571cfe0fa36ca5ec2e6aa2bb268f9d38295af3"),
+        "vlmevalkit": Pin("open-compass/VLMEvalKit", "e8e78f05f3080fe28154f2130321f17951c3be94"),
+        "fixed": _CAMBRIAN}
 _HARNESS_ALIASES = {"cambrian": "cambrian", "lmmseval": "lmms-eval", "vlmevalkit": "vlmevalkit",
                     "fixed": "fixed"}
 

@@ -93,6 +93,18 @@ def vlmevalkit_answer(text: str) -> str:
     return digit_article(vlmevalkit_punctuation(text))
 
 
+def lmms_eval_until(text: str, until: tuple[str, ...] = ("ASSISTANT:",)) -> str:
+    """The generation as lmms-eval hands it to a task whose ``generation_kwargs.until`` lists
+    ``until`` (textvqa, seedbench):
+    EvolvingLMMs-Lab/lmms-eval@75571cf:lmms_eval/models/simple/cambrian.py: generate_until strips
+    the text and cuts it at each stop string (special tokens are already skipped, so its own
+    "<|eot_id|>" never occurs)."""
+    text = text.strip()
+    for term in until:
+        text = text.split(term)[0]
+    return text
+
+
 def levenshtein(a: str, b: str) -> int:
     if len(a) > len(b):
         a, b = b, a
@@ -126,7 +138,10 @@ _NO_PUNCT = str.maketrans("", "", string.punctuation)
 
 def hf_exact_match(prediction: str, reference: str, ignore_case: bool = True,
                    ignore_punctuation: bool = True) -> bool:
-    """HF ``evaluate`` exact_match as lmms-eval calls it (no regexes, numbers kept)."""
+    """EvolvingLMMs-Lab/lmms-eval@75571cf:lmms_eval/api/metrics.py:exact_match_hf_evaluate as
+    lmms-eval calls it (no regexes, numbers kept). Its numpy string arrays drop trailing NUL
+    characters."""
+    prediction, reference = prediction.rstrip("\0"), reference.rstrip("\0")
     if ignore_case:
         prediction, reference = prediction.lower(), reference.lower()
     if ignore_punctuation:

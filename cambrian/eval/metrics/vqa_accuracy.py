@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from cambrian.eval.metrics.registry import HarnessError, labels
-from cambrian.eval.metrics.text import evalai_answer, vlmevalkit_answer
+from cambrian.eval.metrics.text import evalai_answer, lmms_eval_until, vlmevalkit_answer
 
 
 def vqa_accuracy(pred: str, answers: Sequence[str]) -> float:
@@ -27,6 +27,8 @@ def _scored(norm: Callable[[str], str], pred: str, references: Sequence[str]) ->
 
 
 def cambrian(prediction: str, references: Sequence[str], **_) -> float:
+    """cambrian-mllm/cambrian@539ffc3:eval/eval/textvqa/textvqa_test.py:compute_metrics
+    (m4c_evaluator.py:TextVQAAccuracyEvaluator, EvalAIAnswerProcessor)."""
     # m4c TextVQAAccuracyEvaluator asserts exactly 10 human answers per question.
     if len(references) != 10:
         raise HarnessError(f"m4c evaluator asserts 10 answers, got {len(references)}")
@@ -34,16 +36,22 @@ def cambrian(prediction: str, references: Sequence[str], **_) -> float:
 
 
 def lmms_eval(prediction: str, references: Sequence[str], **_) -> float:
-    return _scored(evalai_answer, prediction.strip(), references)
+    """EvolvingLMMs-Lab/lmms-eval@75571cf:lmms_eval/tasks/textvqa/utils.py:textvqa_process_results
+    (tasks/_task_utils/vqa_eval_metric.py:EvalAIAnswerProcessor), after its "ASSISTANT:"
+    stop string (tasks/textvqa/_default_template_textvqa_yaml)."""
+    return _scored(evalai_answer, lmms_eval_until(prediction).strip(), references)
 
 
 def vlmevalkit(prediction: str, references: Sequence[str], **_) -> float:
+    """open-compass/VLMEvalKit@e8e78f0:vlmeval/dataset/utils/vqa_eval.py:process_line(method='vqa_score')
+    + hit_calculate."""
     # No strip upstream and no comma / "'s" pre-pass; a period after a digit is kept ("5." != "5").
     return _scored(vlmevalkit_answer, prediction, references)
 
 
 def fixed(prediction: str, references: Sequence[str], **_) -> float:
-    """Cambrian's processor without the 10-answer assertion."""
+    """Corrects cambrian-mllm/cambrian@539ffc3:eval/eval/textvqa/textvqa_test.py:compute_metrics:
+    the same processor without the 10-answer assertion."""
     return _scored(evalai_answer, prediction.strip(), references)
 
 

@@ -153,6 +153,14 @@ def attention(q: Array, k: Array, v: Array) -> Array:
     return jnp.einsum("bhnm,bmhd->bnhd", probs, v)
 
 
+def rotate_pairs(x: Array, sin: Array, cos: Array) -> Array:
+    """Interleaved 2-D RoPE (timm ``apply_rot_embed``) on float[b, n, h, d] with float32[n, d]
+    tables: each channel pair (x0, x1) -> (x0 cos - x1 sin, x1 cos + x0 sin)."""
+    pairs = x.reshape(*x.shape[:-1], -1, 2)
+    rot = jnp.stack([-pairs[..., 1], pairs[..., 0]], -1).reshape(x.shape)
+    return x * cos[:, None].astype(x.dtype) + rot * sin[:, None].astype(x.dtype)
+
+
 class Attention(nnx.Module):
     """Multi-head attention with separate q / k / v projections (kernels float[C, h, d])."""
 

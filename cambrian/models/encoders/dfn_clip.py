@@ -36,7 +36,7 @@ def open_clip_layout(cfg: vit.ViTConfig, pre: str) -> dict:
     """open_clip ``VisionTransformer`` names (``conv1``, ``transformer.resblocks.i``, ...)."""
     entries = vit.embed_layout(cfg, {
         "patch": pre + "conv1", "pos": pre + "positional_embedding",
-        "pos_shape": (cfg.pos_size ** 2 + 1, cfg.width), "cls": pre + "class_embedding",
+        "pos_shape": (cfg.pos_size ** 2 + cfg.cls_token, cfg.width), "cls": pre + "class_embedding",
         "cls_shape": (cfg.width,), "pre_norm": pre + "ln_pre", "final_norm": pre + "ln_post"})
     for i in range(cfg.depth):
         b = f"{pre}transformer.resblocks.{i}."

@@ -83,13 +83,6 @@ def rope_tables(grid: tuple[int, int], head_dim: int, ref: int, theta: float):
     return np.sin(ang).astype(np.float32), np.cos(ang).astype(np.float32)
 
 
-def _rotate(x: Array, sin: Array, cos: Array) -> Array:
-    """Interleaved RoPE on float[b, n, h, d]: (x0, x1) -> (x0 cos - x1 sin, x1 cos + x0 sin)."""
-    pairs = x.reshape(*x.shape[:-1], -1, 2)
-    rot = jnp.stack([-pairs[..., 1], pairs[..., 0]], -1).reshape(x.shape)
-    return x * cos[:, None].astype(x.dtype) + rot * sin[:, None].astype(x.dtype)
-
-
 class Attention(nnx.Module):
     def __init__(self, cfg: EvaConfig, *, rngs: nnx.Rngs):
         c, h = cfg.width, cfg.heads
@@ -103,8 +96,8 @@ class Attention(nnx.Module):
     def __call__(self, x: Array, sin: Array, cos: Array) -> Array:
         """float[b, 1 + n, C] -> float[b, 1 + n, C]; RoPE skips the CLS token."""
         q, k, v = self.q(x), self.k(x), self.v(x)
-        q = jnp.concatenate([q[:, :1], _rotate(q[:, 1:], sin, cos)], axis=1)
-        k = jnp.concatenate([k[:, :1], _rotate(k[:, 1:], sin, cos)], axis=1)
+        q = jnp.concatenate([q[:, :1], common.rotate_pairs(q[:, 1:], sin, cos)], axis=1)
+        k = jnp.concatenate([k[:, :1], common.rotate_pairs(k[:, 1:], sin, cos)], axis=1)
         o = common.attention(q, k, v)
         return self.out(self.norm(o.reshape(*o.shape[:2], -1)))
 

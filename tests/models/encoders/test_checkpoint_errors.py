@@ -66,8 +66,8 @@ def test_unknown_variant_lists_known_ones():
 def test_families_are_found_by_module_path():
     assert {"clip", "siglip", "dfn_clip", "eva_clip", "dinov2", "mae", "mocov3", "ijepa", "supvit",
             "convnext", "sam", "dpt", "sd_diffusion", "aimv2"} <= set(encoders.families())
-    with pytest.raises(ValueError, match="unknown encoder family 'dinov3'; known: aimv2, clip"):
-        encoders.create("dinov3")
+    with pytest.raises(ValueError, match="unknown encoder family 'dinov9'; known: aimv2, clip"):
+        encoders.create("dinov9")
     with pytest.raises(ValueError, match="encoders.vit is not an encoder family module: it lacks "
                                          "VARIANTS"):
         encoders.family_module("vit")

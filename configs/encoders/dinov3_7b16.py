@@ -1,0 +1,17 @@
+"""DINOv3 ViT-7B/16 @224 (196 tokens) encoder probe, Cambrian-1's encoder-sweep protocol.
+
+    python launch/tpu.py --config encoders/dinov3_7b16.py:runlocal --workdir runs/dinov3_7b16-local
+    python launch/tpu.py --config encoders/dinov3_7b16.py --workdir gs://BUCKET/runs/dinov3_7b16
+
+Checkpoint: ``facebook/dinov3-vit7b16-pretrain-lvd1689m`` under $CAMBRIAN_CHECKPOINTS. Args: runlocal -- tiny random-init model on
+the embedded synthetic data; res=N -- input resolution; v4-8|v4-128|v5p-128 -- that TPU slice's
+settings (cambrian/slices.py).
+Resolution: the published processor's (DINOv3ViTImageProcessor, 224x224). A 6.7B-parameter tower:
+run it frozen in bfloat16 (a TPU slice argument sets that).
+"""
+
+from cambrian import config as C
+
+
+def get_config(arg=None):
+    return C.single_encoder_probe(arg, "dinov3", "7B/16", res=224, checkpoint="facebook/dinov3-vit7b16-pretrain-lvd1689m")

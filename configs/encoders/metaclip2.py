@@ -1,0 +1,15 @@
+"""MetaCLIP 2 worldwide ViT-H/14 @378 (penultimate layer as Cambrian's CLIP-L, CLS dropped, 729 tokens) encoder probe, Cambrian-1's encoder-sweep protocol; MetaCLIP 2 reports no VLM probe, and 378 px is its highest-resolution release.
+
+    python launch/tpu.py --config encoders/metaclip2.py:runlocal --workdir runs/metaclip2-local
+    python launch/tpu.py --config encoders/metaclip2.py --workdir gs://BUCKET/runs/metaclip2
+
+Checkpoint: ``facebook/metaclip-2-worldwide-huge-378`` under $CAMBRIAN_CHECKPOINTS. Args: runlocal -- tiny random-init model on
+the embedded synthetic data; res=N -- input resolution; v4-8|v4-128|v5p-128 -- that TPU slice's
+settings (cambrian/slices.py).
+"""
+
+from cambrian import config as C
+
+
+def get_config(arg=None):
+    return C.single_encoder_probe(arg, "metaclip2", "H/14-378", res=378, layer=-2, checkpoint="facebook/metaclip-2-worldwide-huge-378")
