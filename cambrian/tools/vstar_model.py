@@ -23,7 +23,7 @@ from flax import nnx
 from tqdm import tqdm
 
 from cambrian.data import chat_templates, conversation, loader
-from cambrian.eval import runner
+from cambrian.eval import decoded, runner
 from cambrian.tools import vstar
 
 QUESTION = "Is there a {target} in the image? Answer yes or no."
@@ -136,8 +136,8 @@ class SearchDecoder:
         d, v = self.d, self.d.config.eval.vstar
         template = chat_templates.get(d.config.model.template)
         k, bs = v.max_crops, d.config.eval.batch_size
-        generate = runner._generate_fn(d.graphdef, max_new_tokens,
-                                       runner._stop_ids(d.tokenizer, template), True)
+        stop_ids = runner._stop_ids(d.tokenizer, template)
+        generate = runner._generate_fn(d.graphdef, max_new_tokens, stop_ids, True)
         settings = vstar.Settings.from_config(v)
         mine = todo[jax.process_index()::jax.process_count()]
         for i in tqdm(range(0, len(mine), bs), desc=desc, leave=False,
@@ -156,9 +156,9 @@ class SearchDecoder:
             toks, lens = jax.device_get(generate(d.state, batch))
             new = []
             for r, (item, ss) in enumerate(zip(items, searches)):
-                text = d.tokenizer.decode(toks[r, :lens[r]], skip_special_tokens=False)
                 rec = {key: val for key, val in item.items() if key != "image"}
-                rec["prediction"] = runner._strip_stop(text, template)
+                rec["prediction"] = decoded.prediction_text(d.tokenizer, toks[r, :lens[r]],
+                                                            stop_ids)
                 rec["search"] = [s.trace() for s in ss]
                 new.append(rec)
             writer.add(new)
