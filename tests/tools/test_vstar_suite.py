@@ -106,3 +106,14 @@ def test_preflight_names_the_vstar_folder_vstar_search_reads(tmp_path):
     [line] = preflight.benchmark_problems(cfg)
     assert line.startswith("eval.root: benchmark vstar_search not found at ")
     assert f"{tmp_path}/none/vstar;" in line and "--config.eval.roots.vstar=DIR" in line
+
+
+def test_config_eval_only_and_runlocal(tmp_path):
+    """Without args: eval-only (the model comes from config.checkpoint's run); :runlocal: random
+    weights only, on the synthetic search task."""
+    c = C.load("tools/vstar.py", [f"checkpoint={tmp_path}"])
+    assert not c.model.encoders and c.eval.suite == "vstar,vstar_search"
+    r = C.load("tools/vstar.py:runlocal")
+    assert all(e.init == "random" for e in r.model.encoders.values())
+    assert r.model.llm.init == "random" and r.stages.stage2.steps > 0
+    assert r.eval.roots.vstar.endswith("/bench") and r.eval.vstar.mode == "always"
