@@ -49,17 +49,29 @@ def targets_of(item: dict, default: str) -> list[str]:
     return [default]
 
 
-def _first_reply_ids(tokenizer, template, system, words: tuple[str, ...]) -> list[int]:
-    """Ids of the first reply token of each word, as the template renders a reply."""
-    ids = set()
+def reply_split(tokenizer, template, system, yes: tuple[str, ...], no: tuple[str, ...]
+                ) -> tuple[list[int], list[int], list[int]]:
+    """(shared reply prefix ids, yes ids, no ids): the replies as the template renders and the
+    tokenizer splits them (a byte-level BPE may start both with a lone space token); the answer
+    is read at the first token where "Yes" and "No" differ."""
     prompt = conversation.tokenize_segments(
         tokenizer, template.render([("user", "x")], add_generation_prompt=True, system=system),
         0)[0]
-    for w in words:
+
+    def reply(word: str) -> list[int]:
         full = conversation.tokenize_segments(
-            tokenizer, template.render([("user", "x"), ("assistant", w)], system=system), 0)[0]
-        ids.add(full[len(prompt)] if full[:len(prompt)] == prompt else full[len(prompt) - 1])
-    return sorted(ids)
+            tokenizer, template.render([("user", "x"), ("assistant", word)], system=system), 0)[0]
+        if full[:len(prompt)] != prompt:
+            raise ValueError(f"template {template.name}: the reply {word!r} changes the "
+                             "tokens of the prompt; cannot score yes/no")
+        return full[len(prompt):]
+
+    a, b = reply(yes[0]), reply(no[0])
+    n = next(i for i, (x, y) in enumerate(zip(a, b)) if x != y)
+    prefix = a[:n]
+    ids = [sorted({r[n] for r in map(reply, words) if r[:n] == prefix and len(r) > n})
+           for words in (yes, no)]
+    return prefix, ids[0], ids[1]
 
 
 def _images(crops: list[np.ndarray], size: int, pad_color) -> tuple[np.ndarray, np.ndarray]:
@@ -75,9 +87,8 @@ class YesScorer:
         c = decoder.config
         self.template = chat_templates.get(c.model.template)
         self.system = c.model.system_prompt
-        self.yes = _first_reply_ids(decoder.tokenizer, self.template, self.system,
-                                    ("Yes", "yes"))
-        self.no = _first_reply_ids(decoder.tokenizer, self.template, self.system, ("No", "no"))
+        self.prefix, self.yes, self.no = reply_split(decoder.tokenizer, self.template,
+                                                     self.system, ("Yes", "yes"), ("No", "no"))
         graphdef = decoder.graphdef
         yes, no = jnp.asarray(self.yes), jnp.asarray(self.no)
 
@@ -96,10 +107,10 @@ class YesScorer:
         d, bs = self.d, self.d.config.eval.batch_size
         out = []
         for i in range(0, len(crops), bs):
-            prompts = [conversation.encode_prompt(QUESTION.format(target=t), self.template,
-                                                  d.tokenizer, d.num_image_tokens,
-                                                  system=self.system)
-                       for t in targets[i:i + bs]]
+            prompts = [np.concatenate([conversation.encode_prompt(
+                QUESTION.format(target=t), self.template, d.tokenizer, d.num_image_tokens,
+                system=self.system), np.asarray(self.prefix, np.int32)])
+                for t in targets[i:i + bs]]
             batch = runner.make_batch(prompts, crops[i:i + bs], d.size, bs, d.pad_color)
             out.append(np.asarray(jax.device_get(self._p_yes(d.state, batch)))[:len(prompts)])
         return np.concatenate(out) if out else np.zeros((0,), np.float32)

@@ -117,3 +117,16 @@ def test_config_eval_only_and_runlocal(tmp_path):
     assert all(e.init == "random" for e in r.model.encoders.values())
     assert r.model.llm.init == "random" and r.stages.stage2.steps > 0
     assert r.eval.roots.vstar.endswith("/bench") and r.eval.vstar.mode == "always"
+
+
+def test_yes_no_read_where_the_replies_differ():
+    """The runlocal BPE renders " Yes" as " " + "Y" + "es" and " No" as " " + "N" + "o": the
+    scorer must append the shared space and compare "Y" with "N" (not the space with itself)."""
+    from cambrian.data import chat_templates
+    from cambrian.tools import vstar_model
+
+    tok = tokenizer.load("synthetic")
+    prefix, yes, no = vstar_model.reply_split(tok, chat_templates.get("vicuna_v1"), "",
+                                              ("Yes", "yes"), ("No", "no"))
+    words = [[tok.decode([i]) for i in ids] for ids in (prefix, yes, no)]
+    assert words == [[" "], ["Y"], ["N", "n"]]
