@@ -1,16 +1,19 @@
-"""The synthetic search task: small shapes in a large image that the global view cannot resolve.
+"""The synthetic search task: small details in a large image that the global view cannot resolve.
 
-Each scene is a ``SIDE``-pixel image (8x the 56-pixel runlocal towers) holding three small shapes
-(``SHAPE_PX`` pixels: 3-4 pixels in the global view, where their colours show but not their
-shapes) of distinct colours. The question asks the shape of the object of one colour, so
-answering needs a close look; the target is "the <colour> object".
+Each scene is a ``SIDE``-pixel image (8x the 56-pixel runlocal towers) holding three small squares
+of distinct colours (``OBJECT_PX`` pixels: 5 in the global view, where their colours show), each
+with a centred dot of another colour (2 pixels in the global view: lost; 8-10 pixels in a crop of
+a quarter of the image side). The question asks the colour of the dot on the object of one colour,
+so answering needs a close look; the target is "the <colour> object". (Colours, not shapes: the
+tiny :runlocal model learns colours in minutes, shapes not at this budget.)
 
 ``ensure(cache_dir)`` writes once, under ``cache_dir/vstar_synthetic/<VERSION>``:
 
-* ``train.json`` + ``images/``: LLaVA records on crops at the search's scales, asking for every
+* ``train.json`` + ``images/``: LLaVA records on crops at the search's scales: a caption (the
+  squares wholly inside, with their dots where resolvable) and, in another record, asking for every
   colour "Is there a <colour> object in the image? Answer yes or no." (yes when the object lies
   inside the crop, no when it is outside; partly visible ones are not asked) and, on crops where
-  an object is resolvable, the shape question as in the benchmark, in random order;
+  an object is resolvable, the dot question as in the benchmark, in random order;
 * ``bench/``: the eval items in V*Bench's layout (``test_questions.jsonl``,
   ``direct_attributes/<name>.png`` with ``<name>.json`` holding ``target_object`` and ``bbox``),
   read by the ``vstar`` and ``vstar_search`` benchmarks (``eval.roots.vstar``).
@@ -26,44 +29,41 @@ import os
 import numpy as np
 from PIL import Image, ImageDraw
 
-VERSION = "v3"
+VERSION = "v5"
 SIDE = 448
-SHAPE_PX = (28, 36)
+OBJECT_PX = (36, 44)
+DOT = 0.45  # dot side / object side: 2 pixels in the global view, 8-10 in a depth-3 crop
 COLORS = {"red": (220, 40, 40), "green": (40, 170, 60), "blue": (40, 80, 220),
           "yellow": (230, 200, 30)}
-SHAPES = ("circle", "square", "triangle")
 SCALES = (1.0, 0.625, 0.39, 0.25)  # crop side / image side: the search's depths 0..3
-RESOLVED = 0.39  # crops at most this fraction of the image show shapes clearly
+RESOLVED = 0.39  # crops at most this fraction of the image show the dots clearly
 PRESENCE = "Is there a {target} in the image? Answer yes or no."
-QUESTION = "What is the shape of the {target}?"
+DESCRIBE = "Describe the image briefly."
+QUESTION = "What is the colour of the dot on the {target}?"
 LETTER_PROMPT = "Answer with the option's letter from the given choices directly."
 SIZES = {"train": 1500, "eval": 60}  # scenes
 _SEEDS = {"train": 11, "eval": 12}
 
 
 def scene(rng: np.random.Generator) -> tuple[Image.Image, list[dict]]:
-    """A SIDE x SIDE image with three objects; each ``{"color", "shape", "box": [x0,y0,x1,y1]}``."""
+    """A SIDE x SIDE image with three squares of distinct colours, each with a centred dot of
+    another colour; each ``{"color", "dot", "box": [x0, y0, x1, y1]}``."""
     base = rng.integers(225, 256, size=3)
     noise = rng.integers(-8, 9, size=(SIDE, SIDE, 1))
     img = Image.fromarray(np.clip(base[None, None] + noise, 0, 255).astype(np.uint8))
     d = ImageDraw.Draw(img)
     objs: list[dict] = []
     for color in rng.choice(list(COLORS), size=3, replace=False):
-        size = int(rng.integers(*SHAPE_PX))
+        size = int(rng.integers(*OBJECT_PX))
         while True:  # keep objects apart, so a resolving crop holds one
             x, y = (int(v) for v in rng.integers(8, SIDE - size - 8, size=2))
             if all(abs(x - o["box"][0]) > 120 or abs(y - o["box"][1]) > 120 for o in objs):
                 break
-        shape, box = str(rng.choice(SHAPES)), [x, y, x + size, y + size]
-        fill = COLORS[str(color)]
-        if shape == "circle":
-            d.ellipse(box, fill=fill)
-        elif shape == "square":
-            d.rectangle(box, fill=fill)
-        else:
-            d.polygon([((box[0] + box[2]) // 2, box[1]), (box[2], box[3]), (box[0], box[3])],
-                      fill=fill)
-        objs.append({"color": str(color), "shape": shape, "box": box})
+        dot = str(rng.choice([c for c in COLORS if c != color]))
+        box, m = [x, y, x + size, y + size], int(size * (1 - DOT) / 2)
+        d.rectangle(box, fill=COLORS[str(color)])
+        d.rectangle([x + m, y + m, x + size - m, y + size - m], fill=COLORS[dot])
+        objs.append({"color": str(color), "dot": dot, "box": box})
     return img, objs
 
 
@@ -72,10 +72,12 @@ def target(color: str) -> str:
 
 
 def question(obj: dict) -> tuple[str, str]:
-    """(V*Bench-style question text with options, gold letter)."""
-    opts = "\n".join(f"({'ABC'[i]}) {s}" for i, s in enumerate(SHAPES))
+    """(V*Bench-style question text with options, gold letter): the dot's colour, among the
+    three colours other than the object's."""
+    options = [c for c in COLORS if c != obj["color"]]
+    opts = "\n".join(f"({'ABC'[i]}) {c}" for i, c in enumerate(options))
     text = f"{QUESTION.format(target=target(obj['color']))}\n{opts}\n{LETTER_PROMPT}"
-    return text, "ABC"[SHAPES.index(obj["shape"])]
+    return text, "ABC"[options.index(obj["dot"])]
 
 
 def _inside(box, crop) -> float:
@@ -109,13 +111,22 @@ def _train_records(rng, img: Image.Image, objs: list[dict], i: int, root: str) -
             if frac == 1.0 and scale <= RESOLVED:
                 qas.append(question(obj))
         rng.shuffle(qas)
+        # a caption first: many answer tokens that depend on the image teach a randomly
+        # initialised LLM to read the visual tokens (yes/no answers alone do not)
+        seen = sorted((o for o in objs if _inside(o["box"], box) == 1.0), key=lambda o: o["box"])
+        caption = ", ".join(f"a {o['color']} square" + (f" with a {o['dot']} dot"
+                                                        if scale <= RESOLVED else "")
+                            for o in seen)
+        caption = (caption[0].upper() + caption[1:] if caption else "Nothing") + "."
         rel = f"images/train_{i:05d}_{j}.png"
         img.crop(box).save(os.path.join(root, rel), compress_level=1)
-        conv = []
-        for k, (q, a) in enumerate(qas):
-            conv += [{"from": "human", "value": ("<image>\n" if k == 0 else "") + q},
-                     {"from": "gpt", "value": a}]
-        out.append({"id": f"train_{i:05d}_{j}", "image": rel, "conversations": conv})
+        # in a record of its own: the questions cannot be answered from the caption's text
+        for k, turns in enumerate(([(DESCRIBE, caption)], qas)):
+            conv = []
+            for t, (q, a) in enumerate(turns):
+                conv += [{"from": "human", "value": ("<image>\n" if t == 0 else "") + q},
+                         {"from": "gpt", "value": a}]
+            out.append({"id": f"train_{i:05d}_{j}_{k}", "image": rel, "conversations": conv})
     return out
 
 
