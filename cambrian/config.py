@@ -200,19 +200,25 @@ def encoder_probe(alias: str, enc: mlc.ConfigDict) -> mlc.ConfigDict:
     """Cambrian-1's encoder-sweep protocol (paper Table 13): one frozen encoder, a 2-layer MLP
     projector, Vicuna-1.5-7B, 1.2M adapter data (stage 1) then the 737K instruction mix (stage 2).
     Paths default to ``$CAMBRIAN_CHECKPOINTS`` / ``$CAMBRIAN_DATA`` (``checkpoints/``,
-    ``data/``)."""
+    ``data/``), laid out as ``python -m cambrian.fetch --config FILE`` writes them:
+
+    * stage 1: ShareGPT4V-PT, ``share-captioner_coco_lcs_sam_1246k_1107.json`` of the Hub dataset
+      Lin-Chen/ShareGPT4V (1,246K captions), with its images in ShareGPT4V's layout in the same
+      folder (``llava/llava_pretrain/images``, ``coco/train2017``, ``sam/images``);
+    * stage 2: the ``data_recipes/cambrian_737k.py`` recipe as ``data_recipes/build.py`` writes it
+      (a directory; images inside).
+    """
     c = base_config()
     c.model.encoders[alias] = enc
     c.model.connector.name = "mlp2x_gelu"
     c.model.llm.checkpoint = os.path.join(CHECKPOINTS, "lmsys/vicuna-7b-v1.5")
     c.model.tokenizer = c.model.llm.checkpoint
     c.model.template = "vicuna_v1"
-    c.stages.stage1.update(dict(steps=2344, batch_size=512, lr=1e-3,
-                                data=os.path.join(DATA, "sharegpt4v_pt_1246k.json"),
-                                image_root=os.path.join(DATA, "images")))
-    c.stages.stage2.update(dict(steps=1440, batch_size=512, lr=2e-5,
-                                data=os.path.join(DATA, "cambrian_737k.jsonl"),
-                                image_root=os.path.join(DATA, "images")))
+    c.stages.stage1.update(dict(
+        steps=2344, batch_size=512, lr=1e-3, image_root=os.path.join(DATA, "sharegpt4v"),
+        data=os.path.join(DATA, "sharegpt4v", "share-captioner_coco_lcs_sam_1246k_1107.json")))
+    c.stages.stage2.update(dict(steps=1440, batch_size=512, lr=2e-5, image_root="",
+                                data=os.path.join(DATA, "built", "cambrian_737k")))
     c.eval.root = os.path.join(DATA, "benchmarks")
     c.mesh.update(dict(data=1, fsdp=-1, tensor=1))
     return c

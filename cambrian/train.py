@@ -102,8 +102,9 @@ def init_params(config: mlc.ConfigDict, tokenizer, mesh, rules: sharding.Rules):
         model = build_model(config, tokenizer)
     graphdef, params = nnx.split(model, nnx.Param)
     shardings = sharding.state_shardings(params, mesh, rules)
-    params = jax.tree.map(lambda x, s: sharding.put_host_array(np.asarray(x), s),
-                          params, shardings)
+    # params holds Variables where shardings holds NamedShardings: map over the Variables
+    params = jax.tree.map(lambda v, s: v.replace(sharding.put_host_array(np.asarray(v[...]), s)),
+                          params, shardings, is_leaf=lambda x: isinstance(x, nnx.Variable))
     return graphdef, params
 
 

@@ -5,6 +5,9 @@ import sys
 
 import pytest
 
+from tests.fakes.gcs import gcs  # noqa: F401  (fixture: a local fake GCS server behind gs://)
+from tests.fakes.hf_hub import hf_hub  # noqa: F401  (fixture: a local fake Hugging Face Hub)
+
 SMALL = {"align": 24, "train": 48, "eval": 6}
 
 

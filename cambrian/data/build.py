@@ -14,9 +14,9 @@
   the same recipe reuses the plan and skips finished shards.
 
 A bad record (malformed JSON line, missing or corrupt image, empty or malformed conversation,
-``<image>`` count mismatch) stops the build with a message naming file, line and reason; with
-``skip_bad=True`` it is skipped and counted by reason in the manifest, and listed in
-``OUT/bad_records.jsonl``. Nothing is dropped without being counted.
+``<image>`` count mismatch, several images: training takes one per sample) stops the build with
+a message naming file, line and reason; with ``skip_bad=True`` it is skipped and counted by reason
+in the manifest, and listed in ``OUT/bad_records.jsonl``. Nothing is dropped without being counted.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ from cambrian.data.images import (
 from cambrian.data.manifest import make_manifest, write_reports
 from cambrian.data.readers import BadRecord, DataError, expand, iter_records
 from cambrian.data.recipe import Recipe
-from cambrian.data.records import InlineImage, parse
+from cambrian.data.records import InlineImage, parse, single_image
 
 CACHE = "@cache"  # image store of inline (parquet) images, saved under OUT/.build/images
 _CHUNK = 256
@@ -173,7 +173,7 @@ class _Scan:
                     continue
                 self.stats[sources[src].name]["read"] += 1
                 try:
-                    pending.append((src, where, parse(rec, where)))
+                    pending.append((src, where, single_image(parse(rec, where), where)))
                 except BadRecord as e:
                     pending.append((src, where, e))
             if len(pending) >= _CHUNK:

@@ -30,9 +30,11 @@ import jax
 import numpy as np
 from PIL import Image
 
+from cambrian import fileio
 from cambrian.data import conversation, packing, readers, synthetic
 from cambrian.data.chat_templates import Template
-from cambrian.data.readers import DataError
+from cambrian.data.readers import BadRecord, DataError
+from cambrian.data.records import parse, single_image
 from cambrian.models.encoders.preprocess import pad_to_square
 
 log = logging.getLogger(__name__)
@@ -40,22 +42,61 @@ log = logging.getLogger(__name__)
 
 def resolve(path: str, image_root: str, cache_dir: str, synthetic_sizes: dict | None = None
             ) -> tuple[str, str]:
-    """``synthetic:<split>`` -> the generated files; other paths are returned as they are."""
+    """``synthetic:<split>`` -> the generated files; a built dataset on ``gs://`` -> its copy in
+    the host's cache (``fileio.local_copy``); other paths are returned as they are."""
     if path.startswith("synthetic:"):
         root = synthetic.ensure(cache_dir, synthetic_sizes)
         return os.path.join(root, path.split(":", 1)[1] + ".json"), root
     if not path:
         raise DataError("a training stage has steps > 0 but no data path: set "
                         "--config.stages.<stage>.data=/path/to/data.json(l)")
+    if fileio.is_remote(path) and fileio.isdir(path):
+        path = fileio.local_copy(path, cache_dir)
     return path, image_root
 
 
 def load_records(path: str):
-    """A random-access sequence of ``(record, where)``: LLaVA JSON/JSONL, or a dataset built by
-    ``data_recipes/build.py`` (its output directory; read without TensorFlow)."""
-    if os.path.isdir(path):
-        return BuiltRecords(path)
-    return list(readers.read_llava(path))
+    """A random-access sequence of ``(record, where)``: a dataset built by
+    ``data_recipes/build.py`` (its output directory, local or ``gs://``; read without
+    TensorFlow), or LLaVA JSON / JSONL.
+
+    JSON records are checked as the builder checks them (``records.parse``, one image per
+    sample) before training starts; one that fails -- a malformed JSON line included -- stays
+    in the list as ``(BadRecord, where)``, which ``examples`` reports or skips (``skip_bad``).
+    """
+    if fileio.isdir(path):
+        return BuiltRecords(fileio.local_copy(path))
+    return [(_checked(rec, where), where) for rec, where in readers.iter_records(path, "llava")]
+
+
+def _checked(rec, where: str):
+    if isinstance(rec, BadRecord):
+        return rec
+    try:
+        single_image(parse(rec, where), where)
+    except BadRecord as e:
+        return e
+    if isinstance(rec.get("image"), list):  # one image, given as a list
+        rec = {**rec, "image": rec["image"][0] if rec["image"] else None}
+    return rec
+
+
+def usable(recs, skip_bad: bool):
+    """``recs`` without its ``BadRecord`` entries: with ``skip_bad`` they are logged (counts per
+    reason and every file:line), otherwise the first stops the run before it starts."""
+    if not isinstance(recs, list):
+        return recs
+    bad = [r for r, _ in recs if isinstance(r, BadRecord)]
+    if not bad:
+        return recs
+    counts = ", ".join(f"{k} {v}" for k, v in collections.Counter(b.reason for b in bad).items())
+    if not skip_bad:
+        raise DataError(f"{bad[0]}: {len(bad)} bad record(s) in the training data ({counts}; "
+                        f"{', '.join(b.where for b in bad[:5])}{' ...' if len(bad) > 5 else ''})"
+                        "; fix them, or set --config.data.skip_bad=True to skip and count them")
+    log.warning("skipping %d bad records (%s): %s", len(bad), counts,
+                " ".join(b.where for b in bad))
+    return [(r, w) for r, w in recs if not isinstance(r, BadRecord)]
 
 
 class BuiltRecords:
@@ -74,9 +115,10 @@ class BuiltRecords:
         conv = [{"from": f.decode(), "value": v.decode()}
                 for f, v in zip(ex["conversations"]["from"], ex["conversations"]["value"])]
         images = ex["image"]
-        if len(images) > 1:
+        if len(images) > 1:  # builds made before the builder rejected them
             raise DataError(f"{self.out}#{i}: {len(images)} images; one image per sample is "
-                            "supported (as Cambrian)")
+                            "supported (as Cambrian-1): rebuild with data_recipes/build.py, "
+                            "which rejects and counts such records")
         rec = {"id": ex["id"].decode(), "conversations": conv,
                "image": np.asarray(images[0]) if len(images) else None}
         return rec, f"{self.out}#{i}"
@@ -160,6 +202,7 @@ def examples(records, encoder: Encoder, *, seed: int, num_examples: int | None =
     """
     pi = jax.process_index() if process_index is None else process_index
     pc = jax.process_count() if process_count is None else process_count
+    records = usable(records, encoder.skip_bad)
     if not records:
         raise DataError("the training data holds no records")
     ds = grain.MapDataset.source(records)

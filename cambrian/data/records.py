@@ -3,7 +3,8 @@
 A record is usable when its conversation is well formed -- an optional leading system turn, then
 human / gpt turns alternating, starting with human and ending with gpt, none empty -- and the number
 of ``<image>`` placeholders equals the number of images it names. Anything else raises a
-``BadRecord`` whose ``reason`` is one of ``REASONS``; the builder stops on it or counts it.
+``BadRecord`` whose ``reason`` is one of ``REASONS``; the builder and the training loader stop on it
+or count it. Training takes one image per sample (``single_image``), as Cambrian-1 does.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ REASONS = {
     "empty_conversation": "the conversation has no turns",
     "malformed_conversation": "roles do not alternate human/gpt, a turn is empty or mistyped",
     "image_token_mismatch": "the number of <image> placeholders differs from the number of images",
+    "multi_image": "the record has several images; one image per sample is supported (Cambrian-1)",
     "missing_image": "an image file named by the record does not exist",
     "corrupt_image": "an image file does not decode",
 }
@@ -108,6 +110,15 @@ def _conversation(rec: dict, where: str) -> tuple[dict, ...]:
         raise BadRecord(where, "malformed_conversation",
                         "the last turn is a question with no answer")
     return tuple(turns)
+
+
+def single_image(sample: Sample, where: str) -> Sample:
+    """``sample`` if it has at most one image; else a ``multi_image`` ``BadRecord``."""
+    if len(sample.images) > 1:
+        raise BadRecord(where, "multi_image",
+                        f"{len(sample.images)} images; training takes one image per sample (as "
+                        "Cambrian-1)")
+    return sample
 
 
 def parse(rec: object, where: str) -> Sample:

@@ -12,9 +12,13 @@ import os
 
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
+from cambrian import fileio
 from cambrian.data import synthetic
 
 SPECIALS = ["<unk>", "<s>", "</s>", "<pad>"]
+# What AutoTokenizer reads from a checkpoint folder (a gs:// one is copied without its weights).
+TOKENIZER_FILES = ("tokenizer*", "special_tokens_map.json", "added_tokens.json", "*.model",
+                   "vocab*", "merges.txt", "config.json", "generation_config.json")
 SYNTHETIC_VOCAB = 640
 
 
@@ -73,6 +77,7 @@ def load(name: str, cache_dir: str = "") -> PreTrainedTokenizerFast:
     if not name:
         raise FileNotFoundError("model.tokenizer is empty: set it to the LLM's Hugging Face "
                                 "tokenizer directory (usually the LLM checkpoint directory)")
+    name = fileio.local_copy(name, cache_dir or None, only=TOKENIZER_FILES)  # gs:// -> cache
     if not os.path.isdir(name):
         raise FileNotFoundError(f"tokenizer directory not found: {name}. Download the LLM's "
                                 "tokenizer files (tokenizer.json, tokenizer_config.json) there.")

@@ -17,7 +17,7 @@ import ml_collections as mlc
 import numpy as np
 from flax import nnx
 
-from cambrian.models import connectors, encoders, llm
+from cambrian.models import connectors, encoders, llm, weights
 from cambrian.models.encoders.preprocess import PreprocessSpec
 from cambrian.models.llm.generate import decode_embeds, eos_array, stop_table
 from cambrian.models.tokens import IMAGE_TOKEN
@@ -31,6 +31,7 @@ class Cambrian(nnx.Module):
         e.g. under ``nnx.eval_shape``). The LLM computes in ``config.dtype`` (its weights keep
         their own dtype) and rematerialises its layers as ``remat`` says (``config.remat``);
         frozen encoders store and compute in ``config.encoder_dtype``."""
+        config = weights.with_local_checkpoints(config, weights=load_pretrained)  # gs:// -> cache
         self.encoders = nnx.Dict()
         self.specs: dict[str, PreprocessSpec] = {}
         self.tokens_per_encoder: dict[str, int] = {}
