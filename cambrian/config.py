@@ -170,6 +170,16 @@ def base_config() -> mlc.ConfigDict:
     c.eval.profile = "cambrian"
     # SVA attention mass per encoder on each benchmark -> WORKDIR/attention/<benchmark>.json
     c.eval.save_attention = False
+    # Guided visual search (V*) of the vstar_search benchmark (cambrian/tools/vstar.py): mode
+    # "always" | "when_unresolved" (the global view's P(yes) for a target below `trigger`) |
+    # "off"; descent stops at P(yes) >= threshold, max_depth, budget crops scored per target, or
+    # children under min_size pixels (the paper: 224); the answer sees the global view + up to
+    # max_crops crops.
+    c.eval.vstar = mlc.ConfigDict({
+        "mode": "when_unresolved", "trigger": 0.5, "threshold": 0.8, "max_depth": 3,
+        "budget": 12, "overlap": 0.25, "min_size": 224, "max_crops": 2,
+        "target": "",  # target name for items that name none
+    })
     return c
 
 

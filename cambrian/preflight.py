@@ -36,7 +36,7 @@ def benchmark_problems(config: mlc.ConfigDict) -> list[str]:
         return [f"eval.suite: {e}"]
     out = []
     for bench in benches:
-        if bench.NAME not in suite.DOWNLOADED:
+        if suite.folder_name(bench) not in suite.DOWNLOADED:
             continue  # generated on the fly
         folder, source = suite.folder(bench, config), bench.SOURCE
         missing = [f for f in source.files if not _found(folder, f)]
@@ -51,7 +51,7 @@ def benchmark_problems(config: mlc.ConfigDict) -> list[str]:
             get = source.download_command(folder)
         out.append(f"{suite.folder_field(bench, config)}: benchmark {bench.NAME} {state} at "
                    f"{folder}; download it from {source.url}: {get} (or set "
-                   f"--config.eval.roots.{bench.NAME}=DIR)")
+                   f"--config.eval.roots.{suite.folder_name(bench)}=DIR)")
     return out
 
 

@@ -8,7 +8,8 @@ from cambrian import config as C
 
 CONFIGS = sorted(os.path.relpath(p, C.CONFIGS_DIR)
                  for p in glob.glob(os.path.join(C.CONFIGS_DIR, "**", "*.py"), recursive=True)
-                 if "/eval/" not in p and not p.startswith(os.path.join(C.CONFIGS_DIR, "eval")))
+                 if "/eval/" not in p and not p.startswith(os.path.join(C.CONFIGS_DIR, "eval"))
+                 and "/tools/" not in p)  # tool configs: tested with their tools
 
 
 def test_parse_arg_types_and_unknown():

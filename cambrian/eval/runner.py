@@ -195,7 +195,12 @@ def evaluate(model: vlm.Cambrian, config: mlc.ConfigDict, tokenizer, workdir: st
             tag = f"eval {sub}/{bench.NAME}"
             _barrier(f"{tag} read")  # no host appends before every host has read the same set
             todo = [s for s in samples if str(s["id"]) not in done]
-            decode(todo, vision=vision,
+            run = decode
+            if getattr(bench, "SEARCH", False):  # guided visual search (cambrian/tools/vstar.py)
+                from cambrian.tools import vstar_model
+
+                run = vstar_model.SearchDecoder(decode)
+            run(todo, vision=vision,
                    max_new_tokens=config.eval.max_new_tokens or bench.MAX_NEW_TOKENS,
                    writer=predictions.Writer(predictions.part_path(path, host, hosts)),
                    desc=f"eval {bench.NAME}" + ("" if vision else " (vision off)"))

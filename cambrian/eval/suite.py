@@ -67,10 +67,17 @@ def folder(bench, config: mlc.ConfigDict) -> str:
     if bench.NAME in synthetic.BENCHMARKS:
         return config.eval.root or synthetic.root(config.cache_dir,
                                                   config.data.synthetic.to_dict())
-    return config.eval.roots[bench.NAME] or posixpath.join(config.eval.root.rstrip("/"),
-                                                           bench.NAME)
+    name = folder_name(bench)
+    return config.eval.roots[name] or posixpath.join(config.eval.root.rstrip("/"), name)
+
+
+def folder_name(bench) -> str:
+    """A benchmark reads its own folder, or another's named by ``FOLDER`` (``vstar_search``
+    reads ``vstar``'s)."""
+    return getattr(bench, "FOLDER", bench.NAME)
 
 
 def folder_field(bench, config: mlc.ConfigDict) -> str:
     """The config field that decides ``folder(bench, config)``."""
-    return f"eval.roots.{bench.NAME}" if config.eval.roots[bench.NAME] else "eval.root"
+    name = folder_name(bench)
+    return f"eval.roots.{name}" if config.eval.roots[name] else "eval.root"

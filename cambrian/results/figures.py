@@ -13,6 +13,7 @@ lighter than the user's runs wherever both appear.
     loss_curves       training loss per step, stages marked
     attention_mass    SVA attention share per encoder, per benchmark
     radar             the four group averages per run
+    search_trace      guided visual search: boxes per step and the found crops (``trace.py``)
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from cambrian.results import reference, tables
+from cambrian.results.trace import saved_trace, search_trace  # noqa: F401 (figures API)
 
 GROUP_COLORS = {"general": "#0072B2", "knowledge": "#009E73", "ocr_chart": "#E69F00",
                 "vision_centric": "#CC79A7", "extra": "#7F7F7F"}

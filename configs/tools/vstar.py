@@ -1,0 +1,42 @@
+"""Guided visual search (V*): V*Bench with and without search, side by side.
+
+    python launch/tpu.py --config tools/vstar.py --config.checkpoint=runs/clip \\
+        --workdir runs/clip-vstar
+    python -m cambrian.tools.vstar_data && \\
+        python launch/tpu.py --config tools/vstar.py:runlocal --workdir runs/vstar-local
+
+Without args: eval-only, the model read from the run in ``config.checkpoint``, scored on
+``vstar`` (global view) and ``vstar_search`` (search + visual working memory). Args: runlocal --
+trains the tiny CLIP-tower model on the synthetic search task (``cambrian/tools/vstar_data.py``:
+coloured dots too small for the global view) for a few CPU minutes, then scores both on its V*Bench-
+layout eval split; steps=N -- stage-2 steps of that run.
+"""
+
+import os
+
+from cambrian import config as C
+from cambrian.tools import vstar_data
+
+
+def get_config(arg=None):
+    a = C.parse_arg(arg, runlocal=False, steps=1000)
+    if not a.runlocal:
+        c = C.base_config()
+        c.eval.suite = "vstar,vstar_search"
+        c.eval.root = C.DATA + "/benchmarks"
+        return c
+    c = C.encoder_probe("clip", C.encoder("clip", "L/14-336", layer=-2, frozen=False))
+    C.runlocal_common(c)
+    c.model.max_len = 192  # up to six questions per crop
+    root = vstar_data.root(c.cache_dir)
+    c.stages.stage1.steps = 0  # one stage from scratch: the task's own questions teach it all
+    # the tiny random tower learns too
+    c.stages.stage2.update(dict(steps=a.steps, data=os.path.join(root, "train.json"),
+                                image_root=root, trainable=r"encoders|connector|llm"))
+    c.eval.suite = "vstar,vstar_search"
+    c.eval.roots.vstar = os.path.join(root, "bench")
+    c.eval.vstar.mode = "always"
+    c.eval.vstar.threshold = 2.0  # never stop early: only depth-3 crops show the dots
+    c.eval.vstar.max_crops = 1
+    c.eval.vstar.min_size = 56
+    return c
