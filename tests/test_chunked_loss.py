@@ -130,10 +130,17 @@ def test_train_step_with_loss_chunk_equals_whole_logits(tiny_config, stage, grad
         with mock.patch.object(train, "make_train_step", wraps=train.make_train_step) as spy:
             out[chunk] = one_step(tiny_config, stage, grad_accum if chunk else 1)
         assert spy.call_args.kwargs["loss_chunk"] == chunk
-    (l0, _, (p0, _)), (l1, _, (p1, _)) = out[0], out[24]
+    (l0, (b0, _), (p0, _)), (l1, _, (p1, _)) = out[0], out[24]
     np.testing.assert_allclose(l1, l0, rtol=1e-6)
-    for a, c in zip(jax.tree.leaves(p0), jax.tree.leaves(p1)):  # fp32 summation order only
-        np.testing.assert_allclose(c, a, atol=1e-5)
+    for b, a, c in zip(jax.tree.leaves(b0), jax.tree.leaves(p0), jax.tree.leaves(p1)):
+        # Adam's first step moves a weight by lr * g / (|g| + eps): a full step wherever |g| >> eps,
+        # where the two losses must agree up to fp32 summation order. Where |g| is near eps the
+        # step is ill-conditioned (a 1e-9 change in g moves it by percent), so those few are only
+        # counted.
+        u0, u1 = a - b, c - b
+        full = (np.abs(u0) > 0.5 * np.abs(u0).max()) | (u0 == 0)  # 0: no gradient at all
+        np.testing.assert_allclose(u1[full], u0[full], atol=1e-5)
+        assert (~full).mean() < 0.01
 
 
 def test_negative_loss_chunk_is_a_config_error(tiny_config):

@@ -50,10 +50,13 @@ def launch(capsys):
 def _first_drawn_at_step(records, step: int) -> int:
     """Index of a record that stage 1 (seed 0) first draws in batch ``step`` (1-based): the
     loader's own order, read with an encoder that returns the record's index."""
-    def index(item):
-        return {"i": np.int32(int(item[0]["id"].rsplit("_", 1)[1]))}
+    class Index:
+        skip_bad = False
 
-    batches = loader.dataset(records, index, batch_size=BATCH, num_batches=STEPS, seed=0)
+        def __call__(self, item):
+            return {"i": np.int32(int(item[0]["id"].rsplit("_", 1)[1]))}
+
+    batches = loader.dataset(records, Index(), batch_size=BATCH, num_batches=STEPS, seed=0)
     seen = [set(b["i"].tolist()) for b in batches]
     new = sorted(seen[step - 1] - set().union(*seen[:step - 1]))
     assert new, f"no record is first drawn at step {step}: {seen}"

@@ -6,6 +6,7 @@ import logging
 import math
 import os
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
@@ -79,7 +80,7 @@ def test_packed_training_step_loss_and_efficiency_log(cache_dir, tmp_path, caplo
     # the same conversations, one per row, through the single-image path of the model
     rows = _unpacked(config, model, n)
     assert sorted(_conversations(packed)) == sorted(_conversations(rows))
-    batch = {k: jnp.asarray(v) for k, v in rows.items()}
+    batch = jax.tree.map(jnp.asarray, rows)
     loss, count = nnx.jit(lambda m, b: loss_fn(m(b)[0], b, m(b)[1]["segment_ids"]))(
         model, batch)
     assert count > 0

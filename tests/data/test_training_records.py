@@ -11,6 +11,7 @@ from cambrian.data import chat_templates, loader, tokenizer
 from cambrian.data.build import build
 from cambrian.data.readers import DataError
 from cambrian.data.recipe import Recipe, Source
+from cambrian.models.encoders.preprocess import HALF, HostImages, PreprocessSpec
 
 from .fakes import conv, image_folder, record, write_json
 
@@ -18,8 +19,9 @@ from .fakes import conv, image_folder, record, write_json
 def _encoder(root, skip_bad):
     return loader.Encoder(template=chat_templates.get("vicuna_v1"),
                           tokenizer=tokenizer.load("synthetic"), num_image_tokens=4, max_len=96,
-                          image_size=32, image_root=root, pad_color=(0.5, 0.5, 0.5),
-                          skip_bad=skip_bad, system="")
+                          images=HostImages((("a", PreprocessSpec(32, HALF, HALF, resize="squash",
+                                                                  pad_color=HALF)),), (4,)),
+                          image_root=root, skip_bad=skip_bad, system="")
 
 
 def _two_images(i: int) -> dict:

@@ -26,10 +26,10 @@ def test_geometry(spec, overrides, resolution, tokens):
 
 def test_description_fields():
     d = _describe("connectors/sva.py:runlocal")
-    assert d["encoders"] == "clip+convnext+dinov2+siglip"
+    assert d["encoders"] == "siglip+clip+dinov2+convnext"  # the connector's (upstream's) order
     assert d["connector"] == "sva" and d["llm"] == "random 4x128"
     assert d["data"] == "synthetic:mix" and d["random_init"]
-    assert d["resolutions"] == "56+64+56+56"
+    assert d["resolutions"] == "56+56+56+64"
 
 
 def test_unknown_family_warns_and_leaves_geometry_empty():
