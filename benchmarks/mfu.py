@@ -244,7 +244,7 @@ class Runner:
         self.stage = config.stages.stage2
         self.filt = optim.trainable_filter(self.stage.trainable)
         probe = nnx.eval_shape(lambda: build(config, vocab, tie=tie))
-        self.dims = dims_of(probe)
+        self.dims = self.dims_of(probe)
         self.n_image = int(probe.num_image_tokens)
         self.images = probe.host_images()
         _, tr, fr = nnx.split(probe, self.filt, ...)
@@ -254,6 +254,12 @@ class Runner:
         self._abstract = (tr, fr)
         self._opt_init = jax.jit(self.tx.init)
         self.reset()
+
+    dims_of = staticmethod(dims_of)
+
+    def flops(self, batch: int, seq: int) -> dict[str, float]:
+        """Model FLOPs of one step by part (``model_flops``)."""
+        return model_flops(self.dims, batch, seq)
 
     def reset(self):
         """Every leaf N(0, 0.02) in its dtype, one small jitted sampler per distinct shape:
@@ -406,7 +412,9 @@ def _save(result: dict) -> str:
     return line
 
 
-def _bench(args, result: dict, t_start: float) -> None:
+def _bench(args, result: dict, t_start: float, config=None, runner_cls=Runner) -> None:
+    """The grid of ``args.configs`` on ``config`` (default: ``make_config``), best into
+    ``result``."""
     import jax
 
     dev = jax.devices()[0]
@@ -422,10 +430,10 @@ def _bench(args, result: dict, t_start: float) -> None:
     print(f"device {result['device']}  peak {peak and peak / 1e12} TFLOP/s  measured {n}^3 bf16 "
           f"matmul {mm / 1e12:.4g} TFLOP/s", flush=True)
 
-    config = make_config(args.tiny)
+    config = config or make_config(args.tiny)
     vocab = TINY_VOCAB if args.tiny else VOCAB_1B
     t = time.perf_counter()
-    runner = Runner(config, vocab, tie=not args.untied)
+    runner = runner_cls(config, vocab, tie=not args.untied)
     seq = int(config.model.max_len)
     result["model"] = {"trained_params": runner.n_trained, "frozen_params": runner.n_frozen,
                        "image_tokens": runner.n_image, "seq_len": seq,
@@ -433,7 +441,7 @@ def _bench(args, result: dict, t_start: float) -> None:
     print(f"init {time.perf_counter() - t:.1f}s: {runner.n_trained:,} trained + "
           f"{runner.n_frozen:,} frozen params, {runner.n_image} visual tokens, seq {seq}",
           flush=True)
-    per_seq = model_flops(runner.dims, 1, seq)
+    per_seq = runner.flops(1, seq)
     print("model FLOPs per sequence: " + ", ".join(f"{k} {v:.4g}" for k, v in per_seq.items()),
           flush=True)
 
@@ -445,6 +453,7 @@ def _bench(args, result: dict, t_start: float) -> None:
             return None
 
     grid = parse_configs(args.configs or ",".join(TINY_ORDER if args.tiny else ORDER))
+    result["model_flops_per_seq"] = per_seq
     best = None
     skipped, broken, too_big = [], set(), []
     for b, remat, attn, chunk in grid:
@@ -471,7 +480,7 @@ def _bench(args, result: dict, t_start: float) -> None:
                     broken.add(attn)  # the kernel is unavailable; its other configs would fail too
         rec["wall_s"] = round(time.perf_counter() - t, 1)
         if "step_s" in rec:
-            flops = model_flops(runner.dims, b, seq)
+            flops = runner.flops(b, seq)
             rec["model_flops"] = flops["total"]
             rec["tokens_per_s"] = round(b * seq / rec["step_s"])
             rec["mfu"] = round(flops["total"] / rec["step_s"] / peak, 4) if peak else None

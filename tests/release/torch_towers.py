@@ -252,3 +252,29 @@ def build(name: str, token_len: int, path: str, select_layer: int) -> Tower:
     if spec["kind"] == "siglip":
         return SiglipTower(path, spec)
     return ConvNextTower(path, spec)
+
+
+def from_module(kind: str, module: torch.nn.Module, interp: int, image_size: int,
+                select_layer: int = -1) -> Tower:
+    """A tower around an already built (e.g. randomly initialised, any size) model: ``module``
+    is what the class would load (CLIPVisionModel / Dinov2Model / the timm trunk); for timing
+    and training paths that feed normalised pixels, so no processor is read."""
+    cls = {"clip": ClipTower, "dinov2": DinoTower, "siglip": SiglipTower,
+           "convnext": ConvNextTower}[kind]
+    tower = cls.__new__(cls)
+    torch.nn.Module.__init__(tower)
+    tower.kind, tower.interp, tower.image_size, tower.path = kind, interp, image_size, ""
+    tower.pad_mean = tower.mean = CLIP_MEAN
+    tower.std = (1.0, 1.0, 1.0)
+    if kind in ("clip", "dinov2"):
+        tower.model = module
+    else:
+        tower.trunk = module
+    if kind == "clip":
+        tower.select_layer = select_layer
+    if kind == "dinov2":
+        tower.model.embeddings.interpolate_pos_encoding = types.MethodType(
+            _dinov2_437_positions(module.config.patch_size), tower.model.embeddings)
+    if kind == "convnext":
+        tower.multi = True
+    return tower

@@ -222,24 +222,36 @@ def checkpoint_layout(cfg: ConvNeXtConfig, prefix: str = "") -> dict:
     out = {"stem.kernel": (prefix + "stem.0.weight", (d[0], 3, 4, 4), layout.t_conv),
            "stem.bias": (prefix + "stem.0.bias", (d[0],), None),
            **norm("stem_norm", prefix + "stem.1", d[0])}
+    return out | stage_layout(cfg, prefix, TIMM_NAMES)
+
+
+# Tensor names of a ConvNeXt stage in timm's layout (HF DINOv3 ConvNeXt names them otherwise).
+TIMM_NAMES = dict(down="downsample", blocks="blocks", conv_dw="conv_dw", norm="norm",
+                  fc1="mlp.fc1", fc2="mlp.fc2")
+
+
+def stage_layout(cfg: ConvNeXtConfig, prefix: str, names: dict[str, str]) -> dict:
+    """Parameter path -> (tensor name, shape, transform) for the four stages, their tensors named
+    ``names`` says (``TIMM_NAMES`` for timm / open_clip)."""
+    d, norm, n = cfg.dims, layout.norm_layout, names
+    out: dict = {}
     for i, depth in enumerate(cfg.depths):
-        s, me = f"{prefix}stages.{i}.", f"stages.{i}."
+        s, me, c = f"{prefix}stages.{i}.", f"stages.{i}.", d[i]
         if i > 0:
-            out |= norm(me + "down_norm", s + "downsample.0", d[i - 1])
-            out[me + "down.kernel"] = (s + "downsample.1.weight", (d[i], d[i - 1], 2, 2),
+            out |= norm(me + "down_norm", f"{s}{n['down']}.0", d[i - 1])
+            out[me + "down.kernel"] = (f"{s}{n['down']}.1.weight", (c, d[i - 1], 2, 2),
                                        layout.t_conv)
-            out[me + "down.bias"] = (s + "downsample.1.bias", (d[i],), None)
-        c = d[i]
+            out[me + "down.bias"] = (f"{s}{n['down']}.1.bias", (c,), None)
         for j in range(depth):
-            b, mb = f"{s}blocks.{j}.", f"{me}blocks.{j}."
+            b, mb = f"{s}{n['blocks']}.{j}.", f"{me}blocks.{j}."
             out |= {
-                mb + "conv_dw.kernel": (b + "conv_dw.weight", (c, 1, 7, 7), layout.t_conv),
-                mb + "conv_dw.bias": (b + "conv_dw.bias", (c,), None),
-                **norm(mb + "norm", b + "norm", c),
-                mb + "fc1.kernel": (b + "mlp.fc1.weight", (4 * c, c), layout.t_linear),
-                mb + "fc1.bias": (b + "mlp.fc1.bias", (4 * c,), None),
-                mb + "fc2.kernel": (b + "mlp.fc2.weight", (c, 4 * c), layout.t_linear),
-                mb + "fc2.bias": (b + "mlp.fc2.bias", (c,), None),
+                mb + "conv_dw.kernel": (f"{b}{n['conv_dw']}.weight", (c, 1, 7, 7), layout.t_conv),
+                mb + "conv_dw.bias": (f"{b}{n['conv_dw']}.bias", (c,), None),
+                **norm(mb + "norm", b + n["norm"], c),
+                mb + "fc1.kernel": (f"{b}{n['fc1']}.weight", (4 * c, c), layout.t_linear),
+                mb + "fc1.bias": (f"{b}{n['fc1']}.bias", (4 * c,), None),
+                mb + "fc2.kernel": (f"{b}{n['fc2']}.weight", (c, 4 * c), layout.t_linear),
+                mb + "fc2.bias": (f"{b}{n['fc2']}.bias", (c,), None),
                 mb + "gamma": (b + "gamma", (c,), None),
             }
     return out

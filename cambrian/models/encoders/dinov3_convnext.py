@@ -94,26 +94,10 @@ def checkpoint_layout(cfg: ConvNeXtConfig, prefix: str = "") -> dict:
     out = {"stem.kernel": (s0 + "0.weight", (d[0], 3, 4, 4), layout.t_conv),
            "stem.bias": (s0 + "0.bias", (d[0],), None),
            **norm("stem_norm", s0 + "1", d[0]), **norm("norm", "layer_norm", d[-1])}
-    for i, depth in enumerate(cfg.depths):
-        s, me, c = f"{prefix}stages.{i}.", f"stages.{i}.", d[i]
-        if i > 0:
-            out |= norm(me + "down_norm", s + "downsample_layers.0", d[i - 1])
-            out[me + "down.kernel"] = (s + "downsample_layers.1.weight", (c, d[i - 1], 2, 2),
-                                       layout.t_conv)
-            out[me + "down.bias"] = (s + "downsample_layers.1.bias", (c,), None)
-        for j in range(depth):
-            b, mb = f"{s}layers.{j}.", f"{me}blocks.{j}."
-            out |= {
-                mb + "conv_dw.kernel": (b + "depthwise_conv.weight", (c, 1, 7, 7), layout.t_conv),
-                mb + "conv_dw.bias": (b + "depthwise_conv.bias", (c,), None),
-                **norm(mb + "norm", b + "layer_norm", c),
-                mb + "fc1.kernel": (b + "pointwise_conv1.weight", (4 * c, c), layout.t_linear),
-                mb + "fc1.bias": (b + "pointwise_conv1.bias", (4 * c,), None),
-                mb + "fc2.kernel": (b + "pointwise_conv2.weight", (c, 4 * c), layout.t_linear),
-                mb + "fc2.bias": (b + "pointwise_conv2.bias", (c,), None),
-                mb + "gamma": (b + "gamma", (c,), None),
-            }
-    return out
+    # the stem is stage 0's downsample; blocks are "layers", the MLP pointwise convolutions
+    names = dict(down="downsample_layers", blocks="layers", conv_dw="depthwise_conv",
+                 norm="layer_norm", fc1="pointwise_conv1", fc2="pointwise_conv2")
+    return out | convnext.stage_layout(cfg, prefix, names)
 
 
 def load(checkpoint: str, *, variant: str | None = None, image_size: int | None = None,

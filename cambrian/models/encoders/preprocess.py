@@ -102,9 +102,10 @@ def tower_image(image: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
     return resize(sq, spec)
 
 
-def apply(image: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
-    """uint8[H, W, 3] -> float32[S, S, 3]: ``tower_image`` then ``normalize``."""
-    return normalize(tower_image(image, spec), spec)
+def apply(image: np.ndarray, spec: PreprocessSpec, *, pad: bool = True) -> np.ndarray:
+    """uint8[H, W, 3] -> float32[S, S, 3]: ``tower_image`` then ``normalize``; ``pad=False``
+    applies the spec's own transform to the image as it is (the tower's processor alone)."""
+    return normalize(tower_image(image, spec) if pad else resize(image, spec), spec)
 
 
 def letterbox(width: int, height: int, side: int) -> tuple[int, int]:

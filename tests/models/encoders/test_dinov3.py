@@ -135,7 +135,7 @@ def test_preprocessing_is_the_dinov3_readme_transform(variant):
 
     from cambrian.models.encoders import preprocess
 
-    from .utils import expand2square, photos
+    from .utils import cambrian_square, photos
 
     spec = encoders.preprocessing("dinov3", variant)
     tf = v2.Compose([v2.ToImage(), v2.Resize((224, 224), antialias=True),
@@ -143,7 +143,7 @@ def test_preprocessing_is_the_dinov3_readme_transform(variant):
     level = 1 / (255 * min(spec.std))
     for name, img in photos("astronaut", "coffee").items():
         for pad in (True, False):
-            src = expand2square(img, spec.mean) if pad else img
+            src = cambrian_square(img, spec.mean, spec.image_size) if pad else img
             want = tf(src).numpy().transpose(1, 2, 0)
             err = np.abs(preprocess.apply(img, spec, pad=pad) - want)
             assert err.max() <= level + 1e-6 and (err > 1e-5).mean() < 0.01, (name, pad)

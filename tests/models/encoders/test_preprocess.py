@@ -2,7 +2,8 @@
 
 The references are the image processors the towers ship with: HF processors (PIL backend, as
 Cambrian ran them), timm eval transforms and open_clip transforms. Cambrian pads every image to a
-square first (LLaVA ``expand2square``), re-implemented here independently.
+square (LLaVA ``expand2square``) and resizes it once, bicubic, to the tower's size
+(mm_utils.py:186-201), re-implemented here independently (``utils.cambrian_square``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from PIL import Image
 from cambrian.models import encoders
 from cambrian.models.encoders import preprocess
 
-from .utils import expand2square, photos
+from .utils import cambrian_square, expand2square, photos
 
 OPENAI = ((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711))
 INCEPTION = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
@@ -96,7 +97,8 @@ def test_matches_reference_processor(family, variant, pad):
     ref = REFERENCES[(family, variant)]()
     for name, img in _photos().items():
         got = preprocess.apply(img, spec, pad=pad)
-        src = expand2square(img, spec.pad_color or spec.mean) if pad else img
+        src = (cambrian_square(img, spec.pad_color or spec.mean, spec.image_size) if pad
+               else img)
         want = ref(src)
         assert got.shape == want.shape == (spec.image_size, spec.image_size, 3), name
         err = float(np.abs(got - want).max())

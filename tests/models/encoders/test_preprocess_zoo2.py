@@ -16,7 +16,7 @@ from PIL import Image
 from cambrian.models import encoders
 from cambrian.models.encoders import preprocess
 
-from .utils import expand2square, photos
+from .utils import cambrian_square, expand2square, photos
 
 torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.parity
@@ -85,7 +85,7 @@ def test_matches_reference_transform(family, variant, pad):
     spec = encoders.preprocessing(family, variant)
     for name, img in _photos().items():
         got = preprocess.apply(img, spec, pad=pad)
-        want = ref(expand2square(img, image_mean) if pad else img)
+        want = ref(cambrian_square(img, image_mean, spec.image_size) if pad else img)
         assert got.shape == want.shape == (spec.image_size, spec.image_size, 3), name
         err = float(np.abs(got - want).max())
         assert err <= 1e-3, f"{family} {variant} {name} pad={pad}: max abs err {err:.2e}"

@@ -90,7 +90,7 @@ def test_web_dino_ffn_widths_are_transformers_swiglu_sizing():
 def test_preprocessing_is_the_demos_processor(pad):
     """``demo_webdino.py``: the checkpoint's HF processor (PIL backend) with the centre crop off
     and ``size`` = the square resolution; Cambrian pads to a square with its mean first."""
-    from .utils import expand2square, photos
+    from .utils import cambrian_square, photos
 
     mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
     for variant in ("dino1b", "dino7b@518"):
@@ -99,7 +99,7 @@ def test_preprocessing_is_the_demos_processor(pad):
             size={"height": spec.image_size, "width": spec.image_size}, do_center_crop=False,
             resample=3, image_mean=mean, image_std=std)
         for name, img in photos("astronaut", "coffee").items():
-            want = proc(images=expand2square(img, mean) if pad else img,
+            want = proc(images=cambrian_square(img, mean, spec.image_size) if pad else img,
                         return_tensors="np")["pixel_values"][0].transpose(1, 2, 0)
             got = preprocess.apply(img, spec, pad=pad)
             np.testing.assert_allclose(got, want, atol=1e-5, rtol=0, err_msg=f"{variant} {name}")

@@ -148,3 +148,10 @@ def save_edited(state_dict: dict, path, *, drop: str | None = None,
     sd = {k: v for k, v in state_dict.items() if k != drop} | (replace or {})
     torch.save(sd, path)
     return str(path)
+
+
+def cambrian_square(img: np.ndarray, mean, size: int) -> np.ndarray:
+    """What Cambrian hands a tower's processor (mm_utils.py:186-201 @539ffc3): ``expand2square``,
+    then one PIL resize (Pillow's default, bicubic) to the tower's ``size`` x ``size``."""
+    sq = Image.fromarray(expand2square(img, mean))
+    return np.asarray(sq if sq.size == (size, size) else sq.resize((size, size), Image.BICUBIC))
