@@ -5,9 +5,9 @@
   in fixed-size batches (one compiled program).
 * ``memory_batch``: the visual working memory: the global image plus up to K found crops, each
   through the same towers + connector, their tokens in one run of image slots (K+1 images per row,
-  as ``vlm.Cambrian.prepare`` reads packed rows). Rows with fewer crops pad them with an empty
-  box, whose tokens are masked out of attention and take no positions, so a row with no crops
-  decodes as the plain single-image prompt.
+  as ``vlm.Cambrian.prepare`` reads packed rows). Rows with fewer crops pad them with an image
+  letter-boxed away whole, whose tokens are masked out of attention and take no positions, so a
+  row with no crops decodes as the plain single-image prompt.
 * ``SearchDecoder``: the eval runner's decoder for search benchmarks (``SEARCH = True``):
   search, answer from memory, save each item's trace in its prediction record (``"search"``).
 """
@@ -22,8 +22,9 @@ import numpy as np
 from flax import nnx
 from tqdm import tqdm
 
-from cambrian.data import chat_templates, conversation, loader
+from cambrian.data import chat_templates, conversation
 from cambrian.eval import decoded, runner
+from cambrian.models.encoders.preprocess import stack
 from cambrian.tools import vstar
 
 QUESTION = "Is there a {target} in the image? Answer yes or no."
@@ -74,11 +75,6 @@ def reply_split(tokenizer, template, system, yes: tuple[str, ...], no: tuple[str
     return prefix, ids[0], ids[1]
 
 
-def _images(crops: list[np.ndarray], size: int, pad_color) -> tuple[np.ndarray, np.ndarray]:
-    out = [loader.square_image(c, size, pad_color) for c in crops]
-    return np.stack([o[0] for o in out]), np.stack([o[1] for o in out])
-
-
 class YesScorer:
     """``(crops, targets) -> float[N]``: P("Yes") of the model for each (crop, target)."""
 
@@ -111,25 +107,30 @@ class YesScorer:
                 QUESTION.format(target=t), self.template, d.tokenizer, d.num_image_tokens,
                 system=self.system), np.asarray(self.prefix, np.int32)])
                 for t in targets[i:i + bs]]
-            batch = runner.make_batch(prompts, crops[i:i + bs], d.size, bs, d.pad_color)
+            batch = runner.make_batch(prompts, crops[i:i + bs], d.host_images, bs)
             out.append(np.asarray(jax.device_get(self._p_yes(d.state, batch)))[:len(prompts)])
         return np.concatenate(out) if out else np.zeros((0,), np.float32)
 
 
 def memory_batch(prompts: list[np.ndarray], images: list[np.ndarray],
-                 crops: list[list[np.ndarray]], k: int, size: int, batch_size: int,
-                 pad_color) -> dict:
-    """Rows of the global image + up to ``k`` crops: ``image`` uint8[B, 1+k, S, S, 3],
-    ``image_box`` float32[B, 1+k, 4] (an absent crop has an empty box)."""
-    batch = runner.make_batch(prompts, images, size, batch_size, pad_color)
-    img = np.zeros((batch_size, 1 + k, size, size, 3), np.uint8)
-    box = np.zeros((batch_size, 1 + k, 4), np.float32)
-    img[:, 0], box[:, 0] = batch["image"], batch["image_box"]
-    for r, cs in enumerate(crops):
-        if cs[:k]:
-            img[r, 1:1 + len(cs[:k])], box[r, 1:1 + len(cs[:k])] = _images(cs[:k], size,
-                                                                           pad_color)
-    return {**batch, "image": img, "image_box": box}
+                 crops: list[list[np.ndarray]], k: int, host_images, batch_size: int) -> dict:
+    """Rows of the global image + up to ``k`` crops (packed rows, ``host_images``: the model's
+    ``host_images()``): ``image`` {alias: uint8[B, 1+k, S, S, 3]}, ``letterbox`` int32[B, 1+k,
+    G, 2]; an absent crop is letter-boxed away whole (every row of every grid padding)."""
+    batch = runner.make_batch(prompts, images, host_images, batch_size)
+    absent = host_images.empty()
+    absent["letterbox"] = np.asarray([(0, s) for s in host_images.sides], np.int32)
+    rows = []
+    for r in range(batch_size):
+        cs = crops[r][:k] if r < len(crops) else []
+        rows.append([host_images(c) for c in cs] + [absent] * (k - len(cs)))
+    extra = stack([stack(row) for row in rows]) if k else None
+    image = {a: x[:, None] for a, x in batch["image"].items()}
+    letterbox = batch["letterbox"][:, None]
+    if extra is not None:
+        image = {a: np.concatenate([x, extra["image"][a]], axis=1) for a, x in image.items()}
+        letterbox = np.concatenate([letterbox, extra["letterbox"]], axis=1)
+    return {**batch, "image": image, "letterbox": letterbox}
 
 
 class SearchDecoder:
@@ -162,8 +163,8 @@ class SearchDecoder:
             prompts = [conversation.encode_prompt(
                 s["prompt"], template, d.tokenizer, d.num_image_tokens * (1 + k),
                 system=d.config.model.system_prompt) for s in items]
-            batch = memory_batch(prompts, [s["image"] for s in items], crops, k, d.size, bs,
-                                 d.pad_color)
+            batch = memory_batch(prompts, [s["image"] for s in items], crops, k,
+                                 d.host_images, bs)
             toks, lens = jax.device_get(generate(d.state, batch))
             new = []
             for r, (item, ss) in enumerate(zip(items, searches)):
